@@ -1,0 +1,89 @@
+"""models_onnx/manifest.json: what was exported, from what, and how well it matched its source.
+
+Each export calls `record(models_dir, name, entry)` for the model it wrote; the entry
+gets the ONNX file's hash, its input/output signature and the tool versions added here.
+"""
+from __future__ import annotations
+
+import datetime
+import hashlib
+import json
+import os
+from importlib import metadata
+from pathlib import Path
+
+MANIFEST = "manifest.json"
+TOOLS = ("onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorflow-cpu", "tensorflow", "tf2onnx", "onnxscript", "numpy")
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def sha256_files(paths) -> str:
+    """One hash over several files (a TF checkpoint is an index plus data shards)."""
+    digest = hashlib.sha256()
+    for path in sorted(Path(p) for p in paths):
+        digest.update(path.name.encode())
+        digest.update(bytes.fromhex(sha256_file(path)))
+    return digest.hexdigest()
+
+
+def tool_versions() -> dict[str, str]:
+    versions = {}
+    for name in TOOLS:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+def io_signature(onnx_path: str | Path) -> dict[str, list[dict]]:
+    import onnx
+
+    model = onnx.load(str(onnx_path), load_external_data=False)
+
+    def describe(values):
+        out = []
+        for v in values:
+            dims = [d.dim_param or d.dim_value for d in v.type.tensor_type.shape.dim]
+            out.append({
+                "name": v.name,
+                "shape": dims,
+                "dtype": onnx.helper.tensor_dtype_to_np_dtype(v.type.tensor_type.elem_type).name,
+            })
+        return out
+
+    return {"inputs": describe(model.graph.input), "outputs": describe(model.graph.output)}
+
+
+def load(models_dir: str | Path) -> dict:
+    path = Path(models_dir) / MANIFEST
+    if not path.is_file():
+        return {"format": 1, "models": {}}
+    return json.loads(path.read_text())
+
+
+def record(models_dir: str | Path, name: str, entry: dict) -> dict:
+    """Add or replace the manifest entry for one exported model; returns the full entry."""
+    models_dir = Path(models_dir)
+    onnx_path = models_dir / entry["file"]
+    full = {
+        **entry,
+        "sha256": sha256_file(onnx_path),
+        "bytes": onnx_path.stat().st_size,
+        **io_signature(onnx_path),
+        "tools": tool_versions(),
+        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+    }
+    manifest = load(models_dir)
+    manifest["models"][name] = full
+    tmp = models_dir / (MANIFEST + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
+    os.replace(tmp, models_dir / MANIFEST)
+    return full

@@ -1,0 +1,1 @@
+"""tryon.runtime: virtual try-on with ONNX Runtime, NumPy and OpenCV only."""
