@@ -33,6 +33,14 @@ def sha256_files(paths) -> str:
     return digest.hexdigest()
 
 
+def source_sha256(path: str | Path) -> str:
+    """Hash of a checkpoint: one file, or every file of a checkpoint directory."""
+    path = Path(path)
+    if path.is_dir():
+        return sha256_files(p for p in path.iterdir() if p.is_file())
+    return sha256_file(path)
+
+
 def tool_versions() -> dict[str, str]:
     versions = {}
     for name in TOOLS:

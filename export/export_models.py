@@ -1,0 +1,44 @@
+"""`tryon export` / `tryon validate` over a checkpoint folder: all three networks."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from .sources import find_sources
+
+
+def export_all(checkpoints: str | Path, models_dir: str | Path, family: str | None = None,
+               opset: int = 17) -> dict[str, dict]:
+    from .cpvton_export import export_cpvton
+    from .jppnet_export import export_jppnet
+
+    sources = find_sources(checkpoints, family)
+    models_dir = Path(models_dir)
+    models_dir.mkdir(parents=True, exist_ok=True)
+    entries = dict(export_cpvton(sources.gmm, sources.tom, models_dir, opset=opset))
+    entries["jppnet"] = export_jppnet(sources.jppnet, models_dir, opset=opset)
+    return entries
+
+
+def validate_all(checkpoints: str | Path, models_dir: str | Path, family: str | None = None) -> dict[str, dict]:
+    from .cpvton_export import validate_cpvton
+    from .jppnet_export import validate_jppnet
+
+    sources = find_sources(checkpoints, family)
+    report = dict(validate_cpvton(models_dir, sources.gmm, sources.tom))
+    report["jppnet"] = validate_jppnet(models_dir, sources.jppnet)
+    return report
+
+
+def up_to_date(checkpoints: str | Path, models_dir: str | Path, family: str | None = None) -> bool:
+    """True when every model in the manifest was exported from these very checkpoint files."""
+    from . import manifest
+
+    sources = find_sources(checkpoints, family)
+    models = manifest.load(models_dir)["models"]
+    for name, path in (("jppnet", sources.jppnet), ("gmm", sources.gmm), ("tom", sources.tom)):
+        entry = models.get(name)
+        if entry is None or not (Path(models_dir) / entry["file"]).is_file():
+            return False
+        if entry["source"].get("sha256") != manifest.source_sha256(path):
+            return False
+    return True

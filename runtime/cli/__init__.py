@@ -1,0 +1,15 @@
+"""The `tryon` command: thin verbs over tryon.runtime (and tryon.export for model building)."""
+import typer
+
+from . import demo_cmd, info_cmd, models_cmd, run_cmd
+
+app = typer.Typer(
+    help="Virtual try-on (JPP-Net + CP-VTON) on ONNX Runtime.\n\n"
+         "First time: `tryon demo` (synthetic weights), or put the published checkpoints in "
+         "checkpoints/ and run `tryon export`, then `tryon run person.jpg shirt.jpg -o out.png`.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+for module in (models_cmd, run_cmd, info_cmd, demo_cmd):
+    module.register(app)

@@ -1,0 +1,56 @@
+"""Known failures become one line on stderr and an exit code a shell script can act on."""
+from __future__ import annotations
+
+import functools
+
+import typer
+
+EXIT_MISSING_MODELS = 3
+EXIT_BAD_INPUT = 4
+EXIT_ENVIRONMENT = 5
+EXIT_BAD_CHECKPOINT = 6
+
+
+def _known():
+    from ..images import ImageError
+    from ..model_dir import ModelsMissingError
+    from ..session import RuntimeSetupError
+
+    known = [(ModelsMissingError, EXIT_MISSING_MODELS), (ImageError, EXIT_BAD_INPUT),
+             (RuntimeSetupError, EXIT_ENVIRONMENT)]
+    try:  # the export side is optional; its errors only exist where it is installed
+        from tryon.export.errors import CheckpointError
+        from tryon.export.sources import SourcesMissingError
+        known += [(SourcesMissingError, EXIT_BAD_CHECKPOINT), (CheckpointError, EXIT_BAD_CHECKPOINT)]
+    except ImportError:
+        pass
+    return known + [(FileNotFoundError, EXIT_BAD_INPUT), (ValueError, EXIT_BAD_INPUT)]
+
+
+def friendly(command):
+    @functools.wraps(command)
+    def wrapper(*args, **kwargs):
+        try:
+            return command(*args, **kwargs)
+        except Exception as exc:
+            for kind, code in _known():
+                if isinstance(exc, kind):
+                    typer.secho(f"error: {exc}", fg="red", err=True)
+                    raise typer.Exit(code) from None
+            raise
+    return wrapper
+
+
+def require_export_side():
+    """The export verbs need TensorFlow and torch; say how to get them instead of a traceback."""
+    missing = []
+    for module in ("torch", "tensorflow", "tf2onnx", "onnx"):
+        try:
+            __import__(module)
+        except ImportError:
+            missing.append(module)
+    if missing:
+        typer.secho(
+            f"error: this verb needs the export extra ({', '.join(missing)} missing): "
+            "pip install 'tryon-onnx[export,cpu]'", fg="red", err=True)
+        raise typer.Exit(EXIT_ENVIRONMENT)

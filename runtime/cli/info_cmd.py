@@ -1,0 +1,47 @@
+"""info: versions, providers, and which models are where."""
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from pathlib import Path
+
+import typer
+
+from ..model_dir import MODEL_FILES, ModelDir, ModelsMissingError
+from ..session import SessionOptions, available_providers, create_session, providers_in_use
+from . import common
+from .errors import friendly
+
+PACKAGES = ("tryon-onnx", "onnxruntime", "onnxruntime-gpu", "numpy", "opencv-python-headless",
+            "torch", "tensorflow-cpu", "tf2onnx", "onnx")
+
+
+def register(app: typer.Typer):
+    app.command(help="Show versions, execution providers and the models found.\n\n"
+                     "Example: tryon info --models models_onnx --provider cpu")(info)
+
+
+@friendly
+def info(models: Path = common.MODELS, provider: str = common.PROVIDER):
+    typer.echo(f"python {platform.python_version()} on {platform.machine()} ({platform.system()})")
+    for name in PACKAGES:
+        try:
+            typer.echo(f"  {name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pass
+    typer.echo(f"providers available: {', '.join(available_providers())}")
+    try:
+        model_dir = ModelDir.open(models)
+    except ModelsMissingError as exc:
+        typer.echo(f"models: {exc}")
+        return
+    options = SessionOptions(provider=provider)
+    for name in MODEL_FILES:
+        if not model_dir.has(name):
+            typer.echo(f"{name}: not exported")
+            continue
+        entry = model_dir.entry(name)
+        session = create_session(model_dir.file(name), options)
+        kind = "SYNTHETIC (untrained)" if model_dir.synthetic(name) else "from " + entry["source"].get("path", "?")
+        detail = entry.get("family") or entry.get("variant", "")
+        typer.echo(f"{name}: {entry['file']} {detail} {kind}; providers in use: {', '.join(providers_in_use(session))}")

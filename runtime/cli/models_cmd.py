@@ -1,0 +1,69 @@
+"""synth, export, validate: build and check models_onnx/ (needs the export extra)."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from .errors import friendly, require_export_side
+
+FAMILIES = ("grayxu", "cpvton")
+
+
+def register(app: typer.Typer):
+    app.command(help="Write seeded, UNTRAINED checkpoints in the published formats.\n\n"
+                     "Example: tryon synth --out checkpoints/synthetic --family grayxu --family cpvton")(synth)
+    app.command(help="Convert checkpoints to ONNX and validate them against TensorFlow/PyTorch.\n\n"
+                     "Example: tryon export --checkpoints checkpoints --out models_onnx")(export)
+    app.command(help="Re-run the framework-vs-ONNX validation for already exported models.\n\n"
+                     "Example: tryon validate --checkpoints checkpoints --models models_onnx")(validate)
+
+
+@friendly
+def synth(out: Path = typer.Option(Path("checkpoints/synthetic"), help="folder to write"),
+          family: list[str] = typer.Option(["grayxu"], help="CP-VTON family: grayxu and/or cpvton"),
+          jppnet: str = typer.Option("full", help="JPP-Net size: full (the published graph) or reduced (tests)"),
+          seed: int = typer.Option(0, help="random seed")):
+    require_export_side()
+    for f in family:
+        if f not in FAMILIES:
+            raise ValueError(f"family {f!r} is not one of {', '.join(FAMILIES)}")
+    from tryon.export.synthetic import write_synthetic
+
+    written = write_synthetic(out, families=tuple(family), jppnet=jppnet, seed=seed)
+    for name, path in written.items():
+        typer.echo(f"wrote {name}: {path}")
+    typer.secho(f"These checkpoints are UNTRAINED: results made with them are noise ({out}/README.md).",
+                fg="yellow")
+
+
+@friendly
+def export(checkpoints: Path = typer.Option(Path("checkpoints"), help="folder with the source checkpoints"),
+           out: Path = typer.Option(Path("models_onnx"), help="folder for the .onnx files and manifest.json"),
+           family: str = typer.Option(None, help="grayxu or cpvton when both are present"),
+           opset: int = typer.Option(17, help="ONNX opset")):
+    require_export_side()
+    from tryon.export.export_models import export_all
+
+    entries = export_all(checkpoints, out, family=family, opset=opset)
+    _print_validation(entries)
+    typer.echo(f"manifest: {out / 'manifest.json'}")
+
+
+@friendly
+def validate(checkpoints: Path = typer.Option(Path("checkpoints"), help="folder with the source checkpoints"),
+             models: Path = typer.Option(Path("models_onnx"), help="folder with the exported models"),
+             family: str = typer.Option(None, help="grayxu or cpvton when both are present")):
+    require_export_side()
+    from tryon.export.export_models import validate_all
+
+    _print_validation(validate_all(checkpoints, models, family=family))
+
+
+def _print_validation(entries: dict[str, dict]):
+    for name, entry in entries.items():
+        validation = entry.get("validation", entry)
+        diffs = json.dumps(validation.get("max_abs_diff", {}), default=float)
+        verdict = "passed" if validation.get("passed") else "FAILED"
+        typer.echo(f"{name}: validation {verdict}; max abs diff {diffs}")
