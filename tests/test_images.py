@@ -1,0 +1,74 @@
+import struct
+
+import cv2
+import numpy as np
+import pytest
+
+from tryon.runtime.images import ImageError, decode, encode, load_rgb
+
+
+def _png(rgb):
+    return encode(rgb, ".png")
+
+
+def test_rgb_png_round_trip_keeps_channel_order():
+    rgb = np.zeros((20, 30, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    out = decode(_png(rgb))
+    assert out.shape == (20, 30, 3) and out[0, 0].tolist() == [200, 0, 0]
+
+
+def test_grayscale_16bit_and_rgba_become_rgb_uint8():
+    gray16 = np.full((20, 20), 65535, np.uint16)
+    ok, buf = cv2.imencode(".png", gray16)
+    out = decode(buf.tobytes())
+    assert out.dtype == np.uint8 and out.shape == (20, 20, 3) and (out == 255).all()
+    rgba = np.zeros((20, 20, 4), np.uint8)
+    rgba[..., 0] = 255  # red, fully transparent on the left half
+    rgba[:, 10:, 3] = 255
+    ok, buf = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))
+    out = decode(buf.tobytes())
+    assert out[0, 0].tolist() == [255, 255, 255] and out[0, 15].tolist() == [255, 0, 0]
+
+
+def test_exif_orientation_is_applied():
+    rgb = np.zeros((20, 40, 3), np.uint8)
+    ok, jpg = cv2.imencode(".jpg", rgb)
+    jpg = jpg.tobytes()
+    # An APP1 Exif segment with Orientation = 6 (rotate 90 degrees clockwise).
+    tiff = b"MM\x00*" + struct.pack(">I", 8) + struct.pack(">H", 1) + struct.pack(">HHIHH", 0x0112, 3, 1, 6, 0) + b"\x00" * 4
+    app1 = b"\xff\xe1" + struct.pack(">H", 2 + 6 + len(tiff)) + b"Exif\x00\x00" + tiff
+    out = decode(jpg[:2] + app1 + jpg[2:])
+    assert out.shape == (40, 20, 3)
+
+
+def test_arrays_are_accepted_and_validated():
+    assert load_rgb(np.zeros((20, 20), np.uint8)).shape == (20, 20, 3)
+    with pytest.raises(ImageError, match="pixel type float32"):
+        load_rgb(np.zeros((20, 20, 3), np.float32))
+    with pytest.raises(ImageError, match="too small"):
+        load_rgb(np.zeros((4, 20, 3), np.uint8))
+    with pytest.raises(ImageError, match="not an image"):
+        load_rgb(np.zeros((20, 20, 5), np.uint8))
+
+
+def test_garbage_truncated_and_missing_inputs_say_what_is_accepted(tmp_path):
+    with pytest.raises(ImageError, match="JPEG, PNG, BMP or WebP"):
+        decode(b"hello world, not an image")
+    png = _png(np.zeros((20, 20, 3), np.uint8))
+    with pytest.raises(ImageError, match="corrupt or truncated"):
+        decode(png[:60])
+    with pytest.raises(ImageError, match="no such file"):
+        load_rgb(tmp_path / "missing.jpg")
+    with pytest.raises(ImageError, match="expected a path"):
+        load_rgb(3.5)
+
+
+def test_decompression_bomb_is_refused_before_decoding():
+    png = bytearray(_png(np.zeros((20, 20, 3), np.uint8)))
+    png[16:24] = struct.pack(">II", 100_000, 100_000)  # header claims 10 gigapixels
+    with pytest.raises(ImageError, match="over the limit"):
+        decode(bytes(png))
+    jpg = cv2.imencode(".jpg", np.zeros((300, 200, 3), np.uint8))[1].tobytes()
+    with pytest.raises(ImageError, match="200x300 pixels"):
+        decode(jpg, max_pixels=1000)
