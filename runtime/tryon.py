@@ -1,6 +1,8 @@
 """TryOn: a person photo and a garment photo in, the person wearing the garment out.
 
-Read `TryOn.predict` top to bottom to follow one photo through every stage.
+Follow one photo: `TryOn.predict` -> `predict_batch` -> `_prepare` (decode, brightness,
+JPP-Net, crop, crossed arms) -> `CpvtonStage.run_batch` (agnostic, GMM, TOM) -> `Job.finish`
+(keep_back) -> `Job.result`.
 """
 from __future__ import annotations
 
@@ -37,6 +39,16 @@ class TryOnResult:
         return self.confidence >= SEED_FAILURE_CONFIDENCE
 
 
+@dataclass(frozen=True)
+class Flags:
+    """The seed's five predict() switches."""
+    need_pre: bool = True
+    need_bright: bool = False
+    keep_back: bool = False
+    need_dilate: bool = False
+    check_dirty: bool = False
+
+
 class Timer:
     def __init__(self):
         self.ms: dict[str, float] = {}
@@ -50,6 +62,39 @@ class Timer:
     def add(self, prefix: str, timings: dict[str, float]):
         for name, ms in timings.items():
             self.ms[f"{prefix}.{name}"] = ms
+
+
+@dataclass
+class Job:
+    """One pair on its way through the pipeline."""
+    timer: Timer
+    cloth: np.ndarray
+    confidence: float
+    reason: str = ""
+    person: np.ndarray | None = None
+    labels: np.ndarray | None = None
+    keypoints: np.ndarray | None = None
+    out: object = None
+    image: np.ndarray | None = None
+
+    def finish(self, out, flags: Flags):
+        self.out, self.image = out, out.image
+        if flags.keep_back:
+            with self.timer("total"), self.timer("keep_back"):
+                self.image = keep_background(self.person, out.image, self.labels, flags.need_dilate)
+
+    def result(self, intermediates: bool) -> TryOnResult:
+        if self.reason:
+            return TryOnResult(self.person, 0.0, self.timer.ms, self.reason, self._extras(intermediates))
+        return TryOnResult(self.image, self.confidence, self.timer.ms, "", self._extras(intermediates))
+
+    def _extras(self, wanted: bool) -> dict[str, np.ndarray]:
+        if not wanted:
+            return {}
+        extras = {"person": self.person, "labels": self.labels, "keypoints": self.keypoints}
+        if self.out is not None:
+            extras.update(warped_cloth=self.out.warped_cloth, mask=self.out.mask, rendered=self.out.rendered)
+        return extras
 
 
 class TryOn:
@@ -76,40 +121,53 @@ class TryOn:
                 intermediates: bool = False) -> TryOnResult:
         """The seed's predict() with its bugs fixed. Pass `labels` (HxW LIP labels) and
         `keypoints` (16x2 LIP, x/y) of the person photo to skip JPP-Net."""
+        flags = Flags(need_pre, need_bright, keep_back, need_dilate, check_dirty)
+        return self.predict_batch([(person, cloth)], flags, [(labels, keypoints)], intermediates)[0]
+
+    def predict_batch(self, pairs, flags: "Flags | None" = None, parses=None,
+                      intermediates: bool = False) -> list[TryOnResult]:
+        """Many (person, cloth) pairs: JPP-Net runs per photo (sizes differ), GMM and TOM run
+        once over every photo that passed. `parses` optionally gives (labels, keypoints) per pair."""
+        flags = flags or Flags()
+        parses = parses or [(None, None)] * len(pairs)
+        jobs = [self._prepare(p, c, flags, lab, kp) for (p, c), (lab, kp) in zip(pairs, parses)]
+        ready = [job for job in jobs if not job.reason]
+        if ready:
+            start = time.perf_counter()
+            outs = self.cpvton.run_batch([j.person for j in ready], [j.cloth for j in ready],
+                                         [j.labels for j in ready],
+                                         [self._family_keypoints(j.keypoints) for j in ready])
+            share = (time.perf_counter() - start) * 1e3 / len(ready)
+            for job, out in zip(ready, outs):
+                job.timer.add("cpvton", out.timings_ms)
+                job.timer.ms["total"] += share
+                job.finish(out, flags)
+        return [job.result(intermediates) for job in jobs]
+
+    def _prepare(self, person, cloth, flags: "Flags", labels, keypoints) -> "Job":
         timer = Timer()
         with timer("total"):
             with timer("decode"):
                 person = load_rgb(person, "person photo")
                 cloth = self.cpvton.fit_cloth(load_rgb(cloth, "garment photo"))
-            if need_bright:
+            if flags.need_bright:
                 with timer("brightness"):
                     person = brightness.enhance(person)
             labels, keypoints, confidence = self._parse(person, labels, keypoints, timer)
-            refused = None
+            job = Job(timer, cloth, confidence)
             with timer("crop"):
                 try:
-                    if need_pre:
-                        person, labels, keypoints = crop_person(
-                            person, labels, keypoints, pose_box(keypoints, *labels.shape))
+                    if flags.need_pre:
+                        framed = crop_person(person, labels, keypoints, pose_box(keypoints, *labels.shape))
                     else:
-                        person, labels, keypoints = resize_person(person, labels, keypoints)
+                        framed = resize_person(person, labels, keypoints)
                 except CannotFrame as exc:
-                    person, labels, keypoints = resize_person(person, labels, keypoints)
-                    refused = str(exc)
-            if refused is None and check_dirty and crossed_arms(keypoints):
-                refused = "crossed arms: a wrist lies inside the torso (check_dirty)"
-            if refused is not None:
-                return TryOnResult(person, 0.0, timer.ms, refused,
-                                   self._extras(intermediates, person=person, labels=labels, keypoints=keypoints))
-            out = self.cpvton.run(person, cloth, labels, self._family_keypoints(keypoints))
-            timer.add("cpvton", out.timings_ms)
-            image = out.image
-            if keep_back:
-                with timer("keep_back"):
-                    image = keep_background(person, image, labels, need_dilate)
-        return TryOnResult(image, confidence, timer.ms, "", self._extras(
-            intermediates, person=person, labels=labels, keypoints=keypoints,
-            warped_cloth=out.warped_cloth, mask=out.mask, rendered=out.rendered))
+                    framed = resize_person(person, labels, keypoints)
+                    job.reason = str(exc)
+            job.person, job.labels, job.keypoints = framed
+            if not job.reason and flags.check_dirty and crossed_arms(job.keypoints):
+                job.reason = "crossed arms: a wrist lies inside the torso (check_dirty)"
+        return job
 
     def _parse(self, person, labels, keypoints, timer):
         if (labels is None) != (keypoints is None):
@@ -124,9 +182,6 @@ class TryOn:
     def _family_keypoints(self, lip: np.ndarray) -> np.ndarray:
         return lip_to_openpose(lip) if self.cpvton.family == "cpvton" else lip
 
-    @staticmethod
-    def _extras(wanted: bool, **arrays) -> dict[str, np.ndarray]:
-        return {k: v for k, v in arrays.items() if v is not None} if wanted else {}
 
 
 def _check_given_parse(labels, keypoints, shape):

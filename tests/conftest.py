@@ -1,0 +1,44 @@
+"""Shared fixtures: tiny synthetic models exported once per test session.
+
+The reduced JPP-Net is the same graph code at 1/8 width and fewer blocks, so the whole
+pipeline runs in seconds; full-size models are exercised by the slow parity tests.
+"""
+from pathlib import Path
+
+import pytest
+
+SHARED_VITON = Path(__file__).resolve().parents[2] / "shared" / "data" / "viton"
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoints(tmp_path_factory) -> Path:
+    from tryon.export.synthetic import write_synthetic
+
+    folder = tmp_path_factory.mktemp("checkpoints")
+    write_synthetic(folder, families=("grayxu",), jppnet="reduced", jppnet_formats=("pb",))
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_models_dir(tiny_checkpoints, tmp_path_factory) -> Path:
+    from tryon.export.export_models import export_all
+
+    folder = tmp_path_factory.mktemp("models_onnx")
+    export_all(tiny_checkpoints, folder)
+    return folder
+
+
+@pytest.fixture(scope="session")
+def tiny_tryon(tiny_models_dir):
+    from tryon.runtime.tryon import TryOn
+
+    return TryOn.from_dir(tiny_models_dir, provider="cpu")
+
+
+@pytest.fixture(scope="session")
+def viton_pair() -> tuple[Path, Path]:
+    """A real VITON person photo and garment from ../shared (research use; never copied here)."""
+    person = sorted((SHARED_VITON / "person").glob("*.jpg"))[0]
+    cloth = SHARED_VITON / "cloth" / person.name.replace("_0.jpg", "_1.jpg")
+    assert person.is_file() and cloth.is_file(), f"VITON samples missing under {SHARED_VITON}"
+    return person, cloth
