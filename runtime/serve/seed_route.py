@@ -1,0 +1,83 @@
+"""POST /cloth: the seed service's JSON contract, for the clients written against it."""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+
+from fastapi import APIRouter, HTTPException, Request
+from pydantic import BaseModel, Field
+
+router = APIRouter(tags=["seed-compatible"])
+
+# What the seed's /cloth passed to predict(); its clients' photos were tuned to this.
+SEED_FLAGS = dict(need_pre=True, need_bright=True, keep_back=True, need_dilate=True, check_dirty=False)
+FIELDS = ("image_person", "image_cloth")
+CONTRACT = '{"image_person": "<base64 image>", "image_cloth": "<base64 image>"}'
+
+
+class ClothRequest(BaseModel):
+    image_person: str = Field(description="person photo (JPEG, PNG, BMP or WebP), base64")
+    image_cloth: str = Field(description="garment photo (JPEG, PNG, BMP or WebP), base64")
+
+
+class ClothResponse(BaseModel):
+    status: str = Field(description='"ok", or "failure" when confidence < 0.1 (as the seed)')
+    output_image: str = Field(description="base64 of a 192x256 BMP file, the seed's encoding")
+    confidence: float = Field(description="pose confidence; added, the seed did not send it")
+    timings_ms: dict[str, float] = Field(description="per-stage milliseconds; added")
+    reason: str = Field(description="why confidence is 0, when it is; added")
+
+
+DESCRIPTION = f"""The seed's contract: a JSON body {CONTRACT} in, `status` and `output_image` out.
+The body is read whatever its Content-Type (the seed's get.py sent none) and may contain the
+line breaks of wrapped base64 (the seed removed them; so do we).
+
+The seed's flags are kept: need_bright, keep_back and need_dilate on.
+
+**Differences from the seed.** The seed rotated the photo 90 degrees, mirrored it and cut
+[60:580, 45:435] out of it: the framing of one phone app's camera. We use the photo as sent
+and let the pose-based crop frame the person, so send an upright photo.
+
+**output_image** is a base64 BMP, byte for byte the encoding the seed produced, so that
+clients that save or decode it as BMP keep working; it is a lossless 147,510-byte file, and
+PNG is what `POST /v1/tryon` returns. `confidence`, `timings_ms` and `reason` are extra
+fields; old clients ignore them."""
+
+
+@router.post("/cloth", response_model=ClothResponse, summary="Try on (the seed's JSON contract)",
+             description=DESCRIPTION, openapi_extra={"requestBody": {"required": True, "content": {
+                 "application/json": {"schema": ClothRequest.model_json_schema()}}}})
+async def cloth(request: Request) -> ClothResponse:
+    person, garment = parse_body(await request.body())
+    result, bmp = await request.app.state.service.predict(person, garment, SEED_FLAGS, ".bmp")
+    return ClothResponse(status="ok" if result.ok else "failure",
+                         output_image=base64.b64encode(bmp).decode("ascii"),
+                         confidence=result.confidence, timings_ms=result.timings_ms, reason=result.reason)
+
+
+def parse_body(body: bytes) -> tuple[bytes, bytes]:
+    # Android's Base64.DEFAULT wraps lines; raw line breaks are not allowed inside JSON strings.
+    text = body.replace(b"\r", b"").replace(b"\n", b"")
+    try:
+        data = json.loads(text)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise HTTPException(400, f"the body is not JSON ({exc}); send {CONTRACT}") from None
+    if not isinstance(data, dict):
+        raise HTTPException(422, f"the body is JSON but not an object; send {CONTRACT}")
+    return tuple(_base64_field(data, name) for name in FIELDS)
+
+
+def _base64_field(data: dict, name: str) -> bytes:
+    value = data.get(name)
+    if value is None:
+        raise HTTPException(422, f"{name} is missing; send {CONTRACT}")
+    if not isinstance(value, str):
+        raise HTTPException(422, f"{name} must be a base64 string, got {type(value).__name__}")
+    if value.startswith("data:"):  # a browser's FileReader.readAsDataURL
+        value = value.partition(",")[2]
+    try:
+        return base64.b64decode("".join(value.split()), validate=True)
+    except (binascii.Error, ValueError):
+        raise HTTPException(422, f"{name} is not valid base64 (standard alphabet A-Z a-z 0-9 + /, "
+                                 "padded with =)") from None

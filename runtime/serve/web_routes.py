@@ -1,0 +1,35 @@
+"""GET /web (the page), GET /healthz, and / pointing at the page."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from fastapi import APIRouter, Request
+from fastapi.responses import HTMLResponse, RedirectResponse
+
+STATIC = Path(__file__).resolve().parent / "static"
+
+router = APIRouter()
+
+# The page loads nothing from elsewhere; the browser enforces that promise.
+PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+               "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
+
+
+@router.get("/web", response_class=HTMLResponse, summary="Upload page", tags=["web"])
+async def web() -> HTMLResponse:
+    return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"),
+                        headers={"Content-Security-Policy": PAGE_POLICY})
+
+
+@router.get("/", include_in_schema=False)
+async def root() -> RedirectResponse:
+    return RedirectResponse("/web")
+
+
+@router.get("/healthz", summary="Models loaded, providers in use, synthetic flag", tags=["web"])
+async def healthz(request: Request) -> dict:
+    service = request.app.state.service
+    return {"status": "ok", "models_loaded": True, "synthetic": bool(service.tryon.synthetic),
+            "providers": service.providers(), "family": service.family(),
+            "max_concurrent": service.gate.max_concurrent, "queue": service.gate.queue,
+            "in_flight": service.gate.admitted}
