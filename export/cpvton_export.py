@@ -20,11 +20,11 @@ from tryon.runtime.session import SessionOptions, create_session
 from . import manifest
 from .cpvton_checkpoint import load_network
 from .cpvton_networks import GMM, LinearTpsGridGen, UnetGenerator, tom_outputs, warp_cloth
+from .sources import is_synthetic
 
 GMM_IO = (("agnostic", "cloth"), ("theta", "grid", "warped_cloth"))
 TOM_IO = (("agnostic", "warped_cloth"), ("rendered", "mask", "tryon"))
 TOLERANCE = {"theta": 1e-4, "grid": 1e-4, "warped_cloth": 1e-3, "rendered": 1e-3, "mask": 1e-3, "tryon": 1e-3}
-UNTRAINED_MARKER = "UNTRAINED"  # in a README.md beside synthetic checkpoints (cpvton_synth writes it)
 INPUTS_DESCRIPTION = ("synthetic person-like agnostic (runtime.agnostic from a drawn LIP label map, "
                       "keypoints and smooth photo) and smooth garment images, batch 1 and 2")
 
@@ -206,14 +206,10 @@ def _validate_and_record(name: str, model, family: str, pth, models_dir: Path, o
         raise
     pth = Path(pth)
     entry = {"file": f"{name}.onnx", "family": family, "opset": opset,
-             "source": {"path": str(pth), "sha256": manifest.sha256_file(pth), "format": "torch state_dict",
+             # Synthetic files have the published format exactly, so only their folder's
+             # README marker (written by `tryon synth`) tells them apart.
+             "source": {"path": str(pth), "sha256": manifest.source_sha256(pth), "format": "torch state_dict",
                         "synthetic": is_synthetic(pth)},
              "validation": validation}
     return manifest.record(models_dir, name, entry)
 
-
-def is_synthetic(pth: str | Path) -> bool:
-    """Synthetic checkpoints have the published format exactly, so nothing inside tells them
-    apart; the folder does: cpvton_synth writes a README.md containing UNTRAINED beside them."""
-    readme = Path(pth).resolve().parent / "README.md"
-    return readme.is_file() and UNTRAINED_MARKER in readme.read_text(errors="replace")

@@ -1,0 +1,111 @@
+"""CP-VTON's two networks over ONNX Runtime: agnostic -> GMM -> uint8 round trip -> TOM -> image.
+
+The seed's arithmetic is kept where it shows in the pixels: the warped cloth is
+quantised to uint8 between GMM and TOM (cp-vton wrote it to disk, GrayXu cast it
+in memory), and the try-on becomes uint8 by truncation of (x + 1) / 2 * 255.
+"""
+from __future__ import annotations
+
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from .agnostic import HEIGHT, WIDTH, agnostic_representation, family_constants, to_unit_range
+from .model_dir import ModelDir
+from .session import SessionOptions, create_session
+
+WHITE = 255  # garment photos are shot on white: padding must not add a frame around the cloth
+
+
+@dataclass
+class CpvtonResult:
+    image: np.ndarray  # 256x192x3 uint8 try-on
+    warped_cloth: np.ndarray  # 256x192x3 uint8, what TOM was given
+    mask: np.ndarray  # 256x192 float32 in [0, 1], the weight of the warped cloth in the composite
+    rendered: np.ndarray  # 256x192x3 uint8, TOM's rendered person
+    agnostic: np.ndarray  # [C, 256, 192] float32
+    timings_ms: dict[str, float] = field(default_factory=dict)  # per step, for the whole batch it ran in
+
+
+def to_uint8(nchw: np.ndarray) -> np.ndarray:
+    """[-1, 1] float [N, 3, H, W] -> [N, H, W, 3] uint8 by truncation, as the seed's casts did."""
+    scaled = (nchw + np.float32(1)) * np.float32(0.5) * np.float32(255)
+    # The seed clamped before its cast; values only leave [0, 255] by float rounding.
+    return np.clip(scaled, 0, 255).astype(np.uint8).transpose(0, 2, 3, 1)
+
+
+def fit_cloth(cloth_rgb: np.ndarray) -> np.ndarray:
+    """Any garment photo -> 256x192x3 uint8: shrunk or enlarged to fit, aspect kept, padded white."""
+    cloth_rgb = np.asarray(cloth_rgb)
+    if cloth_rgb.ndim != 3 or cloth_rgb.shape[2] != 3 or cloth_rgb.dtype != np.uint8 or 0 in cloth_rgb.shape:
+        raise ValueError(f"garment must be an HxWx3 uint8 RGB image, got {cloth_rgb.dtype} {cloth_rgb.shape}")
+    h, w = cloth_rgb.shape[:2]
+    if (h, w) == (HEIGHT, WIDTH):
+        return cloth_rgb
+    scale = min(HEIGHT / h, WIDTH / w)
+    new_h, new_w = max(1, min(HEIGHT, round(h * scale))), max(1, min(WIDTH, round(w * scale)))
+    resized = cv2.resize(cloth_rgb, (new_w, new_h), interpolation=cv2.INTER_AREA)
+    out = np.full((HEIGHT, WIDTH, 3), WHITE, np.uint8)
+    top, left = (HEIGHT - new_h) // 2, (WIDTH - new_w) // 2
+    out[top:top + new_h, left:left + new_w] = resized
+    return out
+
+
+class CpvtonStage:
+    def __init__(self, gmm_session, tom_session, family: str):
+        self.gmm = gmm_session
+        self.tom = tom_session
+        self.family = family
+        _check_channels(gmm_session, family_constants(family).channels)
+
+    @classmethod
+    def from_dir(cls, path: str | Path, options: SessionOptions = SessionOptions()) -> "CpvtonStage":
+        models = ModelDir.open(path)
+        return cls(create_session(models.file("gmm"), options), create_session(models.file("tom"), options),
+                   models.family)
+
+    fit_cloth = staticmethod(fit_cloth)
+
+    def run(self, person: np.ndarray, cloth: np.ndarray, labels: np.ndarray, keypoints: np.ndarray) -> CpvtonResult:
+        """One 256x192 person (RGB uint8, LIP labels, family keypoints) wearing one garment photo."""
+        return self.run_batch([person], [cloth], [labels], [keypoints])[0]
+
+    def run_batch(self, persons, cloths, labels, keypoints) -> list[CpvtonResult]:
+        """Lists of run()'s arguments; GMM and TOM each run once over the whole batch."""
+        if not (len(persons) == len(cloths) == len(labels) == len(keypoints)) or not persons:
+            raise ValueError("run_batch needs non-empty lists of equal length: persons, cloths, labels, keypoints")
+        timings: dict[str, float] = {}
+        with _timed(timings, "agnostic"):
+            agnostic = np.stack([agnostic_representation(p, lab, kp, self.family)
+                                 for p, lab, kp in zip(persons, labels, keypoints)])
+            cloth = np.stack([to_unit_range(fit_cloth(c)).transpose(2, 0, 1) for c in cloths])
+        with _timed(timings, "gmm"):
+            (warped,) = self.gmm.run(["warped_cloth"], {"agnostic": agnostic, "cloth": cloth})
+            warped_u8 = to_uint8(warped)
+        with _timed(timings, "tom"):
+            warped_back = to_unit_range(warped_u8).transpose(0, 3, 1, 2)
+            rendered, mask, tryon = self.tom.run(["rendered", "mask", "tryon"],
+                                                 {"agnostic": agnostic, "warped_cloth": warped_back})
+        with _timed(timings, "composite"):
+            images, rendered_u8 = to_uint8(tryon), to_uint8(rendered)
+        return [CpvtonResult(images[i], warped_u8[i], mask[i, 0], rendered_u8[i], agnostic[i], dict(timings))
+                for i in range(len(persons))]
+
+
+@contextmanager
+def _timed(timings: dict[str, float], name: str):
+    start = time.perf_counter()
+    yield
+    timings[name] = (time.perf_counter() - start) * 1e3
+
+
+def _check_channels(gmm_session, channels: int):
+    declared = {i.name: i.shape for i in gmm_session.get_inputs()}
+    shape = declared.get("agnostic")
+    if shape is None or shape[1] != channels:
+        raise ValueError(f"gmm.onnx takes agnostic {shape}, but the manifest's family needs {channels} channels: "
+                         "re-run `tryon export`")
