@@ -1,0 +1,210 @@
+"""GMM/TOM: published layout, strict loading and its errors, export parity, the linear TPS."""
+import collections
+import json
+import zipfile
+
+import numpy as np
+import pytest
+import torch
+
+from tryon.export import cpvton_export
+from tryon.export.cpvton_checkpoint import CheckpointError, load_network, read_state_dict
+from tryon.export.cpvton_export import export_cpvton, validate_cpvton, validation_inputs
+from tryon.export.cpvton_networks import LinearTpsGridGen, TpsGridGen, tps_matrix
+from tryon.export.cpvton_synth import write_synthetic
+
+# REFERENCE.md: floats in the published files (num_batches_tracked, 14 int64 scalars, not counted).
+FLOATS = {("grayxu", "gmm"): 19_063_410, ("cpvton", "gmm"): 19_065_458,
+          ("grayxu", "tom"): 21_347_204, ("cpvton", "tom"): 21_349_252}
+ENTRIES = {"gmm": 104, "tom": 24}
+
+
+@pytest.fixture(scope="session")
+def synthetic(tmp_path_factory):
+    return {family: write_synthetic(tmp_path_factory.mktemp(f"ckpt_{family}"), family, seed=0)
+            for family in ("grayxu", "cpvton")}
+
+
+@pytest.fixture(scope="session")
+def exported(synthetic, tmp_path_factory):
+    out = {}
+    for family, paths in synthetic.items():
+        models_dir = tmp_path_factory.mktemp(f"models_{family}")
+        out[family] = (models_dir, export_cpvton(paths["gmm"], paths["tom"], models_dir))
+    return out
+
+
+@pytest.mark.parametrize("family", ["grayxu", "cpvton"])
+@pytest.mark.parametrize("network", ["gmm", "tom"])
+def test_synthetic_files_have_the_published_layout(synthetic, family, network):
+    path = synthetic[family][network]
+    assert path.name == {"grayxu": {"gmm": "gmm.pth", "tom": "tom.pth"},
+                         "cpvton": {"gmm": "gmm_final.pth", "tom": "tom_final.pth"}}[family][network]
+    assert not zipfile.is_zipfile(path)  # the pre-1.6 container the published files use
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    assert isinstance(state, collections.OrderedDict) and len(state) == ENTRIES[network]
+    floats = sum(v.numel() for v in state.values() if v.is_floating_point())
+    assert floats == FLOATS[(family, network)]
+    counters = [k for k, v in state.items() if not v.is_floating_point()]
+    assert all(k.endswith("num_batches_tracked") for k in counters)
+    assert len(counters) == (14 if network == "gmm" else 0)
+    model, detected = load_network(path, network)
+    assert detected == family and not model.training
+
+
+def test_synthetic_folder_is_marked_untrained(synthetic, exported):
+    from tryon.export.sources import is_synthetic
+
+    assert is_synthetic(synthetic["grayxu"]["gmm"])
+    for family, (_, entries) in exported.items():
+        assert entries["gmm"]["source"]["synthetic"] is True
+        assert entries["gmm"]["source"]["format"] == "torch state_dict"
+
+
+def test_synthetic_gmm_is_not_degenerate(synthetic):
+    gmm, _ = load_network(synthetic["cpvton"]["gmm"], "gmm")
+    agnostic, cloth = (torch.from_numpy(a) for a in validation_inputs("cpvton", 2))
+    with torch.no_grad():
+        _, theta = gmm(agnostic, cloth)
+    assert 0.02 < float(theta.std()) and float(theta.abs().max()) < 0.9
+    running_var = gmm.extractionA.model[2].running_var
+    assert not torch.allclose(running_var, torch.ones_like(running_var))
+
+
+def test_module_prefix_is_accepted(synthetic, tmp_path):
+    state = torch.load(synthetic["grayxu"]["tom"], weights_only=True)
+    path = tmp_path / "tom.pth"
+    torch.save({"module." + k: v for k, v in state.items()}, path)
+    assert load_network(path, "tom")[1] == "grayxu"
+
+
+def _rewritten(synthetic, tmp_path, change):
+    state = torch.load(synthetic["cpvton"]["gmm"], weights_only=True)
+    change(state)
+    path = tmp_path / "gmm_final.pth"
+    torch.save(state, path)
+    return path
+
+
+def test_missing_key_is_named(synthetic, tmp_path):
+    path = _rewritten(synthetic, tmp_path, lambda s: s.pop("regression.linear.bias"))
+    with pytest.raises(CheckpointError, match=r"missing: regression\.linear\.bias"):
+        load_network(path, "gmm")
+
+
+def test_unexpected_key_is_named(synthetic, tmp_path):
+    path = _rewritten(synthetic, tmp_path, lambda s: s.update(extra=torch.zeros(1)))
+    with pytest.raises(CheckpointError, match="unexpected: extra"):
+        load_network(path, "gmm")
+
+
+def test_wrong_shape_is_named(synthetic, tmp_path):
+    path = _rewritten(synthetic, tmp_path, lambda s: s.update({"regression.linear.weight": torch.zeros(50, 10)}))
+    with pytest.raises(CheckpointError, match=r"wrong shape: regression\.linear\.weight \[50, 10\] \(expected \[50, 768\]\)"):
+        load_network(path, "gmm")
+
+
+def test_unknown_family_lists_the_known_ones(synthetic, tmp_path):
+    path = _rewritten(synthetic, tmp_path, lambda s: s.update({"extractionA.model.0.weight": torch.zeros(64, 26, 4, 4)}))
+    with pytest.raises(CheckpointError, match=r"\[64, 26, 4, 4\].*cpvton \[64, 22, 4, 4\].*grayxu \[64, 20, 4, 4\]"):
+        load_network(path, "gmm")
+
+
+def test_a_tom_file_is_not_taken_for_a_gmm(synthetic):
+    with pytest.raises(CheckpointError, match="not a GMM checkpoint.*missing"):
+        load_network(synthetic["grayxu"]["tom"], "gmm")
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"garbage bytes, not a pickle", "not a torch state_dict"),
+    (b"", "not a torch state_dict"),
+    (None, "holds a list, not a state_dict"),
+])
+def test_unreadable_files_raise_checkpoint_errors(tmp_path, content, message):
+    path = tmp_path / "gmm.pth"
+    if content is None:
+        torch.save([torch.zeros(1)], path)
+    else:
+        path.write_bytes(content)
+    with pytest.raises(CheckpointError, match=message):
+        read_state_dict(path)
+
+
+def test_a_pickled_module_is_refused(tmp_path):
+    path = tmp_path / "gmm.pth"
+    torch.save(torch.nn.Linear(2, 2), path)
+    with pytest.raises(CheckpointError, match="weights_only=True"):
+        load_network(path, "gmm")
+
+
+def test_missing_file_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match="no such file"):
+        load_network(tmp_path / "nope.pth", "tom")
+
+
+def test_families_must_match(synthetic, tmp_path):
+    with pytest.raises(ValueError, match="GMM .* is grayxu but TOM .* is cpvton"):
+        export_cpvton(synthetic["grayxu"]["gmm"], synthetic["cpvton"]["tom"], tmp_path)
+    assert not (tmp_path / "gmm.onnx").exists()
+
+
+@pytest.mark.parametrize("family", ["grayxu", "cpvton"])
+def test_export_parity_and_manifest(exported, family):
+    models_dir, entries = exported[family]
+    channels = {"grayxu": 20, "cpvton": 22}[family]
+    manifest = json.loads((models_dir / "manifest.json").read_text())
+    assert set(manifest["models"]) == {"gmm", "tom"}
+    for name, outputs in (("gmm", ("theta", "grid", "warped_cloth")), ("tom", ("rendered", "mask", "tryon"))):
+        entry = manifest["models"][name]
+        assert entry["family"] == family and entry["opset"] == 17 and entry["file"] == f"{name}.onnx"
+        validation = entry["validation"]
+        assert validation["passed"] and set(validation["max_abs_diff"]) == set(outputs)
+        for output, diff in validation["max_abs_diff"].items():
+            assert diff <= validation["tolerance"][output] <= 1e-3
+        assert [o["name"] for o in entry["outputs"]] == list(outputs)
+    gmm_inputs = manifest["models"]["gmm"]["inputs"]
+    assert [(i["name"], i["shape"]) for i in gmm_inputs] == [
+        ("agnostic", ["N", channels, 256, 192]), ("cloth", ["N", 3, 256, 192])]
+    assert manifest["models"]["gmm"]["outputs"][1]["shape"] == ["N", 256, 192, 2]
+    tom_inputs = manifest["models"]["tom"]["inputs"]
+    assert [i["name"] for i in tom_inputs] == ["agnostic", "warped_cloth"]
+    assert manifest["models"]["tom"]["outputs"][1]["shape"] == ["N", 1, 256, 192]
+
+
+def test_exported_gmm_uses_one_matmul_for_the_grid(exported):
+    import onnx
+
+    graph = onnx.load(str(exported["grayxu"][0] / "gmm.onnx")).graph
+    ops = collections.Counter(node.op_type for node in graph.node)
+    assert ops["GridSample"] == 1 and ops["Log"] == 0  # no radial basis evaluated at run time
+    assert any(list(t.dims) == [256 * 192, 25] for t in graph.initializer)
+
+
+def test_validate_reruns_and_raises_beyond_tolerance(synthetic, exported, monkeypatch):
+    models_dir, _ = exported["grayxu"]
+    paths = synthetic["grayxu"]
+    report = validate_cpvton(models_dir, paths["gmm"], paths["tom"])
+    assert report["gmm"]["passed"] and report["tom"]["passed"]
+    assert report["gmm"]["max_abs_diff"]["grid"] <= 1e-4
+    monkeypatch.setitem(cpvton_export.TOLERANCE, "warped_cloth", 0.0)
+    with pytest.raises(cpvton_export.ExportValidationError, match="warped_cloth"):
+        validate_cpvton(models_dir, paths["gmm"], paths["tom"])
+
+
+def test_linear_tps_equals_the_original():
+    theta = torch.from_numpy(np.random.default_rng(0).uniform(-0.5, 0.5, (3, 50)).astype(np.float32))
+    with torch.no_grad():
+        original, linear = TpsGridGen()(theta), LinearTpsGridGen()(theta)
+    assert original.shape == linear.shape == (3, 256, 192, 2)
+    assert float((original - linear).abs().max()) < 1e-4
+
+
+def test_tps_of_zero_offsets_is_the_identity_grid():
+    matrix = tps_matrix()
+    assert matrix.shape == (256 * 192, 25)
+    from tryon.export.cpvton_networks import control_points
+
+    px, py = control_points()
+    gx, gy = np.meshgrid(np.linspace(-1, 1, 192), np.linspace(-1, 1, 256))
+    np.testing.assert_allclose(matrix @ px, gx.ravel(), atol=1e-9)
+    np.testing.assert_allclose(matrix @ py, gy.ravel(), atol=1e-9)
