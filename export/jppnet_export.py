@@ -1,0 +1,230 @@
+"""JPP-Net checkpoint -> models_onnx/jppnet.onnx (tf2onnx), validated against TensorFlow.
+
+The ONNX graph is one forward pass at one scale (ARCHITECTURE.md): input `image`
+[N, H, W, 3] (BGR minus the LIP mean), outputs `parsing` (mean of the three parsing
+stages' logits) and `pose` (stage-3 heatmaps), both at 1/8 of the input size. Scales,
+mirror and merge live in tryon.runtime.parse_stage.
+
+Validation, as optimum does it: the TensorFlow graph the file was converted from and
+ONNX Runtime run the same input (a smooth synthetic photo and its mirror at 384x384);
+the largest difference must stay within RELATIVE_TOLERANCE of the largest output, and no
+label or keypoint may differ where TensorFlow's own margin exceeds that tolerance.
+"""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+
+from tryon.runtime.parse_stage import LIP_MEAN_BGR, resize_bilinear
+from tryon.runtime.session import SessionOptions, create_session
+
+from . import manifest
+from .jppnet_checkpoint import load_weights, resolve_source
+from .jppnet_graph import CONFIGS, FULL, JppNetConfig, build_forward, constant_weights
+from .sources import is_synthetic
+
+ONNX_FILE = "jppnet.onnx"
+VALIDATION_SIDE = 384
+# float32 through ~110 layers, summed in a different order by oneDNN and MLAS.
+RELATIVE_TOLERANCE = 1e-4
+
+
+class ValidationError(AssertionError):
+    """ONNX Runtime's outputs differ from TensorFlow's by more than the stated tolerance."""
+
+
+class _Progress:
+    def __init__(self):
+        self.start = time.perf_counter()
+
+    def __call__(self, message: str):
+        print(f"[jppnet {time.perf_counter() - self.start:6.1f} s] {message}", flush=True)
+
+
+def forward_graph_def(weights, config: JppNetConfig) -> tf.compat.v1.GraphDef:
+    """The single-scale graph with the weights as constants, named as the ONNX file will be."""
+    graph = tf.Graph()
+    with graph.as_default():
+        image = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name="image")
+        with constant_weights(weights):
+            out = build_forward(image, config)
+        tf.identity(tf.add_n(list(out.parsing)) / 3.0, name="parsing")
+        tf.identity(out.pose, name="pose")
+    return graph.as_graph_def()
+
+
+def _name_dynamic_axes(model):
+    """tf2onnx calls the free axes unk__N; give them the names ARCHITECTURE.md uses."""
+    for value, names in ((model.graph.input[0], ("N", "H", "W")),
+                         *((out, ("N", "h", "w")) for out in model.graph.output)):
+        for dim, name in zip(value.type.tensor_type.shape.dim, names):
+            dim.dim_param = name
+
+
+def _explicit_dilated_padding(model):
+    """tf2onnx writes SAME as auto_pad=SAME_UPPER when sizes are dynamic, which ONNX
+    Runtime refuses for dilated convolutions. Every dilated convolution here has
+    stride 1, where SAME means a fixed dilation * (k - 1) split with the odd pixel at
+    the end, so the pads can be written out."""
+    import onnx
+
+    for node in model.graph.node:
+        attrs = {a.name: a for a in node.attribute}
+        if node.op_type != "Conv" or max(attrs["dilations"].ints, default=1) == 1:
+            continue
+        if attrs.get("auto_pad") is None or attrs["auto_pad"].s != b"SAME_UPPER" or set(attrs["strides"].ints) != {1}:
+            raise ValueError(f"unexpected dilated convolution {node.name}: {node.attribute}")
+        totals = [d * (k - 1) for d, k in zip(attrs["dilations"].ints, attrs["kernel_shape"].ints)]
+        node.attribute.remove(attrs["auto_pad"])
+        node.attribute.append(onnx.helper.make_attribute(
+            "pads", [t // 2 for t in totals] + [t - t // 2 for t in totals]))
+
+
+def validation_photo(height: int = 480, width: int = 320) -> np.ndarray:
+    """A smooth, deterministic RGB photo: a lit background and a few soft-edged blobs,
+    so resizes and convolutions see image-like statistics rather than white noise."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    photo = np.stack([90 + 60 * x / width, 110 + 50 * y / height, 140 - 40 * x / width], axis=2)
+    for cy, cx, ry, rx, colour in ((0.2, 0.5, 0.09, 0.08, (220, 180, 150)), (0.5, 0.5, 0.22, 0.17, (40, 70, 160)),
+                                   (0.82, 0.42, 0.16, 0.06, (30, 30, 40)), (0.82, 0.58, 0.16, 0.06, (30, 30, 40))):
+        distance = ((y / height - cy) / ry) ** 2 + ((x / width - cx) / rx) ** 2
+        inside = 1 / (1 + np.exp(np.minimum(8 * (distance - 1), 50)))
+        photo += inside[..., None] * (np.array(colour, np.float32) - photo)
+    return np.clip(photo, 0, 255).astype(np.uint8)
+
+
+def validation_batch(side: int = VALIDATION_SIDE) -> np.ndarray:
+    bgr = validation_photo()[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
+    return np.stack([resize_bilinear(bgr, side, side, flip) for flip in (False, True)])
+
+
+def _run_tensorflow(graph_def, batch):
+    graph = tf.Graph()
+    with graph.as_default():
+        tf.graph_util.import_graph_def(graph_def, name="")
+    with tf.compat.v1.Session(graph=graph) as sess:
+        fetch = ["parsing:0", "pose:0"]
+        sess.run(fetch, {"image:0": batch})  # first run pays for graph optimisation
+        start = time.perf_counter()
+        outputs = sess.run(fetch, {"image:0": batch})
+        return outputs, (time.perf_counter() - start) * 1e3
+
+
+def _run_onnxruntime(onnx_path, batch):
+    session = create_session(onnx_path, SessionOptions(provider="cpu"))
+    session.run(["parsing", "pose"], {"image": batch})
+    start = time.perf_counter()
+    outputs = session.run(["parsing", "pose"], {"image": batch})
+    return outputs, (time.perf_counter() - start) * 1e3
+
+
+def _decisive_mismatches(ref: np.ndarray, got: np.ndarray, tolerance: float) -> tuple[float, int]:
+    """Argmax over the last axis of `ref` and `got` (rows = positions): the agreeing
+    fraction, and how many disagreements TensorFlow itself does not call a near-tie."""
+    best, chosen = ref.argmax(axis=1), got.argmax(axis=1)
+    rows = np.arange(len(ref))
+    margin = ref[rows, best] - ref[rows, chosen]
+    return float(np.mean(best == chosen)), int(np.sum(margin > tolerance))
+
+
+def _positions_by_channel(x: np.ndarray) -> np.ndarray:
+    return x.reshape(-1, x.shape[-1])
+
+
+def _channels_by_position(x: np.ndarray) -> np.ndarray:
+    """[N, h, w, C] -> [N * C, h * w]: one row per image and keypoint."""
+    return x.reshape(x.shape[0], -1, x.shape[-1]).transpose(0, 2, 1).reshape(x.shape[0] * x.shape[-1], -1)
+
+
+def compare(ref: np.ndarray, got: np.ndarray, per_position: bool) -> dict:
+    """Differences of one output; argmax per pixel over channels (labels) when
+    per_position, else per image and channel over pixels (keypoints)."""
+    scale = float(np.abs(ref).max())
+    max_abs = float(np.abs(ref - got).max())
+    tolerance = RELATIVE_TOLERANCE * scale
+    rows = _positions_by_channel if per_position else _channels_by_position
+    agreement, decisive = _decisive_mismatches(rows(ref), rows(got), tolerance)
+    return {"max_abs_diff": max_abs, "max_abs_value": scale, "relative_diff": max_abs / scale,
+            "argmax_agreement": agreement, "decisive_argmax_mismatches": decisive,
+            "what_argmax": "labels per pixel" if per_position else "keypoints per image and joint",
+            "passed": max_abs <= tolerance and decisive == 0}
+
+
+def validate_files(graph_def, onnx_path: Path) -> dict:
+    batch = validation_batch()
+    (tf_parsing, tf_pose), tf_ms = _run_tensorflow(graph_def, batch)
+    (ort_parsing, ort_pose), ort_ms = _run_onnxruntime(onnx_path, batch)
+    report = {
+        "input": f"smooth synthetic photo + mirror, {VALIDATION_SIDE}x{VALIDATION_SIDE}, batch 2",
+        "relative_tolerance": RELATIVE_TOLERANCE,
+        "parsing": compare(tf_parsing, ort_parsing, per_position=True),
+        "pose": compare(tf_pose, ort_pose, per_position=False),
+        "latency_ms": {"tensorflow": round(tf_ms, 1), "onnxruntime": round(ort_ms, 1)},
+    }
+    report["passed"] = report["parsing"]["passed"] and report["pose"]["passed"]
+    return report
+
+
+def _raise_unless_passed(report: dict):
+    if not report["passed"]:
+        failed = {k: report[k] for k in ("parsing", "pose") if not report[k]["passed"]}
+        raise ValidationError(f"jppnet.onnx differs from TensorFlow beyond relative tolerance "
+                              f"{RELATIVE_TOLERANCE:g} (or an argmax flipped decisively): {failed}")
+
+
+def _source_record(path: Path) -> dict:
+    source = resolve_source(path)
+    return {"path": str(path), "format": source.format, "sha256": manifest.sha256_files(source.files),
+            "synthetic": is_synthetic(path)}
+
+
+def export_jppnet(source: str | Path, models_dir: str | Path, opset: int = 17,
+                  config: JppNetConfig | None = None) -> dict:
+    """Convert, validate and record jppnet.onnx; returns its manifest entry."""
+    import onnx
+    import tf2onnx
+
+    config = config or FULL
+    source, models_dir = Path(source), Path(models_dir)
+    progress = _Progress()
+    progress(f"reading weights from {source} ({config.name} network)")
+    weights = load_weights(source, config)
+    progress(f"building the single-scale TF graph ({len(weights)} tensors)")
+    graph_def = forward_graph_def(weights, config)
+    del weights
+    models_dir.mkdir(parents=True, exist_ok=True)
+    onnx_path = models_dir / ONNX_FILE
+    progress(f"converting with tf2onnx {tf2onnx.__version__}, opset {opset} (the full network takes minutes)")
+    model, _ = tf2onnx.convert.from_graph_def(
+        graph_def, input_names=["image:0"], output_names=["parsing:0", "pose:0"], opset=opset,
+        tensors_to_rename={"image:0": "image", "parsing:0": "parsing", "pose:0": "pose"})
+    _name_dynamic_axes(model)
+    _explicit_dilated_padding(model)
+    onnx.save(model, str(onnx_path))
+    progress(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB); validating against TensorFlow")
+    validation = validate_files(graph_def, onnx_path)
+    progress(f"parsing relative diff {validation['parsing']['relative_diff']:.2e}, "
+             f"pose {validation['pose']['relative_diff']:.2e} (tolerance {RELATIVE_TOLERANCE:g})")
+    _raise_unless_passed(validation)
+    entry = {"file": ONNX_FILE, "variant": config.name, "opset": opset,
+             "source": _source_record(source), "validation": validation}
+    recorded = manifest.record(models_dir, "jppnet", entry)
+    progress("recorded in manifest.json")
+    return recorded
+
+
+def validate_jppnet(models_dir: str | Path, source: str | Path) -> dict:
+    """Re-run the TensorFlow vs ONNX Runtime check on an existing jppnet.onnx."""
+    models_dir = Path(models_dir)
+    entry = manifest.load(models_dir)["models"].get("jppnet")
+    if entry is None:
+        raise FileNotFoundError(f"{models_dir}/manifest.json has no jppnet entry: run `tryon export` first")
+    config = CONFIGS[entry["variant"]]
+    graph_def = forward_graph_def(load_weights(source, config), config)
+    report = validate_files(graph_def, models_dir / entry["file"])
+    report["source_matches_manifest"] = _source_record(Path(source))["sha256"] == entry["source"]["sha256"]
+    _raise_unless_passed(report)
+    return report

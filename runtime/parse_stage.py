@@ -1,0 +1,206 @@
+"""JPP-Net through ONNX Runtime: human parsing labels, 16 LIP keypoints and a confidence.
+
+Reproduces LIP_JPPNet's evaluate scripts. The photo (BGR minus the LIP mean) and its
+mirror are resized with TF1's bilinear rule to 384/288/480 squares; `jppnet.onnx` gives
+per scale the parsing logits (already averaged over the three stages) and the stage-3
+pose heatmaps. The merge resizes them back to the photo (bilinear for parsing, nearest
+for pose), averages over scales, swaps left/right channels of the mirrored half, flips
+it back and averages the halves.
+
+All of that is linear or a pure selection, so it is done in the cheapest order: channel
+swaps before resizing, the width resize and the mirror sum at the network's row count,
+one matrix product for the height resize of every scale together, and the pose merge on
+the coarse grid of cells where no scale's nearest-neighbour index changes.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .model_dir import ModelDir
+from .session import SessionOptions, create_session
+
+LIP_MEAN_BGR = np.array((104.00698793, 116.66876762, 122.67891434), dtype=np.float32)
+BASE_SIZE = 384
+REFERENCE_SCALES = (1.0, 0.75, 1.25)  # what LIP_JPPNet evaluates: 384, 288, 480 squares
+FAST_SCALES = (1.0,)  # with mirror=False: one network pass instead of six
+MIN_SIDE = 16
+# Channel c of the mirrored half, seen from the unmirrored photo (left/right swapped).
+PARSING_MIRROR = np.array(tuple(range(14)) + (15, 14, 17, 16, 19, 18))
+POSE_MIRROR = np.array((5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 15, 14, 13, 12, 11, 10))
+UNSCORED_JOINTS = (0, 1, 4, 5)  # ankles and knees: the seed's confidence ignored them
+
+
+@dataclass
+class ParseResult:
+    labels: np.ndarray  # HxW uint8, LIP labels 0..19
+    keypoints: np.ndarray  # (16, 2) int64 (x, y), LIP joint order
+    heatmaps: np.ndarray  # HxWx16 float32, the merged pose heatmaps
+    confidence: float
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+def linear_taps(in_size: int, out_size: int):
+    """TF1 bilinear sampling (align_corners=False, half_pixel_centers=False), computed in
+    float32 like TF's kernel: source = dst * in/out, lower/upper neighbours and weight."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    source = np.arange(out_size, dtype=np.float32) * scale
+    lower = np.floor(source)
+    upper = np.minimum(np.ceil(source).astype(np.int64), in_size - 1)
+    return lower.astype(np.int64), upper, source - lower
+
+
+def nearest_index(in_size: int, out_size: int) -> np.ndarray:
+    """TF1 resize_nearest_neighbor (align_corners=False): floor(dst * in/out) in float32."""
+    scale = np.float32(in_size) / np.float32(out_size)
+    source = np.floor(np.arange(out_size, dtype=np.float32) * scale).astype(np.int64)
+    return np.minimum(source, in_size - 1)
+
+
+def resize_bilinear(image: np.ndarray, out_h: int, out_w: int, flip: bool = False) -> np.ndarray:
+    """TF1 resize_bilinear of an HxWxC float32 array, in TF's arithmetic order (width
+    first, then height). flip=True resizes the horizontal mirror without making it."""
+    y0, y1, fy = linear_taps(image.shape[0], out_h)
+    x0, x1, fx = linear_taps(image.shape[1], out_w)
+    if flip:
+        x0, x1 = image.shape[1] - 1 - x0, image.shape[1] - 1 - x1
+    fx = fx[:, None]
+
+    def along_width(rows):
+        left = rows[:, x0]
+        return left + (rows[:, x1] - left) * fx
+
+    top = along_width(image[y0])
+    return top + (along_width(image[y1]) - top) * fy[:, None, None]
+
+
+def interpolation_matrix(in_size: int, out_size: int) -> np.ndarray:
+    """The (out, in) matrix of one axis of TF1's bilinear resize."""
+    lower, upper, frac = linear_taps(in_size, out_size)
+    matrix = np.zeros((out_size, in_size), dtype=np.float32)
+    rows = np.arange(out_size)
+    np.add.at(matrix, (rows, lower), 1 - frac)
+    np.add.at(matrix, (rows, upper), frac)
+    return matrix
+
+
+def merge_parsing(parsing: list[np.ndarray], height: int, width: int) -> np.ndarray:
+    """Per-scale parsing logits [B, h, w, 20] (B = 2: photo and mirror, or 1) -> labels HxW.
+
+    Bilinear resizing is linear, so the mirrored half is channel-swapped at the network's
+    size, resized along the width with the flipped matrix (= resize then flip) and added
+    to the direct half; then one product resizes every scale's rows at once."""
+    halves = parsing[0].shape[0]
+    weight = np.float32(1.0 / (len(parsing) * halves))  # the means over scales and halves
+    row_blocks, col_sums = [], []
+    for logits in parsing:
+        cols = interpolation_matrix(logits.shape[2], width)
+        summed = np.matmul(cols, logits[0])  # (h, W, 20)
+        if halves == 2:
+            summed += np.matmul(cols[::-1], logits[1][..., PARSING_MIRROR])
+        col_sums.append(summed)
+        row_blocks.append(interpolation_matrix(logits.shape[1], height) * weight)
+    stacked = np.concatenate(col_sums).reshape(-1, width * parsing[0].shape[3])
+    merged = np.matmul(np.concatenate(row_blocks, axis=1), stacked)
+    return merged.reshape(height, width, -1).argmax(axis=2).astype(np.uint8)
+
+
+def _runs(keys: np.ndarray):
+    """Columns of `keys` (k, n) that repeat their left neighbour form runs: (start of each
+    run, run number of every position)."""
+    new = np.ones(keys.shape[1], dtype=bool)
+    new[1:] = np.any(keys[:, 1:] != keys[:, :-1], axis=0)
+    return np.flatnonzero(new), np.cumsum(new) - 1
+
+
+def merge_pose(pose: list[np.ndarray], height: int, width: int):
+    """Per-scale stage-3 heatmaps [B, h, w, 16] -> (merged HxWx16 heatmaps, keypoints (16, 2) x/y).
+
+    Nearest-neighbour resizing repeats source cells, so the merge is computed once per
+    cell of the grid where no scale's (or mirrored scale's) source index changes, then
+    expanded. The first maximum of that grid in row-major order is the first maximum of
+    the full map, which is what argmax over the full map returns."""
+    rows = np.stack([nearest_index(p.shape[1], height) for p in pose])
+    cols = np.stack([nearest_index(p.shape[2], width) for p in pose])
+    row_starts, row_run = _runs(rows)
+    col_starts, col_run = _runs(np.concatenate([cols, cols[:, ::-1]]))
+    direct = sum(p[0][np.ix_(r[row_starts], c[col_starts])] for p, r, c in zip(pose, rows, cols)) / len(pose)
+    if pose[0].shape[0] == 2:
+        mirrored = sum(p[1][..., POSE_MIRROR][np.ix_(r[row_starts], c[::-1][col_starts])]
+                       for p, r, c in zip(pose, rows, cols)) / len(pose)
+        direct = (direct + mirrored) / 2
+    n_cols = len(col_starts)
+    peak = direct.reshape(-1, direct.shape[2]).argmax(axis=0)
+    keypoints = np.stack([col_starts[peak % n_cols], row_starts[peak // n_cols]], axis=1)
+    return direct[np.ix_(row_run, col_run)], keypoints
+
+
+def pose_confidence(heatmaps: np.ndarray, keypoints: np.ndarray) -> float:
+    """The seed's confidence with its bugs fixed: for each joint except ankles and knees,
+    the mean of the 3x3 heatmap neighbourhood of its peak (9 terms over 9; at the border
+    the indices are clipped to the image); the minimum over those joints."""
+    height, width = heatmaps.shape[:2]
+    scores = []
+    for joint in range(heatmaps.shape[2]):
+        if joint in UNSCORED_JOINTS:
+            continue
+        x, y = keypoints[joint]
+        ys = np.clip(np.arange(y - 1, y + 2), 0, height - 1)
+        xs = np.clip(np.arange(x - 1, x + 2), 0, width - 1)
+        scores.append(float(heatmaps[np.ix_(ys, xs, [joint])].mean()))
+    return min(scores)
+
+
+def check_photo(rgb) -> np.ndarray:
+    if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
+        got = f"{type(rgb).__name__}" + (f" {rgb.dtype} of shape {rgb.shape}" if isinstance(rgb, np.ndarray) else "")
+        raise ValueError(f"the parse stage takes an HxWx3 uint8 RGB array; got {got}")
+    if min(rgb.shape[:2]) < MIN_SIDE:
+        raise ValueError(f"the photo is {rgb.shape[0]}x{rgb.shape[1]}; "
+                         f"the parse stage needs at least {MIN_SIDE}x{MIN_SIDE} pixels")
+    return rgb
+
+
+class ParseStage:
+    """JPP-Net over `scales` x (photo, mirror); the defaults reproduce LIP_JPPNet exactly."""
+
+    def __init__(self, session, scales=REFERENCE_SCALES, mirror: bool = True, base: int = BASE_SIZE):
+        self.sides = tuple(int(base * s) for s in scales)
+        if not self.sides or min(self.sides) < MIN_SIDE:
+            raise ValueError(f"scales {scales!r} of base {base}: need at least one, each giving a side >= {MIN_SIDE}")
+        self.session = session
+        self.mirror = mirror
+
+    @classmethod
+    def from_dir(cls, path: str | Path, options: SessionOptions = SessionOptions(),
+                 scales=REFERENCE_SCALES, mirror: bool = True) -> "ParseStage":
+        return cls(create_session(ModelDir.open(path).file("jppnet"), options), scales, mirror)
+
+    def run(self, rgb: np.ndarray) -> ParseResult:
+        height, width = check_photo(rgb).shape[:2]
+        timings = {"preprocess": 0.0}
+        parsing, pose = [], []
+        start = time.perf_counter()
+        bgr = rgb[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
+        for side in self.sides:
+            flips = (False, True) if self.mirror else (False,)
+            batch = np.stack([resize_bilinear(bgr, side, side, flip) for flip in flips])
+            timings["preprocess"] += _ms_since(start)
+            start = time.perf_counter()
+            logits, heat = self.session.run(["parsing", "pose"], {"image": batch})
+            timings[f"jppnet_{side}"] = _ms_since(start)
+            parsing.append(logits)
+            pose.append(heat)
+            start = time.perf_counter()
+        labels = merge_parsing(parsing, height, width)
+        heatmaps, keypoints = merge_pose(pose, height, width)
+        confidence = pose_confidence(heatmaps, keypoints)
+        timings["merge"] = _ms_since(start)
+        return ParseResult(labels, keypoints, heatmaps, confidence, timings)
+
+
+def _ms_since(start: float) -> float:
+    return (time.perf_counter() - start) * 1e3
