@@ -1,0 +1,265 @@
+"""What `tryon bench` measures in the runtime: per-stage latency over repeated runs, memory,
+model load time and size, FLOPs per stage, and this machine's sgemm throughput.
+
+Only ONNX Runtime, NumPy and the standard library: the framework reference (TensorFlow,
+eager PyTorch) runs in another process (benchmarks/reference.py), so that its memory and
+imports never reach these figures.
+"""
+from __future__ import annotations
+
+import os
+import platform
+import resource
+import subprocess
+import time
+from dataclasses import asdict, dataclass
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+
+from .model_dir import ModelDir
+
+BASE_SIDE = 384  # JPP-Net's scale 1.0 is a 384x384 square
+# GFLOP per image at the sides LIP_JPPNet uses (REFERENCE.md); other sides scale with area.
+JPPNET_GFLOP = {384: 566.0, 288: 319.0, 480: 887.0}
+# GFLOP per image, counted with torch.utils.flop_counter on the published GrayXu layouts.
+GMM_GFLOP = 9.28
+TOM_GFLOP = 16.86
+INT8_MODEL = "jppnet_int8"  # manifest key export/quantize.py records
+PRECISIONS = ("fp32", "int8")
+
+
+@dataclass(frozen=True)
+class BenchSettings:
+    models: str
+    provider: str = "cpu"
+    threads: int = 0
+    scales: tuple[float, ...] = (1.0, 0.75, 1.25)
+    mirror: bool = True
+    precision: str = "fp32"
+    batch: int = 1
+    runs: int = 5
+    warmup: int = 1
+
+    def __post_init__(self):
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        if self.runs < 1 or self.warmup < 0 or self.batch < 1:
+            raise ValueError("runs and batch must be >= 1, warmup >= 0")
+
+
+def summarize(samples_ms) -> dict[str, float]:
+    samples = np.asarray(samples_ms, dtype=np.float64)
+    return {"median_ms": float(np.median(samples)), "p90_ms": float(np.percentile(samples, 90)),
+            "min_ms": float(samples.min()), "runs": int(samples.size)}
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far (Linux reports ru_maxrss in KiB)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def gpu_memory_mb() -> float | None:
+    """Memory in use on the first GPU, or None without nvidia-smi (no GPU here to ask)."""
+    try:
+        out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return float(out.split()[0])
+
+
+def sgemm_gflops(n: int = 2048, seconds: float = 2.0) -> float:
+    """float32 matrix product throughput through NumPy's BLAS: the yardstick for GFLOP/s below."""
+    rng = np.random.default_rng(0)
+    a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
+    a @ b
+    count, start = 0, time.perf_counter()
+    while time.perf_counter() - start < seconds:
+        a @ b
+        count += 1
+    return 2 * n**3 * count / (time.perf_counter() - start) / 1e9
+
+
+def jppnet_side(scale: float) -> int:
+    return int(BASE_SIDE * scale)
+
+
+def jppnet_gflop(scales, mirror: bool) -> float:
+    per_photo = sum(JPPNET_GFLOP.get(jppnet_side(s), JPPNET_GFLOP[BASE_SIDE] * s * s) for s in scales)
+    return per_photo * (2 if mirror else 1)
+
+
+def stage_gflop(settings: BenchSettings, stages, jppnet_variant: str) -> dict[str, float]:
+    """GFLOP per timed stage that does network work, for one request. JPP-Net runs per
+    photo (its timings are one photo's); GMM and TOM run once over the batch. The JPP-Net
+    figures hold for the full network only, not the reduced one the tests build."""
+    gflop = {"cpvton.gmm": GMM_GFLOP * settings.batch, "cpvton.tom": TOM_GFLOP * settings.batch}
+    if jppnet_variant != "full":
+        return gflop
+    gflop["parse"] = jppnet_gflop(settings.scales, settings.mirror)
+    for scale in settings.scales:
+        side = jppnet_side(scale)
+        if f"parse.jppnet_{side}" in stages:
+            gflop[f"parse.jppnet_{side}"] = jppnet_gflop((scale,), settings.mirror)
+    return gflop
+
+
+def model_sizes_mb(models: ModelDir) -> dict[str, float]:
+    sizes = {}
+    for name, entry in models.manifest.get("models", {}).items():
+        path = models.path / entry["file"]
+        if path.is_file():
+            sizes[name] = path.stat().st_size / 2**20
+    return sizes
+
+
+def machine() -> dict:
+    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gb": _memory_gb(),
+            "platform": platform.platform(), "python": platform.python_version(),
+            "versions": _versions("onnxruntime", "onnxruntime-gpu", "numpy", "opencv-python-headless")}
+
+
+def _cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor()
+
+
+def _memory_gb() -> float | None:
+    try:
+        kib = int(Path("/proc/meminfo").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return round(kib / 2**20, 1)
+
+
+def _versions(*names) -> dict[str, str]:
+    found = {}
+    for name in names:
+        try:
+            found[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            pass
+    return found
+
+
+def time_pipeline(tryon, person, cloth, settings: BenchSettings) -> dict[str, list[float]]:
+    """Per-stage milliseconds of `settings.runs` requests after `settings.warmup` discarded ones.
+
+    A request is `batch` copies of the pair; its stages are the first job's timings (GMM/TOM
+    run once over the batch), `parse` sums the parse stage's parts within each run (the
+    reference splits that stage differently) and `request` is the whole request's wall time."""
+    pairs = [(person, cloth)] * settings.batch
+    samples: dict[str, list[float]] = {}
+    for i in range(settings.warmup + settings.runs):
+        start = time.perf_counter()
+        result = tryon.predict_batch(pairs)[0]
+        wall = (time.perf_counter() - start) * 1e3
+        if i < settings.warmup:
+            continue
+        parse = sum(ms for name, ms in result.timings_ms.items() if name.startswith("parse."))
+        for name, ms in {**result.timings_ms, "parse": parse, "request": wall}.items():
+            samples.setdefault(name, []).append(ms)
+    return samples
+
+
+def pipeline_order(names) -> list[str]:
+    """Stage names in the order a request meets them (first-seen order within a step)."""
+    def rank(name):
+        fixed = {"decode": 0, "brightness": 1, "parse": 3, "crop": 4, "total": 8, "request": 9}
+        if name in fixed:
+            return fixed[name]
+        return {"parse": 2, "cpvton": 5}.get(name.split(".")[0], 6)
+    return sorted(dict.fromkeys(names), key=rank)
+
+
+def throughput(stages: dict[str, dict], gflop: dict[str, float]) -> dict[str, float]:
+    """Achieved GFLOP/s per stage that has both FLOPs and a timing."""
+    return {name: work / stages[name]["median_ms"] * 1e3 for name, work in gflop.items()
+            if name in stages and stages[name]["median_ms"] > 0}
+
+
+def speedups(ours: dict[str, dict], reference: dict[str, dict]) -> dict[str, float]:
+    """Reference median over ours, for every stage both timed: above 1 means we are faster."""
+    return {name: reference[name]["median_ms"] / ours[name]["median_ms"]
+            for name in ours if name in reference and ours[name]["median_ms"] > 0}
+
+
+def build_tryon(settings: BenchSettings):
+    """The runtime pipeline at the asked precision: int8 swaps in the quantised JPP-Net
+    that export/quantize.py wrote, and only when asked for."""
+    from .cpvton_stage import CpvtonStage
+    from .parse_stage import ParseStage
+    from .session import SessionOptions, create_session
+    from .tryon import TryOn
+
+    models = ModelDir.open(settings.models)
+    options = SessionOptions(provider=settings.provider, threads=settings.threads)
+    jppnet = models.file(INT8_MODEL if settings.precision == "int8" else "jppnet")
+    parse = ParseStage(create_session(jppnet, options), settings.scales, settings.mirror)
+    return TryOn(parse, CpvtonStage.from_dir(settings.models, options), models)
+
+
+def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict:
+    """The record `tryon bench` writes. `tryon_factory(settings)` builds the pipeline; its
+    time is the model load time. Peak RSS is read before sgemm allocates anything."""
+    start = time.perf_counter()
+    tryon = tryon_factory(settings)
+    load_ms = (time.perf_counter() - start) * 1e3
+    rss_loaded = peak_rss_mb()
+    samples = time_pipeline(tryon, person, cloth, settings)
+    stages = {name: summarize(samples[name]) for name in pipeline_order(samples)}
+    record = {
+        "settings": asdict(settings),
+        "providers": _providers(tryon),
+        "machine": machine(),
+        "synthetic_weights": tryon.synthetic,
+        "load_ms": load_ms,
+        "model_mb": model_sizes_mb(tryon.models),
+        "peak_rss_mb": {"after_load": rss_loaded, "after_runs": peak_rss_mb()},
+        "gpu_memory_mb": gpu_memory_mb() if "CUDAExecutionProvider" in _providers(tryon) else None,
+        "stages": stages,
+    }
+    gflop = stage_gflop(settings, stages, tryon.models.entry("jppnet").get("variant", "full"))
+    record["gflop"] = gflop
+    record["gflops_achieved"] = throughput(stages, gflop)
+    record["sgemm_gflops"] = sgemm_gflops()
+    if settings.precision == "int8":
+        record["int8_agreement"] = tryon.models.entry(INT8_MODEL).get("agreement")
+    return record
+
+
+def _providers(tryon) -> list[str]:
+    return list(tryon.cpvton.gmm.get_providers())
+
+
+def format_table(record: dict) -> str:
+    """The printed table: one row per stage, the reference and GFLOP/s where known."""
+    reference = record.get("reference", {}).get("stages", {})
+    ratios = record.get("speedup_vs_reference", {}).get("stages", {})
+    achieved = record["gflops_achieved"]
+    rows = [f"{'stage':<22}{'median ms':>11}{'p90 ms':>11}{'reference':>11}{'speedup':>9}{'GFLOP/s':>9}"]
+    for name, stats in record["stages"].items():
+        ref = reference.get(name, {}).get("median_ms")
+        rows.append(f"{name:<22}{stats['median_ms']:>11.1f}{stats['p90_ms']:>11.1f}"
+                    f"{_cell(ref, '.1f', 11)}{_cell(ratios.get(name), '.2f', 8)}{'x' if name in ratios else ' '}"
+                    f"{_cell(achieved.get(name), '.0f', 9)}")
+    rows.append(f"sgemm (NumPy BLAS) {record['sgemm_gflops']:.0f} GFLOP/s; "
+                f"peak RSS {record['peak_rss_mb']['after_runs']:.0f} MB; load {record['load_ms']:.0f} ms; "
+                f"models {', '.join(f'{k} {v:.0f} MB' for k, v in record['model_mb'].items())}")
+    if "reference" in record:
+        rows.append(f"reference peak RSS {record['reference']['peak_rss_mb']['after_runs']:.0f} MB, "
+                    f"load {record['reference']['load_ms']:.0f} ms")
+    if record.get("int8_agreement"):
+        rows.append(f"int8 agreement with fp32: {record['int8_agreement']}")
+    return "\n".join(rows)
+
+
+def _cell(value, spec: str, width: int) -> str:
+    return f"{value:>{width}{spec}}" if value is not None else " " * (width - 1) + "-"

@@ -1,0 +1,111 @@
+"""bench: per-stage latency, memory and throughput, against the TF + eager-torch reference."""
+from __future__ import annotations
+
+import datetime
+import importlib.util
+import json
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+import typer
+
+from . import common
+from .demo_cmd import ASSETS
+from .errors import friendly
+
+PERSON = ASSETS / "person_astronaut.jpg"
+CLOTH = ASSETS / "garment_tshirt.png"
+# benchmarks/ (reference pipeline, chart) lives in a source checkout beside runtime/, not in the wheel.
+BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
+
+
+def register(app: typer.Typer):
+    app.command(help="Time every stage of the pipeline on the bundled example pair (median and p90 "
+                     "after warm-up), with peak memory, model load time and size, GFLOP/s against this "
+                     "machine's sgemm, and the same pipeline in TensorFlow + eager PyTorch for ratios.\n\n"
+                     "Writes a JSON record and a bar chart into --out.\n\n"
+                     "Examples:\n\n"
+                     "  tryon bench --runs 5\n\n"
+                     "  tryon bench --precision int8 --no-reference\n\n"
+                     "  tryon bench --scales 1.0 --no-mirror --threads 2")(bench)
+
+
+@friendly
+def bench(models: Path = common.MODELS,
+          runs: int = typer.Option(5, help="timed runs per pipeline"),
+          warmup: int = typer.Option(1, help="untimed runs first"),
+          provider: str = typer.Option("cpu", help="auto, cpu or cuda"),
+          threads: int = common.THREADS, scales: str = common.SCALES, mirror: bool = common.MIRROR,
+          precision: str = typer.Option("fp32", help="fp32, or int8 (the quantised JPP-Net from tryon quantize)"),
+          batch: int = typer.Option(1, help="pairs per request"),
+          reference: bool = typer.Option(True, help="also time TensorFlow + eager PyTorch (needs the export "
+                                                    "extra and a source checkout)"),
+          out: Path = typer.Option(Path("benchmarks/results"), help="folder for the JSON record and chart")):
+    from ..benchmark import BenchSettings, build_tryon, format_table, run_benchmark, speedups
+
+    settings = BenchSettings(models=str(models), provider=provider, threads=threads,
+                             scales=common.parse_scales(scales), mirror=mirror, precision=precision,
+                             batch=batch, runs=runs, warmup=warmup)
+    typer.echo(f"timing the ONNX Runtime pipeline ({runs} runs after {warmup} warm-up)...", err=True)
+    record = run_benchmark(build_tryon, settings, PERSON, CLOTH)
+    if reference and _reference_available():
+        typer.echo("timing the TensorFlow + eager PyTorch reference in its own process...", err=True)
+        record["reference"] = _run_reference(settings)
+        ratios = speedups(record["stages"], record["reference"]["stages"])
+        record["speedup_vs_reference"] = {"end_to_end": ratios.get("total"), "stages": ratios}
+    json_path, chart_path = _write(record, out)
+    typer.echo(format_table(record))
+    typer.echo(f"wrote {json_path}" + (f" and {chart_path}" if chart_path else ""))
+    if record["synthetic_weights"]:
+        typer.secho("SYNTHETIC (untrained) weights: the latency holds, the outputs are noise", fg="yellow", err=True)
+
+
+def _reference_available() -> bool:
+    missing = [m for m in ("tensorflow", "torch") if importlib.util.find_spec(m) is None]
+    if not (BENCHMARKS / "reference.py").is_file():
+        missing.append("benchmarks/reference.py (a source checkout)")
+    if missing:
+        typer.secho(f"no reference run: {', '.join(missing)} missing (pip install 'tryon-onnx[export,cpu]')",
+                    fg="yellow", err=True)
+    return not missing
+
+
+def _run_reference(settings) -> dict:
+    """benchmarks/reference.py in a child process: TF and torch never enter this one."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "reference.json"
+        command = [sys.executable, str(BENCHMARKS / "reference.py"), "--models", settings.models,
+                   "--person", str(PERSON), "--cloth", str(CLOTH), "--out", str(path),
+                   "--runs", str(settings.runs), "--warmup", str(settings.warmup),
+                   "--threads", str(settings.threads), "--batch", str(settings.batch),
+                   "--scales", ",".join(str(s) for s in settings.scales),
+                   "--mirror" if settings.mirror else "--no-mirror"]
+        done = subprocess.run(command, capture_output=True, text=True)
+        if done.returncode != 0:
+            raise RuntimeError(f"the reference run failed:\n{done.stderr[-3000:]}")
+        return json.loads(path.read_text())
+
+
+def _write(record: dict, out: Path) -> tuple[Path, Path | None]:
+    out.mkdir(parents=True, exist_ok=True)
+    s = record["settings"]
+    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    stem = f"bench-{s['precision']}-{s['provider']}-b{s['batch']}-{stamp}"
+    json_path = out / f"{stem}.json"
+    json_path.write_text(json.dumps(record, indent=2) + "\n")
+    chart = _chart_module()
+    if chart is None:
+        return json_path, None
+    return json_path, chart.write_chart(record, out / f"{stem}.png")
+
+
+def _chart_module():
+    path = BENCHMARKS / "chart.py"
+    if not path.is_file():
+        return None
+    spec = importlib.util.spec_from_file_location("tryon_benchmarks_chart", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
