@@ -1,0 +1,146 @@
+"""Static int8 JPP-Net for CPU: jppnet.onnx -> jppnet.int8.onnx, calibrated on real photos.
+
+QDQ format, per-channel s8 weights and u8 activations (ONNX Runtime fuses them into
+QLinearConv, fast on AVX-512 VNNI). Calibration feeds the network exactly what the parse
+stage feeds it: each photo and its mirror at every configured scale. MinMax ranges suit
+the photos they came from, so calibrate on real photos (e.g. ../shared/data/viton/person),
+never on noise. The agreement with fp32 (labels, keypoints, and the try-on image through
+the same GMM/TOM) is recorded in the manifest under `jppnet_int8`; the runtime uses this
+model only when int8 is asked for.
+
+    python -m tryon.export.quantize --models models_onnx PHOTO [PHOTO ...]
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+
+from tryon.runtime.benchmark import INT8_MODEL
+from tryon.runtime.cli.demo_cmd import ASSETS
+from tryon.runtime.cpvton_stage import CpvtonStage
+from tryon.runtime.images import load_rgb
+from tryon.runtime.model_dir import ModelDir
+from tryon.runtime.parse_stage import LIP_MEAN_BGR, REFERENCE_SCALES, ParseStage, resize_bilinear
+from tryon.runtime.session import SessionOptions, create_session
+
+from . import manifest
+
+INT8_FILE = "jppnet.int8.onnx"
+AGREEMENT_GARMENT = ASSETS / "garment_tshirt.png"  # any fixed garment: only the person side differs
+KEYPOINT_RADIUS = 3  # pixels within which an int8 keypoint counts as the fp32 one
+
+
+class PhotoBatches:
+    """onnxruntime's calibration reader: one {"image": batch} per photo and scale, made
+    when asked for, over the window `set_range` chooses (strided calibration needs it)."""
+
+    def __init__(self, photos, scales, mirror: bool):
+        self.items = [(photo, scale) for photo in photos for scale in scales]
+        self.mirror = mirror
+        self.set_range(0, len(self.items))
+
+    def __len__(self):
+        return len(self.items)
+
+    def set_range(self, start_index: int, end_index: int):
+        self.window = iter(self.items[start_index:end_index])
+
+    def get_next(self):
+        item = next(self.window, None)
+        return None if item is None else self._batch(*item)
+
+    def _batch(self, photo, scale):
+        bgr = load_rgb(photo, "calibration photo")[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
+        side = int(384 * scale)
+        flips = (False, True) if self.mirror else (False,)
+        return {"image": np.stack([resize_bilinear(bgr, side, side, flip) for flip in flips])}
+
+
+def quantize_file(fp32_path: Path, int8_path: Path, photos, scales, mirror: bool):
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+
+    quantize_static(
+        str(fp32_path), str(int8_path), PhotoBatches(photos, scales, mirror),
+        quant_format=QuantFormat.QDQ, per_channel=True,
+        activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        calibrate_method=CalibrationMethod.MinMax,
+        # Ranges are folded in after every batch: the full network's activations for one
+        # 480x480 batch are gigabytes, and keeping them all would not fit in memory.
+        # (CalibMaxIntermediateOutputs would do it, but onnxruntime 1.32 drops the data.)
+        extra_options={"CalibStridedMinMax": 1})
+
+
+def agreement(models: ModelDir, int8_path: Path, photos, scales, mirror: bool) -> dict:
+    """How far int8 moves the outputs a user sees, photo by photo, against fp32."""
+    options = SessionOptions(provider="cpu")
+    fp32 = ParseStage(create_session(models.file("jppnet"), options), scales, mirror)
+    int8 = ParseStage(create_session(int8_path, options), scales, mirror)
+    cpvton = CpvtonStage.from_dir(models.path, options)
+    garment = load_rgb(AGREEMENT_GARMENT, "garment")
+    labels, distances, image_diffs = [], [], []
+    for photo in photos:
+        rgb = load_rgb(photo, "photo")
+        ref, got = fp32.run(rgb), int8.run(rgb)
+        labels.append(float(np.mean(ref.labels == got.labels)))
+        distances.append(np.linalg.norm(ref.keypoints - got.keypoints, axis=1))
+        images = [_tryon_image(cpvton, rgb, p, garment) for p in (ref, got)]
+        image_diffs.append(float(np.mean(np.abs(images[0].astype(np.int16) - images[1]))))
+    distances = np.concatenate(distances)
+    return {"photos": len(photos), "scales": list(scales), "mirror": mirror,
+            "label_agreement": float(np.mean(labels)), "label_agreement_min": float(np.min(labels)),
+            "keypoint_px_median": float(np.median(distances)), "keypoint_px_max": float(distances.max()),
+            f"keypoints_within_{KEYPOINT_RADIUS}px": float(np.mean(distances <= KEYPOINT_RADIUS)),
+            "tryon_mean_abs_diff_u8": float(np.mean(image_diffs)),
+            "calibrated_on_these_photos": True}
+
+
+def _tryon_image(cpvton: CpvtonStage, rgb, parsed, garment) -> np.ndarray:
+    """The try-on for this parse, without the crop (the crop follows the keypoints, and
+    moving it would count as an image difference that is not the network's)."""
+    import cv2
+
+    from tryon.runtime.agnostic import HEIGHT, WIDTH
+
+    person = cv2.resize(rgb, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
+    labels = cv2.resize(parsed.labels, (WIDTH, HEIGHT), interpolation=cv2.INTER_NEAREST)
+    scale = np.array([WIDTH / rgb.shape[1], HEIGHT / rgb.shape[0]])
+    keypoints = (parsed.keypoints * scale).astype(np.int64)
+    if cpvton.family == "cpvton":
+        from tryon.runtime.keypoints import lip_to_openpose
+
+        keypoints = lip_to_openpose(keypoints)
+    return cpvton.run(person, garment, labels, keypoints).image
+
+
+def quantize_jppnet(models_dir: str | Path, photos, scales=REFERENCE_SCALES, mirror: bool = True) -> dict:
+    """Write jppnet.int8.onnx beside jppnet.onnx and record it with its agreement; returns the entry."""
+    photos = [Path(p) for p in photos]
+    if not photos:
+        raise ValueError("int8 calibration needs real photos (e.g. ../shared/data/viton/person/*.jpg)")
+    models = ModelDir.open(models_dir)
+    int8_path = models.path / INT8_FILE
+    quantize_file(models.file("jppnet"), int8_path, photos, scales, mirror)
+    entry = {"file": INT8_FILE, "variant": models.entry("jppnet").get("variant"), "precision": "int8",
+             "quantization": {"format": "QDQ", "weights": "s8 per-channel", "activations": "u8",
+                              "calibration": "MinMax", "photos": [p.name for p in photos]},
+             "source": {"fp32": models.entry("jppnet")["file"], "sha256": models.entry("jppnet")["sha256"],
+                        "synthetic": models.synthetic("jppnet")},
+             "agreement": agreement(models, int8_path, photos, scales, mirror)}
+    return manifest.record(models.path, INT8_MODEL, entry)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description="Static int8 JPP-Net, calibrated on real photos")
+    parser.add_argument("photos", nargs="+", help="real person photos (e.g. ../shared/data/viton/person/*.jpg)")
+    parser.add_argument("--models", default="models_onnx")
+    parser.add_argument("--scales", default=",".join(str(s) for s in REFERENCE_SCALES))
+    parser.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True)
+    args = parser.parse_args(argv)
+    entry = quantize_jppnet(args.models, args.photos, tuple(float(s) for s in args.scales.split(",")), args.mirror)
+    print(f"wrote {Path(args.models) / entry['file']}; agreement with fp32: {entry['agreement']}")
+
+
+if __name__ == "__main__":
+    main()
