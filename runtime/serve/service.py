@@ -2,16 +2,20 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..images import MAX_PIXELS, encode
 from ..session import providers_in_use
 from .gallery import Gallery
 from .limits import InferenceGate, check_image
 
+if TYPE_CHECKING:
+    from ..tryon import TryOn
+
 
 @dataclass
 class TryOnService:
-    tryon: object  # a TryOn, or anything with its predict() and synthetic
+    tryon: "TryOn"
     gallery: Gallery
     gate: InferenceGate
     max_pixels: int = MAX_PIXELS
@@ -34,9 +38,5 @@ class TryOnService:
 
     def providers(self) -> list[str]:
         """What the sessions actually run on, not what was asked for."""
-        found: list[str] = []
-        for stage in (self.tryon.parse, self.tryon.cpvton):
-            for value in vars(stage).values():
-                if hasattr(value, "get_providers"):
-                    found += [p for p in providers_in_use(value) if p not in found]
-        return found
+        sessions = (self.tryon.parse.session, self.tryon.cpvton.gmm, self.tryon.cpvton.tom)
+        return list(dict.fromkeys(p for session in sessions for p in providers_in_use(session)))

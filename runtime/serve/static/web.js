@@ -49,7 +49,9 @@ function showResult(body) {
   const verdict = body.ok ? "ok" : "refused: confidence below 0.1";
   $("verdict").textContent = `confidence ${body.confidence.toFixed(3)} (${verdict})` +
     (body.reason ? ` - ${body.reason}` : "") + (body.synthetic ? " - synthetic weights: noise" : "");
-  const rows = Object.entries(body.timings_ms).map(([stage, ms]) => {
+  const stages = Object.entries(body.timings_ms);
+  stages.sort(([a], [b]) => (a === "total") - (b === "total"));  // stages in pipeline order, total last
+  const rows = stages.map(([stage, ms]) => {
     const row = document.createElement("tr");
     for (const text of [stage, ms.toFixed(1)]) {
       const cell = document.createElement("td");
