@@ -16,15 +16,12 @@ import torch
 from tryon.runtime.agnostic import FAMILIES
 
 from .cpvton_networks import GMM, UnetGenerator
+from .errors import CheckpointError  # shared with JPP-Net, so the CLI maps both to one exit code
 
 GMM_FIRST_CONV = "extractionA.model.0.weight"
 TOM_FIRST_CONV = "model.model.0.weight"
 WRAPPER_PREFIX = "module."  # left by nn.DataParallel when a wrapped model was saved
 SHOWN = 8  # keys listed per kind of difference
-
-
-class CheckpointError(ValueError):
-    """A .pth file is not a GMM or TOM state_dict of a known CP-VTON family."""
 
 
 def gmm_channels(family: str) -> int:

@@ -23,6 +23,7 @@ from tryon.runtime.session import SessionOptions, create_session
 
 from . import manifest
 from .cpvton_checkpoint import load_network
+from .errors import CheckpointError
 from .cpvton_networks import GMM, LinearTpsGridGen, UnetGenerator, tom_outputs, warp_cloth
 from .sources import is_synthetic
 
@@ -154,7 +155,7 @@ def _load_pair(gmm_pth, tom_pth):
     gmm, gmm_family = load_network(gmm_pth, "gmm")
     tom, tom_family = load_network(tom_pth, "tom")
     if gmm_family != tom_family:
-        raise ValueError(f"GMM {gmm_pth} is {gmm_family} but TOM {tom_pth} is {tom_family}: "
+        raise CheckpointError(f"GMM {gmm_pth} is {gmm_family} but TOM {tom_pth} is {tom_family}: "
                          "use the two files of one family")
     return gmm, tom, gmm_family
 

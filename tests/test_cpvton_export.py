@@ -143,7 +143,7 @@ def test_missing_file_is_a_checkpoint_error(tmp_path):
 
 
 def test_families_must_match(synthetic, tmp_path):
-    with pytest.raises(ValueError, match="GMM .* is grayxu but TOM .* is cpvton"):
+    with pytest.raises(CheckpointError, match="GMM .* is grayxu but TOM .* is cpvton"):
         export_cpvton(synthetic["grayxu"]["gmm"], synthetic["cpvton"]["tom"], tmp_path)
     assert not (tmp_path / "gmm.onnx").exists()
 
