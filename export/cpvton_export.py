@@ -18,7 +18,7 @@ import numpy as np
 import onnx
 import torch
 
-from tryon.runtime.agnostic import FAMILIES, HEIGHT, WIDTH, agnostic_representation, to_unit_range
+from tryon.runtime.agnostic import HEIGHT, WIDTH, agnostic_representation, to_unit_range
 from tryon.runtime.session import SessionOptions, create_session
 
 from . import manifest

@@ -100,13 +100,16 @@ def test_unexpected_key_is_named(synthetic, tmp_path):
 
 def test_wrong_shape_is_named(synthetic, tmp_path):
     path = _rewritten(synthetic, tmp_path, lambda s: s.update({"regression.linear.weight": torch.zeros(50, 10)}))
-    with pytest.raises(CheckpointError, match=r"wrong shape: regression\.linear\.weight \[50, 10\] \(expected \[50, 768\]\)"):
+    expected = r"wrong shape: regression\.linear\.weight \[50, 10\] \(expected \[50, 768\]\)"
+    with pytest.raises(CheckpointError, match=expected):
         load_network(path, "gmm")
 
 
 def test_unknown_family_lists_the_known_ones(synthetic, tmp_path):
-    path = _rewritten(synthetic, tmp_path, lambda s: s.update({"extractionA.model.0.weight": torch.zeros(64, 26, 4, 4)}))
-    with pytest.raises(CheckpointError, match=r"\[64, 26, 4, 4\].*cpvton \[64, 22, 4, 4\].*grayxu \[64, 20, 4, 4\]"):
+    first_conv = {"extractionA.model.0.weight": torch.zeros(64, 26, 4, 4)}
+    path = _rewritten(synthetic, tmp_path, lambda s: s.update(first_conv))
+    expected = r"\[64, 26, 4, 4\].*cpvton \[64, 22, 4, 4\].*grayxu \[64, 20, 4, 4\]"
+    with pytest.raises(CheckpointError, match=expected):
         load_network(path, "gmm")
 
 
