@@ -20,9 +20,10 @@ import pytest
 from tryon.runtime.images import decode, encode
 from tryon.runtime.serve import create_app
 from tryon.runtime.serve.seed_route import SEED_FLAGS
+from tryon.runtime.tryon import TryOn
 
 with warnings.catch_warnings():  # Starlette nags about its httpx backend on import; nothing to act on
-    warnings.simplefilter("ignore", DeprecationWarning)
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
 ASSETS = Path(__file__).resolve().parents[1] / "runtime" / "assets"
@@ -40,6 +41,12 @@ def png_claiming(width: int, height: int) -> bytes:
     data[16:24] = struct.pack(">II", width, height)
     data[29:33] = struct.pack(">I", zlib.crc32(bytes(data[12:29])))
     return bytes(data)
+
+
+@pytest.fixture(scope="module")
+def tiny_tryon(tiny_models_dir):
+    """One JPP-Net scale, no mirror: a quarter of the parse time, and the service is the subject."""
+    return TryOn.from_dir(tiny_models_dir, provider="cpu", scales=(1.0,), mirror=False)
 
 
 @pytest.fixture(scope="module")

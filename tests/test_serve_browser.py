@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from serve_process import serve_process
+from serve_process import FAST, serve_process
 
 CHROMIUM = Path("/usr/bin/chromium")
 ASSETS = Path(__file__).resolve().parents[1] / "runtime" / "assets"
@@ -18,7 +18,7 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(),
 def test_web_page_dresses_an_uploaded_photo(tiny_models_dir, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    with serve_process(tiny_models_dir, tmp_path / "serve.log") as server, sync_playwright() as playwright:
+    with serve_process(tiny_models_dir, tmp_path / "serve.log", *FAST) as server, sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
         page = browser.new_page()
         elsewhere, errors = [], []

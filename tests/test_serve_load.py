@@ -12,7 +12,7 @@ import urllib.request
 import uuid
 from pathlib import Path
 
-from serve_process import serve_process
+from serve_process import FAST, serve_process
 
 ASSETS = Path(__file__).resolve().parents[1] / "runtime" / "assets"
 PERSON = (ASSETS / "person_astronaut.jpg").read_bytes()
@@ -91,7 +91,7 @@ def _next(counter, lock):
 
 def test_concurrent_clients_get_answers_or_503_and_memory_stays_flat(tiny_models_dir, tmp_path):
     with serve_process(tiny_models_dir, tmp_path / "serve.log", "--max-concurrent", "1", "--queue", "2",
-                       "--threads", "2") as server:
+                       *FAST) as server:
         kinds = request_kinds(server.url)
         assert send(kinds[0][0])[0] == 200  # warm-up: first-run allocations are not growth
         start = time.perf_counter()
@@ -105,8 +105,9 @@ def test_concurrent_clients_get_answers_or_503_and_memory_stays_flat(tiny_models
     assert not wrong, f"unexpected answers: {wrong[:5]}"
     refused = [retry for _, status, _, retry in results if status == 503]
     assert all(retry and int(retry) >= 1 for retry in refused), "a 503 without Retry-After"
-    tryons = sorted(seconds for k, status, seconds, _ in results if status == 200 and 503 in kinds[k][1])
-    assert len(tryons) >= 20, f"only {len(tryons)} try-ons got through"
+    done = [[seconds for k, status, seconds, _ in half if status == 200 and 503 in kinds[k][1]] for half in (first, second)]
+    assert all(len(half) >= 5 for half in done), f"too few try-ons got through to compare memory: {done}"
+    tryons = sorted(done[0] + done[1])
     assert rss_second - rss_first < 100, f"RSS grew from {rss_first:.0f} MB to {rss_second:.0f} MB"
     print(f"\n{len(results)} requests from {CLIENTS} clients in {elapsed:.1f} s: {len(results) / elapsed:.1f} req/s; "
           f"{len(tryons)} try-ons ({len(tryons) / elapsed:.2f}/s), {len(refused)} answered 503 "

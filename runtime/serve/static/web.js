@@ -46,7 +46,7 @@ function chosenGarment(form) {
 
 function showResult(body) {
   $("result-image").src = "data:image/png;base64," + body.image_png_base64;
-  const verdict = body.ok ? "ok" : "refused: confidence below 0.1";
+  const verdict = body.ok ? "ok" : "below 0.1, which the seed's service called a failure";
   $("verdict").textContent = `confidence ${body.confidence.toFixed(3)} (${verdict})` +
     (body.reason ? ` - ${body.reason}` : "") + (body.synthetic ? " - synthetic weights: noise" : "");
   const stages = Object.entries(body.timings_ms);
