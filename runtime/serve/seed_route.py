@@ -49,6 +49,8 @@ fields; old clients ignore them."""
              description=DESCRIPTION, openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": ClothRequest.model_json_schema()}}}})
 async def cloth(request: Request) -> ClothResponse:
+    """The seed's /cloth without its camera-specific rotate, mirror and [60:580, 45:435] crop;
+    answers the seed's base64 BMP (see DESCRIPTION for why)."""
     person, garment = parse_body(await request.body())
     result, bmp = await request.app.state.service.predict(person, garment, SEED_FLAGS, ".bmp")
     return ClothResponse(status="ok" if result.ok else "failure",
