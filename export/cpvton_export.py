@@ -23,8 +23,8 @@ from tryon.runtime.session import SessionOptions, create_session
 
 from . import manifest
 from .cpvton_checkpoint import load_network
-from .errors import CheckpointError
 from .cpvton_networks import GMM, LinearTpsGridGen, UnetGenerator, tom_outputs, warp_cloth
+from .errors import CheckpointError, ExportValidationError
 from .sources import is_synthetic
 
 GMM_IO = (("agnostic", "cloth"), ("theta", "grid", "warped_cloth"))
@@ -32,10 +32,6 @@ TOM_IO = (("agnostic", "warped_cloth"), ("rendered", "mask", "tryon"))
 TOLERANCE = {"theta": 1e-4, "grid": 1e-4, "warped_cloth": 1e-3, "rendered": 1e-3, "mask": 1e-3, "tryon": 1e-3}
 INPUTS_DESCRIPTION = ("synthetic person-like agnostic (runtime.agnostic from a drawn LIP label map, "
                       "keypoints and smooth photo) and smooth garment images, batch 1 and 2")
-
-
-class ExportValidationError(RuntimeError):
-    """The ONNX file disagrees with the torch model beyond tolerance."""
 
 
 class GmmForExport(torch.nn.Module):

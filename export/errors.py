@@ -3,3 +3,7 @@
 
 class CheckpointError(ValueError):
     """A checkpoint file is unreadable, or its tensors' names or shapes are not the published ones."""
+
+
+class ExportValidationError(RuntimeError):
+    """An exported model's outputs differ from the source framework's beyond the stated tolerance."""

@@ -33,5 +33,6 @@ def write_synthetic(out_dir: str | Path, families=("grayxu",), jppnet: str = "fu
     config = jppnet_graph.CONFIGS[jppnet]
     written.update(jppnet_synth.write_synthetic(out_dir, seed=seed, config=config, formats=tuple(jppnet_formats)))
     for family in families:
-        written.update(cpvton_synth.write_synthetic(out_dir, family, seed=seed))
+        for name, path in cpvton_synth.write_synthetic(out_dir, family, seed=seed).items():
+            written[f"{name} ({family})"] = path
     return written

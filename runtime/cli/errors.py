@@ -9,6 +9,7 @@ EXIT_MISSING_MODELS = 3
 EXIT_BAD_INPUT = 4
 EXIT_ENVIRONMENT = 5
 EXIT_BAD_CHECKPOINT = 6
+EXIT_EXPORT_MISMATCH = 7
 
 
 def _known():
@@ -19,9 +20,10 @@ def _known():
     known = [(ModelsMissingError, EXIT_MISSING_MODELS), (ImageError, EXIT_BAD_INPUT),
              (RuntimeSetupError, EXIT_ENVIRONMENT)]
     try:  # the export side is optional; its errors only exist where it is installed
-        from tryon.export.errors import CheckpointError
+        from tryon.export.errors import CheckpointError, ExportValidationError
         from tryon.export.sources import SourcesMissingError
-        known += [(SourcesMissingError, EXIT_BAD_CHECKPOINT), (CheckpointError, EXIT_BAD_CHECKPOINT)]
+        known += [(SourcesMissingError, EXIT_BAD_CHECKPOINT), (CheckpointError, EXIT_BAD_CHECKPOINT),
+                  (ExportValidationError, EXIT_EXPORT_MISMATCH)]
     except ImportError:
         pass
     return known + [(FileNotFoundError, EXIT_BAD_INPUT), (ValueError, EXIT_BAD_INPUT)]
