@@ -29,7 +29,7 @@ class BodyTooLarge(HTTPException):
 
 
 class BodyLimit:
-    """ASGI middleware; it sits outside FastAPI so that no route ever sees an oversized body."""
+    """ASGI middleware in front of the routes, so that none of them parses an oversized body."""
 
     def __init__(self, app, max_bytes: int):
         self.app = app
