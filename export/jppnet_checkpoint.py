@@ -31,7 +31,7 @@ class JppNetSource:
 
     @property
     def files(self) -> list[Path]:
-        """What the weights live in, for hashing."""
+        """The files the weights live in."""
         if self.format == "pb":
             return [self.path]
         return sorted(self.path.parent.glob(f"{self.path.name}.index")) + sorted(
@@ -95,7 +95,7 @@ def _load_checkpoint(prefix: Path, config: JppNetConfig) -> dict[str, np.ndarray
         raise CheckpointError(f"checkpoint {prefix}: {len(wrong)} tensors are not float32: {', '.join(wrong[:SHOWN])}")
     try:
         return {name: reader.get_tensor(name) for name, _ in variable_specs(config)}
-    except tf.errors.OpError as exc:
+    except (tf.errors.OpError, IndexError, ValueError) as exc:  # the reader's errors for short or corrupt data
         raise CheckpointError(f"checkpoint {prefix} is damaged: {exc}") from exc
 
 

@@ -23,7 +23,7 @@ from tryon.runtime.session import SessionOptions, create_session
 
 from . import manifest
 from .jppnet_checkpoint import load_weights, resolve_source
-from .jppnet_graph import CONFIGS, FULL, JppNetConfig, build_forward, constant_weights
+from .jppnet_graph import CONFIGS, FULL, JppNetConfig, build_forward, fed_weights
 from .sources import is_synthetic
 
 ONNX_FILE = "jppnet.onnx"
@@ -44,16 +44,67 @@ class _Progress:
         print(f"[jppnet {time.perf_counter() - self.start:6.1f} s] {message}", flush=True)
 
 
-def forward_graph_def(weights, config: JppNetConfig) -> tf.compat.v1.GraphDef:
-    """The single-scale graph with the weights as constants, named as the ONNX file will be."""
+def forward_graph(weights, config: JppNetConfig):
+    """The single-scale graph named as the ONNX file will be, with the weights fed from
+    placeholders named like their variables; returns (graph, feed dict of the weights)."""
     graph = tf.Graph()
     with graph.as_default():
         image = tf.compat.v1.placeholder(tf.float32, [None, None, None, 3], name="image")
-        with constant_weights(weights):
+        with fed_weights(weights) as feeds:
             out = build_forward(image, config)
         tf.identity(tf.add_n(list(out.parsing)) / 3.0, name="parsing")
         tf.identity(out.pose, name="pose")
-    return graph.as_graph_def()
+    return graph, feeds
+
+
+def convert(weights, config: JppNetConfig, opset: int):
+    """tf2onnx on the graph with the weights as extra inputs, which then become
+    initializers. With the weights inside the graph as constants, tf2onnx's optimiser
+    passes copy every weight at each pass (over 15 GB at full size); this way its memory
+    and time do not depend on the weights at all."""
+    from tf2onnx import optimizer, tfonnx
+
+    graph, feeds = forward_graph(weights, config)
+    onnx_graph = tfonnx.process_tf_graph(
+        graph, opset=opset, input_names=["image:0", *(t.name for t in feeds)],
+        output_names=["parsing:0", "pose:0"],
+        tensors_to_rename={"image:0": "image", "parsing:0": "parsing", "pose:0": "pose"})
+    model = optimizer.optimize_graph(onnx_graph, catch_errors=False).make_model(f"JPP-Net ({config.name})")
+    _embed_weights(model, weights)
+    _name_dynamic_axes(model)
+    _explicit_dilated_padding(model)
+    return model
+
+
+def _embed_weights(model, weights):
+    """Weight inputs -> initializers named like the checkpoint's variables; the HWIO ->
+    OIHW Transpose that tf2onnx put behind each convolution kernel is applied here."""
+    from onnx import numpy_helper
+
+    graph = model.graph
+    by_input = {f"{name}:0": name for name in weights}
+    renamed, initializers, kept_nodes = {}, [], []
+    for node in graph.node:
+        if node.op_type == "Transpose" and node.input[0] in by_input:
+            name = by_input[node.input[0]]
+            perm = next(a.ints for a in node.attribute if a.name == "perm")
+            initializers.append(numpy_helper.from_array(np.ascontiguousarray(weights[name].transpose(perm)), name))
+            renamed[node.output[0]] = name
+        else:
+            kept_nodes.append(node)
+    used = {i for node in kept_nodes for i in node.input}
+    for tensor_name, name in by_input.items():
+        if tensor_name in used:
+            initializers.append(numpy_helper.from_array(weights[name], name))
+            renamed[tensor_name] = name
+    for node in kept_nodes:
+        node.input[:] = [renamed.get(i, i) for i in node.input]
+    del graph.node[:]
+    graph.node.extend(kept_nodes)
+    data_inputs = [i for i in graph.input if i.name not in by_input]
+    del graph.input[:]
+    graph.input.extend(data_inputs)
+    graph.initializer.extend(initializers)
 
 
 def _name_dynamic_axes(model):
@@ -101,24 +152,15 @@ def validation_batch(side: int = VALIDATION_SIDE) -> np.ndarray:
     return np.stack([resize_bilinear(bgr, side, side, flip) for flip in (False, True)])
 
 
-def _run_tensorflow(graph_def, batch):
-    graph = tf.Graph()
-    with graph.as_default():
-        tf.graph_util.import_graph_def(graph_def, name="")
+def _run_tensorflow(weights, config, batch):
+    graph, feeds = forward_graph(weights, config)
     with tf.compat.v1.Session(graph=graph) as sess:
-        fetch = ["parsing:0", "pose:0"]
-        sess.run(fetch, {"image:0": batch})  # first run pays for graph optimisation
-        start = time.perf_counter()
-        outputs = sess.run(fetch, {"image:0": batch})
-        return outputs, (time.perf_counter() - start) * 1e3
+        return sess.run(["parsing:0", "pose:0"], {**feeds, "image:0": batch})
 
 
 def _run_onnxruntime(onnx_path, batch):
     session = create_session(onnx_path, SessionOptions(provider="cpu"))
-    session.run(["parsing", "pose"], {"image": batch})
-    start = time.perf_counter()
-    outputs = session.run(["parsing", "pose"], {"image": batch})
-    return outputs, (time.perf_counter() - start) * 1e3
+    return session.run(["parsing", "pose"], {"image": batch})
 
 
 def _decisive_mismatches(ref: np.ndarray, got: np.ndarray, tolerance: float) -> tuple[float, int]:
@@ -153,16 +195,15 @@ def compare(ref: np.ndarray, got: np.ndarray, per_position: bool) -> dict:
             "passed": max_abs <= tolerance and decisive == 0}
 
 
-def validate_files(graph_def, onnx_path: Path) -> dict:
+def validate_files(weights, config: JppNetConfig, onnx_path: Path) -> dict:
     batch = validation_batch()
-    (tf_parsing, tf_pose), tf_ms = _run_tensorflow(graph_def, batch)
-    (ort_parsing, ort_pose), ort_ms = _run_onnxruntime(onnx_path, batch)
+    tf_parsing, tf_pose = _run_tensorflow(weights, config, batch)
+    ort_parsing, ort_pose = _run_onnxruntime(onnx_path, batch)
     report = {
         "input": f"smooth synthetic photo + mirror, {VALIDATION_SIDE}x{VALIDATION_SIDE}, batch 2",
         "relative_tolerance": RELATIVE_TOLERANCE,
         "parsing": compare(tf_parsing, ort_parsing, per_position=True),
         "pose": compare(tf_pose, ort_pose, per_position=False),
-        "latency_ms": {"tensorflow": round(tf_ms, 1), "onnxruntime": round(ort_ms, 1)},
     }
     report["passed"] = report["parsing"]["passed"] and report["pose"]["passed"]
     return report
@@ -177,8 +218,8 @@ def _raise_unless_passed(report: dict):
 
 def _source_record(path: Path) -> dict:
     source = resolve_source(path)
-    return {"path": str(path), "format": source.format, "sha256": manifest.sha256_files(source.files),
-            "synthetic": is_synthetic(path)}
+    digest = manifest.sha256_files(source.files) if source.format == "ckpt" else manifest.sha256_file(source.path)
+    return {"path": str(path), "format": source.format, "sha256": digest, "synthetic": is_synthetic(path)}
 
 
 def export_jppnet(source: str | Path, models_dir: str | Path, opset: int = 17,
@@ -192,20 +233,14 @@ def export_jppnet(source: str | Path, models_dir: str | Path, opset: int = 17,
     progress = _Progress()
     progress(f"reading weights from {source} ({config.name} network)")
     weights = load_weights(source, config)
-    progress(f"building the single-scale TF graph ({len(weights)} tensors)")
-    graph_def = forward_graph_def(weights, config)
-    del weights
     models_dir.mkdir(parents=True, exist_ok=True)
     onnx_path = models_dir / ONNX_FILE
-    progress(f"converting with tf2onnx {tf2onnx.__version__}, opset {opset} (the full network takes minutes)")
-    model, _ = tf2onnx.convert.from_graph_def(
-        graph_def, input_names=["image:0"], output_names=["parsing:0", "pose:0"], opset=opset,
-        tensors_to_rename={"image:0": "image", "parsing:0": "parsing", "pose:0": "pose"})
-    _name_dynamic_axes(model)
-    _explicit_dilated_padding(model)
+    progress(f"converting with tf2onnx {tf2onnx.__version__}, opset {opset}")
+    model = convert(weights, config, opset)
     onnx.save(model, str(onnx_path))
+    del model
     progress(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB); validating against TensorFlow")
-    validation = validate_files(graph_def, onnx_path)
+    validation = validate_files(weights, config, onnx_path)
     progress(f"parsing relative diff {validation['parsing']['relative_diff']:.2e}, "
              f"pose {validation['pose']['relative_diff']:.2e} (tolerance {RELATIVE_TOLERANCE:g})")
     _raise_unless_passed(validation)
@@ -223,8 +258,7 @@ def validate_jppnet(models_dir: str | Path, source: str | Path) -> dict:
     if entry is None:
         raise FileNotFoundError(f"{models_dir}/manifest.json has no jppnet entry: run `tryon export` first")
     config = CONFIGS[entry["variant"]]
-    graph_def = forward_graph_def(load_weights(source, config), config)
-    report = validate_files(graph_def, models_dir / entry["file"])
+    report = validate_files(load_weights(source, config), config, models_dir / entry["file"])
     report["source_matches_manifest"] = _source_record(Path(source))["sha256"] == entry["source"]["sha256"]
     _raise_unless_passed(report)
     return report

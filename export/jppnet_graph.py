@@ -186,27 +186,38 @@ def _custom_getter(getter):
         yield
 
 
+def _checked(name: str, shape, known: Mapping[str, tf.Tensor]) -> tf.Tensor:
+    if name not in known:
+        raise KeyError(f"no weight named {name} was given")
+    if tuple(known[name].shape) != tuple(shape):
+        raise ValueError(f"weight {name} has shape {tuple(known[name].shape)}, the graph needs {tuple(shape)}")
+    return known[name]
+
+
 @contextmanager
 def constant_weights(weights: Mapping[str, np.ndarray]):
-    """Inside this block `build_forward` reads `weights` as constants.
-
-    Each weight becomes a `Const` named like the variable plus a `<name>/read` Identity,
-    the node pair a frozen TF1 graph holds, created once and shared by every tower."""
-    graph = tf.compat.v1.get_default_graph()
+    """Inside this block `build_forward` reads `weights` as constants, the way a frozen
+    TF1 graph holds them: a `Const` named like the variable plus its `<name>/read`
+    Identity, created once and shared by every tower."""
     reads = {}
-    with graph.name_scope(None):
+    with tf.compat.v1.get_default_graph().name_scope(None):
         for name, value in weights.items():
             reads[name] = tf.identity(tf.constant(value, dtype=tf.float32, name=name), name=f"{name}/read")
-
-    def read_constant(name, shape=None, **_):
-        if name not in reads:
-            raise KeyError(f"no weight named {name} was given")
-        if tuple(reads[name].shape) != tuple(shape):
-            raise ValueError(f"weight {name} has shape {tuple(reads[name].shape)}, the graph needs {tuple(shape)}")
-        return reads[name]
-
-    with _custom_getter(read_constant):
+    with _custom_getter(lambda name, shape=None, **_: _checked(name, shape, reads)):
         yield
+
+
+@contextmanager
+def fed_weights(weights: Mapping[str, np.ndarray]):
+    """Inside this block `build_forward` reads each weight from a placeholder named like
+    its variable; yields the feed dict {placeholder: array}. The graph then holds no copy
+    of the weights, which keeps TF sessions and tf2onnx small at 489 MB of weights."""
+    holders = {}
+    with tf.compat.v1.get_default_graph().name_scope(None):
+        for name, value in weights.items():
+            holders[name] = tf.compat.v1.placeholder(tf.float32, value.shape, name=name)
+    with _custom_getter(lambda name, shape=None, **_: _checked(name, shape, holders)):
+        yield {holders[name]: weights[name] for name in holders}
 
 
 @functools.lru_cache(maxsize=None)

@@ -15,7 +15,7 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 
-from .jppnet_graph import FULL, JppNetConfig, build_forward, constant_weights
+from .jppnet_graph import FULL, JppNetConfig, build_forward, fed_weights
 
 LIP_MEAN_BGR = np.array((104.00698793, 116.66876762, 122.67891434), dtype=np.float32)
 BASE_SIZE = 384
@@ -42,7 +42,7 @@ def _unmirror(batch: tf.Tensor, order) -> tf.Tensor:
 def build_reference(bgr: tf.Tensor, config: JppNetConfig = FULL, scales=REFERENCE_SCALES, mirror: bool = True):
     """`bgr` [H, W, 3] float32 BGR minus the mean -> (heatmaps [H, W, 16], labels [H, W] int64).
 
-    Needs the weights in scope (`constant_weights`). With mirror=False the batch is the
+    Needs the weights in scope (`constant_weights` or `fed_weights`). With mirror=False the batch is the
     photo alone and the swap/flip step is skipped (the runtime's fast setting)."""
     batch = tf.stack([bgr, tf.reverse(bgr, tf.stack([1]))]) if mirror else bgr[None]
     size = tf.shape(batch)[1:3]
@@ -79,8 +79,8 @@ def run_reference(weights: Mapping[str, np.ndarray], rgb: np.ndarray, config: Jp
     graph = tf.Graph()
     with graph.as_default():
         image = tf.compat.v1.placeholder(tf.float32, [None, None, 3])
-        with constant_weights(weights):
+        with fed_weights(weights) as feeds:
             heatmaps, labels = build_reference(image, config, scales, mirror)
     with tf.compat.v1.Session(graph=graph) as sess:
-        heat, lab = sess.run([heatmaps, labels], {image: bgr})
+        heat, lab = sess.run([heatmaps, labels], {**feeds, image: bgr})
     return ReferenceResult(lab.astype(np.uint8), keypoints_of(heat), heat)
