@@ -19,7 +19,7 @@ import tensorflow as tf
 from google.protobuf.message import DecodeError
 
 from .errors import CheckpointError
-from .jppnet_graph import FULL, JppNetConfig, variable_specs
+from .jppnet_graph import CONFIGS, FULL, JppNetConfig, variable_specs
 
 SHOWN = 5  # names listed per problem; the rest are counted
 
@@ -120,6 +120,27 @@ def _load_frozen_graph(path: Path, config: JppNetConfig) -> dict[str, np.ndarray
     if wrong:
         raise CheckpointError(f"frozen graph {path}: {len(wrong)} weights are not float32: {', '.join(wrong[:SHOWN])}")
     return {name: tf.make_ndarray(consts[name]) for name in wanted}
+
+
+def _shapes(source: JppNetSource) -> dict[str, tuple[int, ...]]:
+    if source.format == "ckpt":
+        try:
+            return tf.train.load_checkpoint(str(source.path)).get_variable_to_shape_map()
+        except (tf.errors.OpError, ValueError) as exc:
+            raise CheckpointError(f"{source.path} is not a readable TF checkpoint: {exc}") from exc
+    return {node.name: tuple(d.size for d in node.attr["value"].tensor.tensor_shape.dim)
+            for node in _read_graph_def(source.path).node if node.op == "Const"}
+
+
+def detect_config(path: str | Path) -> JppNetConfig:
+    """The network whose every variable the file holds with its exact shape: the published
+    (full) one, or our reduced test build. Anything else is refused with the full list."""
+    found = _shapes(resolve_source(path))
+    for config in CONFIGS.values():
+        if all(tuple(found.get(name, ())) == shape for name, shape in variable_specs(config)):
+            return config
+    check_shapes(found, FULL, str(path))  # raises, naming what is missing or misshapen
+    return FULL
 
 
 def load_weights(path: str | Path, config: JppNetConfig = FULL) -> dict[str, np.ndarray]:
