@@ -22,6 +22,7 @@ from tryon.runtime.parse_stage import LIP_MEAN_BGR, resize_bilinear
 from tryon.runtime.session import SessionOptions, create_session
 
 from . import manifest
+from .errors import ExportValidationError
 from .jppnet_checkpoint import load_weights, resolve_source
 from .jppnet_graph import CONFIGS, FULL, JppNetConfig, build_forward, fed_weights
 from .sources import is_synthetic
@@ -30,10 +31,6 @@ ONNX_FILE = "jppnet.onnx"
 VALIDATION_SIDE = 384
 # float32 through ~110 layers, summed in a different order by oneDNN and MLAS.
 RELATIVE_TOLERANCE = 1e-4
-
-
-class ValidationError(AssertionError):
-    """ONNX Runtime's outputs differ from TensorFlow's by more than the stated tolerance."""
 
 
 class _Progress:
@@ -212,7 +209,7 @@ def validate_files(weights, config: JppNetConfig, onnx_path: Path) -> dict:
 def _raise_unless_passed(report: dict):
     if not report["passed"]:
         failed = {k: report[k] for k in ("parsing", "pose") if not report[k]["passed"]}
-        raise ValidationError(f"jppnet.onnx differs from TensorFlow beyond relative tolerance "
+        raise ExportValidationError(f"jppnet.onnx differs from TensorFlow beyond relative tolerance "
                               f"{RELATIVE_TOLERANCE:g} (or an argmax flipped decisively): {failed}")
 
 

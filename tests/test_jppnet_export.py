@@ -7,9 +7,10 @@ import onnx
 import pytest
 
 from tryon.export import manifest
+from tryon.export.errors import ExportValidationError
 from tryon.export.jppnet_checkpoint import load_weights
 from tryon.export.jppnet_export import (
-    RELATIVE_TOLERANCE, ValidationError, compare, export_jppnet, validate_jppnet, validation_photo,
+    RELATIVE_TOLERANCE, compare, export_jppnet, validate_jppnet, validation_photo,
 )
 from tryon.export.jppnet_graph import FULL, REDUCED, variable_specs
 from tryon.export.jppnet_reference import run_reference
@@ -83,7 +84,7 @@ def test_validate_rechecks_the_existing_file(exported):
 
 def test_validate_fails_against_other_weights(exported):
     folder, _, other, _ = exported
-    with pytest.raises(ValidationError, match="relative tolerance"):
+    with pytest.raises(ExportValidationError, match="relative tolerance"):
         validate_jppnet(folder / "models", other["jppnet_ckpt"])
 
 
