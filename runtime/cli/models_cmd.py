@@ -1,7 +1,6 @@
 """synth, export, validate: build and check models_onnx/ (needs the export extra)."""
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import typer
@@ -62,8 +61,9 @@ def validate(checkpoints: Path = typer.Option(Path("checkpoints"), help="folder 
 
 
 def _print_validation(entries: dict[str, dict]):
+    from tryon.export.export_models import max_abs_diffs
+
     for name, entry in entries.items():
-        validation = entry.get("validation", entry)
-        diffs = json.dumps(validation.get("max_abs_diff", {}), default=float)
-        verdict = "passed" if validation.get("passed") else "FAILED"
+        verdict = "passed" if entry.get("validation", entry).get("passed") else "FAILED"
+        diffs = ", ".join(f"{k} {v:.2e}" for k, v in max_abs_diffs(entry).items())
         typer.echo(f"{name}: validation {verdict}; max abs diff {diffs}")
