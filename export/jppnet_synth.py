@@ -20,7 +20,7 @@ import tensorflow as tf
 
 from .jppnet_graph import FULL, JppNetConfig, constant_weights, variable_specs
 from .jppnet_reference import LIP_MEAN_BGR, build_reference
-from .sources import SYNTHETIC_MARKER
+from .sources import mark_untrained
 
 CHECKPOINT_DIR = "JPPNet-s2"
 CHECKPOINT_PREFIX = "model.ckpt-205632"
@@ -119,13 +119,6 @@ def write_frozen_graph(weights: Mapping[str, np.ndarray], path: Path, config: Jp
     return path
 
 
-def _mark_untrained(out_dir: Path):
-    """`tryon synth` writes the folder's README first; a direct call still gets the marker."""
-    readme = out_dir / "README.md"
-    if not readme.exists():
-        readme.write_text(f"{SYNTHETIC_MARKER}\n\nSeeded JPP-Net weights: NOT TRAINED, their outputs are noise.\n")
-
-
 def write_synthetic(out_dir: str | Path, seed: int = 0, config: JppNetConfig = FULL,
                     formats=("ckpt", "pb")) -> dict[str, Path]:
     """Write `JPPNet-s2/` and/or `jpp.pb` into out_dir; returns {"jppnet_ckpt"|"jppnet_pb": path}."""
@@ -134,7 +127,7 @@ def write_synthetic(out_dir: str | Path, seed: int = 0, config: JppNetConfig = F
         raise ValueError(f"unknown JPP-Net formats {sorted(unknown)}; use 'ckpt' and/or 'pb'")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _mark_untrained(out_dir)
+    mark_untrained(out_dir)
     weights = synthetic_weights(config, seed)
     written = {}
     if "ckpt" in formats:

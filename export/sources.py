@@ -31,6 +31,27 @@ def is_synthetic(path: str | Path) -> bool:
     return readme.is_file() and readme.read_text(errors="replace").startswith(SYNTHETIC_MARKER)
 
 
+SYNTHETIC_README = f"""{SYNTHETIC_MARKER}
+
+Everything in this folder was written by `tryon synth` from a fixed seed. The files have
+the published formats, names and shapes, so every loader and export runs on them, but
+the weights are NOT TRAINED: every image made with them is noise.
+
+For real results, put the published checkpoints in `checkpoints/` (see
+`checkpoints/README.md`) and run `tryon export --checkpoints checkpoints`.
+"""
+
+
+def mark_untrained(folder: str | Path):
+    """Give a folder of synthetic checkpoints the README that `is_synthetic` recognises,
+    written before any weights so a half-written folder is never taken for real files."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    readme = folder / "README.md"
+    if not (readme.is_file() and readme.read_text(errors="replace").startswith(SYNTHETIC_MARKER)):
+        readme.write_text(SYNTHETIC_README)
+
+
 def find_sources(folder: str | Path, family: str | None = None) -> Sources:
     folder = Path(folder)
     jppnet = next((folder / n for n in JPPNET_FILES if (folder / n).exists()), None)
