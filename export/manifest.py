@@ -9,8 +9,9 @@ import datetime
 import hashlib
 import json
 import os
-from importlib import metadata
 from pathlib import Path
+
+from tryon.runtime.versions import installed_versions
 
 MANIFEST = "manifest.json"
 TOOLS = ("onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorflow-cpu", "tensorflow", "tf2onnx", "onnxscript", "numpy")
@@ -42,13 +43,7 @@ def source_sha256(path: str | Path) -> str:
 
 
 def tool_versions() -> dict[str, str]:
-    versions = {}
-    for name in TOOLS:
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return versions
+    return installed_versions(*TOOLS)
 
 
 def io_signature(onnx_path: str | Path) -> dict[str, list[dict]]:

@@ -13,12 +13,12 @@ import resource
 import subprocess
 import time
 from dataclasses import asdict, dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 
 from .model_dir import ModelDir
+from .versions import installed_versions
 
 BASE_SIDE = 384  # JPP-Net's scale 1.0 is a 384x384 square
 # GFLOP per image at the sides LIP_JPPNet uses (REFERENCE.md); other sides scale with area.
@@ -118,7 +118,7 @@ def model_sizes_mb(models: ModelDir) -> dict[str, float]:
 def machine() -> dict:
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gb": _memory_gb(),
             "platform": platform.platform(), "python": platform.python_version(),
-            "versions": _versions("onnxruntime", "onnxruntime-gpu", "numpy", "opencv-python-headless")}
+            "versions": installed_versions("onnxruntime", "onnxruntime-gpu", "numpy", "opencv-python-headless")}
 
 
 def _cpu_model() -> str:
@@ -137,16 +137,6 @@ def _memory_gb() -> float | None:
     except (OSError, ValueError, IndexError):
         return None
     return round(kib / 2**20, 1)
-
-
-def _versions(*names) -> dict[str, str]:
-    found = {}
-    for name in names:
-        try:
-            found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
-    return found
 
 
 def time_pipeline(tryon, person, cloth, settings: BenchSettings) -> dict[str, list[float]]:

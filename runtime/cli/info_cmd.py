@@ -2,13 +2,13 @@
 from __future__ import annotations
 
 import platform
-from importlib import metadata
 from pathlib import Path
 
 import typer
 
 from ..model_dir import MODEL_FILES, ModelDir, ModelsMissingError
 from ..session import SessionOptions, available_providers, create_session, providers_in_use
+from ..versions import installed_versions
 from . import common
 from .errors import friendly
 
@@ -24,11 +24,8 @@ def register(app: typer.Typer):
 @friendly
 def info(models: Path = common.MODELS, provider: str = common.PROVIDER):
     typer.echo(f"python {platform.python_version()} on {platform.machine()} ({platform.system()})")
-    for name in PACKAGES:
-        try:
-            typer.echo(f"  {name} {metadata.version(name)}")
-        except metadata.PackageNotFoundError:
-            pass
+    for name, version in installed_versions(*PACKAGES).items():
+        typer.echo(f"  {name} {version}")
     typer.echo(f"providers available: {', '.join(available_providers())}")
     try:
         model_dir = ModelDir.open(models)
