@@ -23,8 +23,8 @@ from tryon.runtime.session import SessionOptions, create_session
 
 from . import manifest
 from .errors import ExportValidationError
-from .jppnet_checkpoint import load_weights, resolve_source
-from .jppnet_graph import CONFIGS, FULL, JppNetConfig, build_forward, fed_weights
+from .jppnet_checkpoint import detect_config, load_weights, resolve_source
+from .jppnet_graph import CONFIGS, JppNetConfig, build_forward, fed_weights
 from .sources import is_synthetic
 
 ONNX_FILE = "jppnet.onnx"
@@ -221,12 +221,13 @@ def _source_record(path: Path) -> dict:
 
 def export_jppnet(source: str | Path, models_dir: str | Path, opset: int = 17,
                   config: JppNetConfig | None = None) -> dict:
-    """Convert, validate and record jppnet.onnx; returns its manifest entry."""
+    """Convert, validate and record jppnet.onnx; returns its manifest entry. Without a
+    config the layout (published or reduced test build) is read from the file's shapes."""
     import onnx
     import tf2onnx
 
-    config = config or FULL
     source, models_dir = Path(source), Path(models_dir)
+    config = config or detect_config(source)
     progress = _Progress()
     progress(f"reading weights from {source} ({config.name} network)")
     weights = load_weights(source, config)

@@ -127,15 +127,14 @@ def merge_pose(pose: list[np.ndarray], height: int, width: int):
     cols = np.stack([nearest_index(p.shape[2], width) for p in pose])
     row_starts, row_run = _runs(rows)
     col_starts, col_run = _runs(np.concatenate([cols, cols[:, ::-1]]))
-    direct = sum(p[0][np.ix_(r[row_starts], c[col_starts])] for p, r, c in zip(pose, rows, cols)) / len(pose)
+    merged = sum(p[0][np.ix_(r[row_starts], c[col_starts])] for p, r, c in zip(pose, rows, cols)) / len(pose)
     if pose[0].shape[0] == 2:
         mirrored = sum(p[1][..., POSE_MIRROR][np.ix_(r[row_starts], c[::-1][col_starts])]
                        for p, r, c in zip(pose, rows, cols)) / len(pose)
-        direct = (direct + mirrored) / 2
-    n_cols = len(col_starts)
-    peak = direct.reshape(-1, direct.shape[2]).argmax(axis=0)
-    keypoints = np.stack([col_starts[peak % n_cols], row_starts[peak // n_cols]], axis=1)
-    return direct[np.ix_(row_run, col_run)], keypoints
+        merged = (merged + mirrored) / 2
+    peak = merged.reshape(-1, merged.shape[2]).argmax(axis=0)
+    keypoints = np.stack([col_starts[peak % len(col_starts)], row_starts[peak // len(col_starts)]], axis=1)
+    return merged[np.ix_(row_run, col_run)], keypoints
 
 
 def pose_confidence(heatmaps: np.ndarray, keypoints: np.ndarray) -> float:
@@ -181,20 +180,19 @@ class ParseStage:
 
     def run(self, rgb: np.ndarray) -> ParseResult:
         height, width = check_photo(rgb).shape[:2]
-        timings = {"preprocess": 0.0}
-        parsing, pose = [], []
         start = time.perf_counter()
         bgr = rgb[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
-        for side in self.sides:
-            flips = (False, True) if self.mirror else (False,)
-            batch = np.stack([resize_bilinear(bgr, side, side, flip) for flip in flips])
-            timings["preprocess"] += _ms_since(start)
+        flips = (False, True) if self.mirror else (False,)
+        batches = [np.stack([resize_bilinear(bgr, side, side, flip) for flip in flips]) for side in self.sides]
+        timings = {"preprocess": _ms_since(start)}
+        parsing, pose = [], []
+        for side, batch in zip(self.sides, batches):
             start = time.perf_counter()
             logits, heat = self.session.run(["parsing", "pose"], {"image": batch})
             timings[f"jppnet_{side}"] = _ms_since(start)
             parsing.append(logits)
             pose.append(heat)
-            start = time.perf_counter()
+        start = time.perf_counter()
         labels = merge_parsing(parsing, height, width)
         heatmaps, keypoints = merge_pose(pose, height, width)
         confidence = pose_confidence(heatmaps, keypoints)

@@ -4,7 +4,7 @@ import pytest
 import tensorflow as tf
 
 from tryon.export.errors import CheckpointError
-from tryon.export.jppnet_checkpoint import load_weights, resolve_source
+from tryon.export.jppnet_checkpoint import detect_config, load_weights, resolve_source
 from tryon.export.jppnet_graph import FULL, REDUCED, variable_specs
 from tryon.export.jppnet_reference import LIP_MEAN_BGR, run_reference
 from tryon.export.jppnet_synth import (
@@ -120,8 +120,9 @@ def test_misshapen_tensor_is_named_with_both_shapes(tmp_path, expected):
 
 
 def test_reduced_files_are_not_taken_for_the_full_network(synthetic):
+    wrong_conv1 = r"wrong shape: conv1/weights \[7, 7, 3, 8\] \(expected \[7, 7, 3, 64\]\)"
     for path in (synthetic[0] / CHECKPOINT_DIR, synthetic[0] / FROZEN_GRAPH):
-        with pytest.raises(CheckpointError, match=r"wrong shape: conv1/weights \[7, 7, 3, 8\] \(expected \[7, 7, 3, 64\]\)"):
+        with pytest.raises(CheckpointError, match=wrong_conv1):
             load_weights(path, FULL)
 
 
@@ -161,3 +162,13 @@ def test_checkpoint_file_may_name_the_training_machines_path(tmp_path, expected)
 def test_unknown_format_is_refused(tmp_path):
     with pytest.raises(ValueError, match="'onnx'"):
         write_synthetic(tmp_path, config=REDUCED, formats=("onnx",))
+
+
+def test_the_layout_is_detected_from_the_files_shapes(synthetic, expected, tmp_path):
+    assert detect_config(synthetic[0] / CHECKPOINT_DIR) == REDUCED
+    assert detect_config(synthetic[0] / FROZEN_GRAPH) == REDUCED
+    weights = dict(expected)
+    weights["conv1/weights"] = np.zeros((7, 7, 3, 9), np.float32)
+    write_checkpoint(weights, tmp_path / "ckpt")
+    with pytest.raises(CheckpointError, match=r"wrong shape: conv1/weights \[7, 7, 3, 9\]"):
+        detect_config(tmp_path / "ckpt")

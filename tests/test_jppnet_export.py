@@ -14,7 +14,7 @@ from tryon.export.jppnet_export import (
 )
 from tryon.export.jppnet_graph import FULL, REDUCED, variable_specs
 from tryon.export.jppnet_reference import run_reference
-from tryon.export.jppnet_synth import CHECKPOINT_DIR, FROZEN_GRAPH, write_synthetic
+from tryon.export.jppnet_synth import write_synthetic
 from tryon.runtime.parse_stage import ParseStage
 
 
@@ -62,13 +62,13 @@ def test_onnx_graph_is_plain_convolutions_with_the_checkpoint_names(exported):
     assert {o.domain: o.version for o in model.opset_import}[""] == 17
 
 
-def test_export_prints_its_phases(tmp_path, exported, capsys):
-    export_jppnet(exported[1]["jppnet_ckpt"], tmp_path, config=REDUCED)
+def test_export_prints_its_phases_and_finds_the_layout_itself(tmp_path, exported, capsys):
+    export_jppnet(exported[1]["jppnet_ckpt"], tmp_path)
     lines = capsys.readouterr().out.splitlines()
     assert any("converting with tf2onnx" in line for line in lines)
     assert all(line.startswith("[jppnet ") and " s] " in line for line in lines)
     entry = manifest.load(tmp_path)["models"]["jppnet"]
-    assert entry["source"]["format"] == "ckpt"
+    assert entry["source"]["format"] == "ckpt" and entry["variant"] == "reduced"
     assert entry["source"]["sha256"] == manifest.sha256_files(
         sorted((exported[1]["jppnet_ckpt"]).glob("model.ckpt-*")))
 
