@@ -4,7 +4,8 @@
 (kaffe names `weights`/`biases`, slim batch norm `beta`/`gamma`/`moving_mean`/
 `moving_variance`) and the pose/parsing refinement heads (`utils/ops.py` names `w`/`b`).
 Weights come from `tf.compat.v1.get_variable`, so the names are the checkpoint's;
-`constant_weights` swaps them for constants and `variable_specs` lists them without
+`constant_weights` swaps them for constants (a frozen graph's Const + /read pairs),
+`fed_weights` for placeholders fed at run time, and `variable_specs` lists them without
 allocating anything.
 """
 from __future__ import annotations
