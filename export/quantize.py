@@ -12,7 +12,6 @@ model only when int8 is asked for.
 """
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
 
 import numpy as np
@@ -129,18 +128,3 @@ def quantize_jppnet(models_dir: str | Path, photos, scales=REFERENCE_SCALES, mir
                         "synthetic": models.synthetic("jppnet")},
              "agreement": agreement(models, int8_path, photos, scales, mirror)}
     return manifest.record(models.path, INT8_MODEL, entry)
-
-
-def main(argv=None):
-    parser = argparse.ArgumentParser(description="Static int8 JPP-Net, calibrated on real photos")
-    parser.add_argument("photos", nargs="+", help="real person photos (e.g. ../shared/data/viton/person/*.jpg)")
-    parser.add_argument("--models", default="models_onnx")
-    parser.add_argument("--scales", default=",".join(str(s) for s in REFERENCE_SCALES))
-    parser.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True)
-    args = parser.parse_args(argv)
-    entry = quantize_jppnet(args.models, args.photos, tuple(float(s) for s in args.scales.split(",")), args.mirror)
-    print(f"wrote {Path(args.models) / entry['file']}; agreement with fp32: {entry['agreement']}")
-
-
-if __name__ == "__main__":
-    main()

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .model_dir import ModelDir
+from .tryon import JPPNET_BY_PRECISION, TryOn
 from .versions import installed_versions
 
 BASE_SIDE = 384  # JPP-Net's scale 1.0 is a 384x384 square
@@ -26,8 +27,8 @@ JPPNET_GFLOP = {384: 566.0, 288: 319.0, 480: 887.0}
 # GFLOP per image, counted with torch.utils.flop_counter on the published GrayXu layouts.
 GMM_GFLOP = 9.28
 TOM_GFLOP = 16.86
-INT8_MODEL = "jppnet_int8"  # manifest key export/quantize.py records
-PRECISIONS = ("fp32", "int8")
+INT8_MODEL = JPPNET_BY_PRECISION["int8"]
+PRECISIONS = tuple(JPPNET_BY_PRECISION)
 
 
 @dataclass(frozen=True)
@@ -187,18 +188,8 @@ def speedups(ours: dict[str, dict], reference: dict[str, dict]) -> dict[str, flo
 
 
 def build_tryon(settings: BenchSettings):
-    """The runtime pipeline at the asked precision: int8 swaps in the quantised JPP-Net
-    that export/quantize.py wrote, and only when asked for."""
-    from .cpvton_stage import CpvtonStage
-    from .parse_stage import ParseStage
-    from .session import SessionOptions, create_session
-    from .tryon import TryOn
-
-    models = ModelDir.open(settings.models)
-    options = SessionOptions(provider=settings.provider, threads=settings.threads)
-    jppnet = models.file(INT8_MODEL if settings.precision == "int8" else "jppnet")
-    parse = ParseStage(create_session(jppnet, options), settings.scales, settings.mirror)
-    return TryOn(parse, CpvtonStage.from_dir(settings.models, options), models)
+    return TryOn.from_dir(settings.models, provider=settings.provider, threads=settings.threads,
+                          scales=settings.scales, mirror=settings.mirror, precision=settings.precision)
 
 
 def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict:

@@ -15,6 +15,9 @@ def register(app: typer.Typer):
                      "Example: tryon synth --out checkpoints/synthetic --family grayxu --family cpvton")(synth)
     app.command(help="Convert checkpoints to ONNX and validate them against TensorFlow/PyTorch.\n\n"
                      "Example: tryon export --checkpoints checkpoints --out models_onnx")(export)
+    app.command(help="Quantise JPP-Net to static int8 (QDQ), calibrated on real person photos, and record "
+                     "its agreement with fp32. Used only where --precision int8 is asked for.\n\n"
+                     "Example: tryon quantize ../shared/data/viton/person/*.jpg --models models_onnx")(quantize)
     app.command(help="Re-run the framework-vs-ONNX validation for already exported models.\n\n"
                      "Example: tryon validate --checkpoints checkpoints --models models_onnx")(validate)
 
@@ -58,6 +61,20 @@ def validate(checkpoints: Path = typer.Option(Path("checkpoints"), help="folder 
     from tryon.export.export_models import validate_all
 
     _print_validation(validate_all(checkpoints, models, family=family))
+
+
+@friendly
+def quantize(photos: list[Path] = typer.Argument(..., help="real person photos for calibration"),
+             models: Path = typer.Option(Path("models_onnx"), help="folder with the exported models"),
+             scales: str = typer.Option("1.0,0.75,1.25", help="JPP-Net scales to calibrate at"),
+             mirror: bool = typer.Option(True, help="calibrate on the mirrored photos too")):
+    require_export_side()
+    from tryon.export.quantize import quantize_jppnet
+
+    from .common import parse_scales
+
+    entry = quantize_jppnet(models, photos, parse_scales(scales), mirror)
+    typer.echo(f"wrote {models / entry['file']}; agreement with fp32: {entry['agreement']}")
 
 
 def _print_validation(entries: dict[str, dict]):

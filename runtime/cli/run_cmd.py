@@ -32,12 +32,12 @@ def run(person: Path = typer.Argument(None, help="person photo, or a folder of t
         check_dirty: bool = typer.Option(False, help="refuse photos with arms crossing the torso"),
         save_intermediates: Path = typer.Option(None, help="folder for labels, keypoints, warped garment, sheet"),
         models: Path = common.MODELS, provider: str = common.PROVIDER, threads: int = common.THREADS,
-        scales: str = common.SCALES, mirror: bool = common.MIRROR):
+        scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION):
     jobs = _jobs(person, cloth, pairs, out)
     from ..tryon import TryOn
 
     tryon = TryOn.from_dir(models, provider=provider, threads=threads,
-                           scales=common.parse_scales(scales), mirror=mirror)
+                           scales=common.parse_scales(scales), mirror=mirror, precision=precision)
     flags = dict(need_pre=need_pre, need_bright=need_bright, keep_back=keep_back,
                  need_dilate=need_dilate, check_dirty=check_dirty)
     failures = 0
