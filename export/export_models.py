@@ -9,14 +9,13 @@ from .sources import find_sources
 def export_all(checkpoints: str | Path, models_dir: str | Path, family: str | None = None,
                opset: int = 17) -> dict[str, dict]:
     from .cpvton_export import export_cpvton
-    from .jppnet_checkpoint import detect_config
     from .jppnet_export import export_jppnet
 
     sources = find_sources(checkpoints, family)
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     entries = dict(export_cpvton(sources.gmm, sources.tom, models_dir, opset=opset))
-    entries["jppnet"] = export_jppnet(sources.jppnet, models_dir, opset=opset, config=detect_config(sources.jppnet))
+    entries["jppnet"] = export_jppnet(sources.jppnet, models_dir, opset=opset)
     return entries
 
 
