@@ -76,6 +76,8 @@ def record(models_dir: str | Path, name: str, entry: dict) -> dict:
     """Add or replace the manifest entry for one exported model; returns the full entry."""
     models_dir = Path(models_dir)
     onnx_path = models_dir / entry["file"]
+    if "path" in entry.get("source", {}):  # absolute, so tools run from elsewhere find the source
+        entry = {**entry, "source": {**entry["source"], "path": str(Path(entry["source"]["path"]).resolve())}}
     full = {
         **entry,
         "sha256": sha256_file(onnx_path),

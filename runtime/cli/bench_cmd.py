@@ -84,7 +84,9 @@ def _run_reference(settings) -> dict:
                    "--mirror" if settings.mirror else "--no-mirror"]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
-            raise RuntimeError(f"the reference run failed:\n{done.stderr[-3000:]}")
+            last = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
+            typer.secho(f"error: the TF + torch reference run failed: {last[0]}", fg="red", err=True)
+            raise typer.Exit(1)
         return json.loads(path.read_text())
 
 
