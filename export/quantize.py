@@ -58,6 +58,19 @@ class PhotoBatches:
 
 
 def quantize_file(fp32_path: Path, int8_path: Path, photos, scales, mirror: bool):
+    from onnxruntime.quantization.shape_inference import quant_pre_process
+
+    # Fold batch norm into the convolutions first, as ORT's own pre-processing does: left
+    # apart, each BN would sit between a dequantise and a quantise and stay float.
+    folded = int8_path.with_suffix(".folded.onnx")
+    quant_pre_process(str(fp32_path), str(folded), skip_symbolic_shape=True)
+    try:
+        _quantize(folded, int8_path, photos, scales, mirror)
+    finally:
+        folded.unlink(missing_ok=True)
+
+
+def _quantize(fp32_path: Path, int8_path: Path, photos, scales, mirror: bool):
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     quantize_static(
