@@ -77,3 +77,27 @@ def test_demo_from_nothing_on_reduced_models(tmp_path):
     again = tryon("demo", "--checkpoints", tmp_path / "ckpt", "--models", tmp_path / "models",
                   "--out", tmp_path / "out", "--jppnet", "reduced", "--provider", "cpu")
     assert again.returncode == 0 and "already holds validated exports" in again.stdout
+
+
+def test_validate_reruns_the_framework_check(tiny_checkpoints, tiny_models_dir):
+    done = tryon("validate", "--checkpoints", tiny_checkpoints, "--models", tiny_models_dir)
+    assert done.returncode == 0, done.stderr
+    for name in ("gmm", "tom", "jppnet"):
+        assert f"{name}: validation passed" in done.stdout
+
+
+def test_synth_and_export_refuse_bad_arguments(tmp_path):
+    family = tryon("synth", "--out", tmp_path / "s", "--family", "viton-hd")
+    assert family.returncode == 4 and "family 'viton-hd' is not one of grayxu, cpvton" in family.stderr
+    empty = tryon("export", "--checkpoints", tmp_path, "--out", tmp_path / "models")
+    assert empty.returncode == 6 and "checkpoints missing" in empty.stderr and "jpp.pb" in empty.stderr
+
+
+def test_a_missing_onnxruntime_names_the_extra_to_install(tiny_models_dir, tmp_path):
+    fake = tmp_path / "site" / "onnxruntime"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text("raise ImportError('no onnxruntime here')\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path / "site")}
+    done = subprocess.run([TRYON, "info", "--models", str(tiny_models_dir)], capture_output=True, text=True, env=env)
+    assert done.returncode == 5 and "pip install 'tryon-onnx[cpu]'" in done.stderr
+    assert "Traceback" not in done.stderr
