@@ -6,8 +6,6 @@ in memory), and the try-on becomes uint8 by truncation of (x + 1) / 2 * 255.
 """
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +15,7 @@ import numpy as np
 from .agnostic import HEIGHT, WIDTH, agnostic_representation, family_constants, to_unit_range
 from .model_dir import ModelDir
 from .session import SessionOptions, create_session
+from .timing import Timer
 
 WHITE = 255  # garment photos are shot on white: padding must not add a frame around the cloth
 
@@ -78,29 +77,22 @@ class CpvtonStage:
         """Lists of run()'s arguments; GMM and TOM each run once over the whole batch."""
         if not (len(persons) == len(cloths) == len(labels) == len(keypoints)) or not persons:
             raise ValueError("run_batch needs non-empty lists of equal length: persons, cloths, labels, keypoints")
-        timings: dict[str, float] = {}
-        with _timed(timings, "agnostic"):
+        timer = Timer()
+        with timer("agnostic"):
             agnostic = np.stack([agnostic_representation(p, lab, kp, self.family)
                                  for p, lab, kp in zip(persons, labels, keypoints)])
             cloth = np.stack([to_unit_range(fit_cloth(c)).transpose(2, 0, 1) for c in cloths])
-        with _timed(timings, "gmm"):
+        with timer("gmm"):
             (warped,) = self.gmm.run(["warped_cloth"], {"agnostic": agnostic, "cloth": cloth})
             warped_u8 = to_uint8(warped)
-        with _timed(timings, "tom"):
+        with timer("tom"):
             warped_back = to_unit_range(warped_u8).transpose(0, 3, 1, 2)
             rendered, mask, tryon = self.tom.run(["rendered", "mask", "tryon"],
                                                  {"agnostic": agnostic, "warped_cloth": warped_back})
-        with _timed(timings, "composite"):
+        with timer("composite"):
             images, rendered_u8 = to_uint8(tryon), to_uint8(rendered)
-        return [CpvtonResult(images[i], warped_u8[i], mask[i, 0], rendered_u8[i], agnostic[i], dict(timings))
+        return [CpvtonResult(images[i], warped_u8[i], mask[i, 0], rendered_u8[i], agnostic[i], dict(timer.ms))
                 for i in range(len(persons))]
-
-
-@contextmanager
-def _timed(timings: dict[str, float], name: str):
-    start = time.perf_counter()
-    yield
-    timings[name] = (time.perf_counter() - start) * 1e3
 
 
 def _check_channels(gmm_session, channels: int):

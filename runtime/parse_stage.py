@@ -14,7 +14,6 @@ the coarse grid of cells where no scale's nearest-neighbour index changes.
 """
 from __future__ import annotations
 
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import numpy as np
 
 from .model_dir import ModelDir
 from .session import SessionOptions, create_session
+from .timing import Timer
 
 LIP_MEAN_BGR = np.array((104.00698793, 116.66876762, 122.67891434), dtype=np.float32)
 BASE_SIZE = 384
@@ -180,25 +180,19 @@ class ParseStage:
 
     def run(self, rgb: np.ndarray) -> ParseResult:
         height, width = check_photo(rgb).shape[:2]
-        start = time.perf_counter()
-        bgr = rgb[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
-        flips = (False, True) if self.mirror else (False,)
-        batches = [np.stack([resize_bilinear(bgr, side, side, flip) for flip in flips]) for side in self.sides]
-        timings = {"preprocess": _ms_since(start)}
+        timer = Timer()
+        with timer("preprocess"):
+            bgr = rgb[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
+            flips = (False, True) if self.mirror else (False,)
+            batches = [np.stack([resize_bilinear(bgr, side, side, flip) for flip in flips]) for side in self.sides]
         parsing, pose = [], []
         for side, batch in zip(self.sides, batches):
-            start = time.perf_counter()
-            logits, heat = self.session.run(["parsing", "pose"], {"image": batch})
-            timings[f"jppnet_{side}"] = _ms_since(start)
+            with timer(f"jppnet_{side}"):
+                logits, heat = self.session.run(["parsing", "pose"], {"image": batch})
             parsing.append(logits)
             pose.append(heat)
-        start = time.perf_counter()
-        labels = merge_parsing(parsing, height, width)
-        heatmaps, keypoints = merge_pose(pose, height, width)
-        confidence = pose_confidence(heatmaps, keypoints)
-        timings["merge"] = _ms_since(start)
-        return ParseResult(labels, keypoints, heatmaps, confidence, timings)
-
-
-def _ms_since(start: float) -> float:
-    return (time.perf_counter() - start) * 1e3
+        with timer("merge"):
+            labels = merge_parsing(parsing, height, width)
+            heatmaps, keypoints = merge_pose(pose, height, width)
+            confidence = pose_confidence(heatmaps, keypoints)
+        return ParseResult(labels, keypoints, heatmaps, confidence, timer.ms)

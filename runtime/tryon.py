@@ -6,8 +6,6 @@ JPP-Net, crop, crossed arms) -> `CpvtonStage.run_batch` (agnostic, GMM, TOM) -> 
 """
 from __future__ import annotations
 
-import time
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from .model_dir import ModelDir
 from .parse_stage import ParseStage
 from .person_crop import CannotFrame, crop_person, pose_box, resize_person
 from .session import SessionOptions, create_session
+from .timing import Timer
 
 SEED_FAILURE_CONFIDENCE = 0.1  # below this the seed's service answered "failure"
 # fp32 reproduces the source frameworks; int8 is the declared fast mode (`tryon quantize`).
@@ -49,21 +48,6 @@ class Flags:
     keep_back: bool = False
     need_dilate: bool = False
     check_dirty: bool = False
-
-
-class Timer:
-    def __init__(self):
-        self.ms: dict[str, float] = {}
-
-    @contextmanager
-    def __call__(self, name: str):
-        start = time.perf_counter()
-        yield
-        self.ms[name] = self.ms.get(name, 0.0) + (time.perf_counter() - start) * 1e3
-
-    def add(self, prefix: str, timings: dict[str, float]):
-        for name, ms in timings.items():
-            self.ms[f"{prefix}.{name}"] = ms
 
 
 @dataclass
@@ -137,11 +121,12 @@ class TryOn:
         jobs = [self._prepare(p, c, flags, lab, kp) for (p, c), (lab, kp) in zip(pairs, parses)]
         ready = [job for job in jobs if not job.reason]
         if ready:
-            start = time.perf_counter()
-            outs = self.cpvton.run_batch([j.person for j in ready], [j.cloth for j in ready],
-                                         [j.labels for j in ready],
-                                         [self._family_keypoints(j.keypoints) for j in ready])
-            share = (time.perf_counter() - start) * 1e3 / len(ready)
+            batch = Timer()
+            with batch("cpvton"):
+                outs = self.cpvton.run_batch([j.person for j in ready], [j.cloth for j in ready],
+                                             [j.labels for j in ready],
+                                             [self._family_keypoints(j.keypoints) for j in ready])
+            share = batch.ms["cpvton"] / len(ready)
             for job, out in zip(ready, outs):
                 job.timer.add("cpvton", out.timings_ms)
                 job.timer.ms["total"] += share
