@@ -202,6 +202,7 @@ def validate_files(weights, config: JppNetConfig, onnx_path: Path) -> dict:
         "parsing": compare(tf_parsing, ort_parsing, per_position=True),
         "pose": compare(tf_pose, ort_pose, per_position=False),
     }
+    report["max_abs_diff"] = {name: report[name]["max_abs_diff"] for name in ("parsing", "pose")}
     report["passed"] = report["parsing"]["passed"] and report["pose"]["passed"]
     return report
 
