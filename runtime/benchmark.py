@@ -11,6 +11,7 @@ import os
 import platform
 import resource
 import subprocess
+import sys
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -72,7 +73,16 @@ def gpu_memory_mb() -> float | None:
 
 
 def sgemm_gflops(n: int = 2048, seconds: float = 2.0) -> float:
-    """float32 matrix product throughput through NumPy's BLAS: the yardstick for GFLOP/s below."""
+    """float32 matrix product throughput through NumPy's BLAS on every core: the yardstick
+    for GFLOP/s below. Measured in a child process, since the runtime keeps BLAS to one
+    thread in its own (see tryon/runtime/__init__.py)."""
+    env = {**os.environ, "OPENBLAS_NUM_THREADS": str(os.cpu_count() or 1)}
+    code = f"from tryon.runtime.benchmark import _sgemm; print(_sgemm({n}, {seconds}))"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return float(done.stdout.split()[-1])
+
+
+def _sgemm(n: int, seconds: float) -> float:
     rng = np.random.default_rng(0)
     a, b = rng.standard_normal((n, n), dtype=np.float32), rng.standard_normal((n, n), dtype=np.float32)
     a @ b

@@ -6,7 +6,7 @@ in memory), and the try-on becomes uint8 by truncation of (x + 1) / 2 * 255.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import cv2
@@ -64,6 +64,7 @@ class CpvtonStage:
     @classmethod
     def from_dir(cls, path: str | Path, options: SessionOptions = SessionOptions()) -> "CpvtonStage":
         models = ModelDir.open(path)
+        options = replace(options, spinning=False)  # short networks, each followed by another
         return cls(create_session(models.file("gmm"), options), create_session(models.file("tom"), options),
                    models.family)
 
