@@ -30,12 +30,12 @@ from tryon.export.cpvton_export import reference_gmm
 from tryon.export.cpvton_networks import tom_outputs
 from tryon.export.jppnet_checkpoint import load_weights
 from tryon.export.jppnet_graph import CONFIGS, constant_weights
-from tryon.export.jppnet_reference import LIP_MEAN_BGR, build_reference, keypoints_of
+from tryon.export.jppnet_reference import build_reference, keypoints_of
 from tryon.runtime.agnostic import family_constants
 from tryon.runtime.benchmark import BenchSettings, run_benchmark
 from tryon.runtime.cpvton_stage import CpvtonStage
 from tryon.runtime.model_dir import ModelDir
-from tryon.runtime.parse_stage import ParseResult, check_photo, pose_confidence
+from tryon.runtime.parse_stage import ParseResult, check_photo, photo_to_bgr, pose_confidence
 from tryon.runtime.tryon import TryOn
 
 
@@ -54,7 +54,7 @@ class TfParseStage:
 
     def run(self, rgb: np.ndarray) -> ParseResult:
         start = time.perf_counter()
-        bgr = check_photo(rgb)[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
+        bgr = photo_to_bgr(check_photo(rgb))
         timings = {"preprocess": _ms_since(start)}
         start = time.perf_counter()
         heatmaps, labels = self.session.run(self.outputs, {self.image: bgr})

@@ -15,11 +15,10 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 
+from tryon.runtime.parse_stage import BASE_SIZE, REFERENCE_SCALES, photo_to_bgr
+
 from .jppnet_graph import FULL, JppNetConfig, build_forward, fed_weights
 
-LIP_MEAN_BGR = np.array((104.00698793, 116.66876762, 122.67891434), dtype=np.float32)
-BASE_SIZE = 384
-REFERENCE_SCALES = (1.0, 0.75, 1.25)
 # What the mirrored half's channel c holds, seen from the unmirrored photo.
 PARSING_MIRROR = tuple(range(14)) + (15, 14, 17, 16, 19, 18)
 POSE_MIRROR = (5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 15, 14, 13, 12, 11, 10)
@@ -75,7 +74,7 @@ def keypoints_of(heatmaps: np.ndarray) -> np.ndarray:
 def run_reference(weights: Mapping[str, np.ndarray], rgb: np.ndarray, config: JppNetConfig = FULL,
                   scales=REFERENCE_SCALES, mirror: bool = True) -> ReferenceResult:
     """Reference labels, keypoints and merged heatmaps for one RGB uint8 photo."""
-    bgr = rgb[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
+    bgr = photo_to_bgr(rgb)
     graph = tf.Graph()
     with graph.as_default():
         image = tf.compat.v1.placeholder(tf.float32, [None, None, 3])

@@ -18,8 +18,10 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 
+from tryon.runtime.parse_stage import LIP_MEAN_BGR
+
 from .jppnet_graph import FULL, JppNetConfig, constant_weights, variable_specs
-from .jppnet_reference import LIP_MEAN_BGR, build_reference
+from .jppnet_reference import build_reference
 from .sources import mark_untrained
 
 CHECKPOINT_DIR = "JPPNet-s2"

@@ -60,6 +60,17 @@ def nearest_index(in_size: int, out_size: int) -> np.ndarray:
     return np.minimum(source, in_size - 1)
 
 
+def photo_to_bgr(rgb: np.ndarray) -> np.ndarray:
+    """What JPP-Net was trained on: BGR float32 minus the LIP mean, not scaled to [0, 1]."""
+    return rgb[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
+
+
+def square_batch(bgr: np.ndarray, side: int, mirror: bool) -> np.ndarray:
+    """One network input: the photo (and its mirror) resized to a side x side square."""
+    flips = (False, True) if mirror else (False,)
+    return np.stack([resize_bilinear(bgr, side, side, flip) for flip in flips])
+
+
 def resize_bilinear(image: np.ndarray, out_h: int, out_w: int, flip: bool = False) -> np.ndarray:
     """TF1 resize_bilinear of an HxWxC float32 array, in TF's arithmetic order (width
     first, then height). flip=True resizes the horizontal mirror without making it."""
@@ -182,9 +193,8 @@ class ParseStage:
         height, width = check_photo(rgb).shape[:2]
         timer = Timer()
         with timer("preprocess"):
-            bgr = rgb[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
-            flips = (False, True) if self.mirror else (False,)
-            batches = [np.stack([resize_bilinear(bgr, side, side, flip) for flip in flips]) for side in self.sides]
+            bgr = photo_to_bgr(rgb)
+            batches = [square_batch(bgr, side, self.mirror) for side in self.sides]
         parsing, pose = [], []
         for side, batch in zip(self.sides, batches):
             with timer(f"jppnet_{side}"):

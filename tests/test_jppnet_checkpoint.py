@@ -6,7 +6,8 @@ import tensorflow as tf
 from tryon.export.errors import CheckpointError
 from tryon.export.jppnet_checkpoint import detect_config, load_weights, resolve_source
 from tryon.export.jppnet_graph import FULL, REDUCED, variable_specs
-from tryon.export.jppnet_reference import LIP_MEAN_BGR, run_reference
+from tryon.export.jppnet_reference import run_reference
+from tryon.runtime.parse_stage import LIP_MEAN_BGR
 from tryon.export.jppnet_synth import (
     CHECKPOINT_DIR, CHECKPOINT_PREFIX, FROZEN_GRAPH, synthetic_weights, write_checkpoint, write_synthetic,
 )
