@@ -8,7 +8,7 @@ never on noise. The agreement with fp32 (labels, keypoints, and the try-on image
 the same GMM/TOM) is recorded in the manifest under `jppnet_int8`; the runtime uses this
 model only when int8 is asked for.
 
-    python -m tryon.export.quantize --models models_onnx PHOTO [PHOTO ...]
+    tryon quantize --models models_onnx PHOTO [PHOTO ...]
 """
 from __future__ import annotations
 
@@ -16,18 +16,17 @@ from pathlib import Path
 
 import numpy as np
 
-from tryon.runtime.benchmark import INT8_MODEL
-from tryon.runtime.cli.demo_cmd import ASSETS
 from tryon.runtime.cpvton_stage import CpvtonStage
+from tryon.runtime.examples import EXAMPLE_GARMENT
 from tryon.runtime.images import load_rgb
 from tryon.runtime.model_dir import ModelDir
-from tryon.runtime.parse_stage import LIP_MEAN_BGR, REFERENCE_SCALES, ParseStage, resize_bilinear
+from tryon.runtime.parse_stage import BASE_SIZE, REFERENCE_SCALES, ParseStage, photo_to_bgr, square_batch
 from tryon.runtime.session import SessionOptions, create_session
+from tryon.runtime.tryon import JPPNET_BY_PRECISION, TryOn
 
 from . import manifest
 
 INT8_FILE = "jppnet.int8.onnx"
-AGREEMENT_GARMENT = ASSETS / "garment_tshirt.png"  # any fixed garment: only the person side differs
 KEYPOINT_RADIUS = 3  # pixels within which an int8 keypoint counts as the fp32 one
 
 
@@ -51,10 +50,8 @@ class PhotoBatches:
         return None if item is None else self._batch(*item)
 
     def _batch(self, photo, scale):
-        bgr = load_rgb(photo, "calibration photo")[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
-        side = int(384 * scale)
-        flips = (False, True) if self.mirror else (False,)
-        return {"image": np.stack([resize_bilinear(bgr, side, side, flip) for flip in flips])}
+        bgr = photo_to_bgr(load_rgb(photo, "calibration photo"))
+        return {"image": square_batch(bgr, int(BASE_SIZE * scale), self.mirror)}
 
 
 def quantize_file(fp32_path: Path, int8_path: Path, photos, scales, mirror: bool):
@@ -89,15 +86,18 @@ def agreement(models: ModelDir, int8_path: Path, photos, scales, mirror: bool) -
     options = SessionOptions(provider="cpu")
     fp32 = ParseStage(create_session(models.file("jppnet"), options), scales, mirror)
     int8 = ParseStage(create_session(int8_path, options), scales, mirror)
-    cpvton = CpvtonStage.from_dir(models.path, options)
-    garment = load_rgb(AGREEMENT_GARMENT, "garment")
+    # GMM/TOM on each parse, with a fixed garment and without the pose crop: moving the
+    # crop would count as an image difference that is not the network's.
+    dress = TryOn(fp32, CpvtonStage.from_dir(models.path, options), models)
+    garment = load_rgb(EXAMPLE_GARMENT, "garment")
     labels, distances, image_diffs = [], [], []
     for photo in photos:
         rgb = load_rgb(photo, "photo")
         ref, got = fp32.run(rgb), int8.run(rgb)
         labels.append(float(np.mean(ref.labels == got.labels)))
         distances.append(np.linalg.norm(ref.keypoints - got.keypoints, axis=1))
-        images = [_tryon_image(cpvton, rgb, p, garment) for p in (ref, got)]
+        images = [dress.predict(rgb, garment, need_pre=False, labels=p.labels, keypoints=p.keypoints).image
+                  for p in (ref, got)]
         image_diffs.append(float(np.mean(np.abs(images[0].astype(np.int16) - images[1]))))
     distances = np.concatenate(distances)
     return {"photos": len(photos), "scales": list(scales), "mirror": mirror,
@@ -106,24 +106,6 @@ def agreement(models: ModelDir, int8_path: Path, photos, scales, mirror: bool) -
             f"keypoints_within_{KEYPOINT_RADIUS}px": float(np.mean(distances <= KEYPOINT_RADIUS)),
             "tryon_mean_abs_diff_u8": float(np.mean(image_diffs)),
             "calibrated_on_these_photos": True}
-
-
-def _tryon_image(cpvton: CpvtonStage, rgb, parsed, garment) -> np.ndarray:
-    """The try-on for this parse, without the crop (the crop follows the keypoints, and
-    moving it would count as an image difference that is not the network's)."""
-    import cv2
-
-    from tryon.runtime.agnostic import HEIGHT, WIDTH
-
-    person = cv2.resize(rgb, (WIDTH, HEIGHT), interpolation=cv2.INTER_AREA)
-    labels = cv2.resize(parsed.labels, (WIDTH, HEIGHT), interpolation=cv2.INTER_NEAREST)
-    scale = np.array([WIDTH / rgb.shape[1], HEIGHT / rgb.shape[0]])
-    keypoints = (parsed.keypoints * scale).astype(np.int64)
-    if cpvton.family == "cpvton":
-        from tryon.runtime.keypoints import lip_to_openpose
-
-        keypoints = lip_to_openpose(keypoints)
-    return cpvton.run(person, garment, labels, keypoints).image
 
 
 def quantize_jppnet(models_dir: str | Path, photos, scales=REFERENCE_SCALES, mirror: bool = True) -> dict:
@@ -140,4 +122,4 @@ def quantize_jppnet(models_dir: str | Path, photos, scales=REFERENCE_SCALES, mir
              "source": {"fp32": models.entry("jppnet")["file"], "sha256": models.entry("jppnet")["sha256"],
                         "synthetic": models.synthetic("jppnet")},
              "agreement": agreement(models, int8_path, photos, scales, mirror)}
-    return manifest.record(models.path, INT8_MODEL, entry)
+    return manifest.record(models.path, JPPNET_BY_PRECISION["int8"], entry)

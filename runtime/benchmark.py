@@ -28,7 +28,6 @@ JPPNET_GFLOP = {384: 566.0, 288: 319.0, 480: 887.0}
 # GFLOP per image, counted with torch.utils.flop_counter on the published GrayXu layouts.
 GMM_GFLOP = 9.28
 TOM_GFLOP = 16.86
-INT8_MODEL = JPPNET_BY_PRECISION["int8"]
 PRECISIONS = tuple(JPPNET_BY_PRECISION)
 
 
@@ -227,7 +226,7 @@ def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict
     record["gflops_achieved"] = throughput(stages, gflop)
     record["sgemm_gflops"] = sgemm_gflops()
     if settings.precision == "int8":
-        record["int8_agreement"] = tryon.models.entry(INT8_MODEL).get("agreement")
+        record["int8_agreement"] = tryon.models.entry(JPPNET_BY_PRECISION["int8"]).get("agreement")
     return record
 
 

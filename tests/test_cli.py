@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 import cv2
-import numpy as np
 
 TRYON = str(Path(sys.executable).parent / "tryon")
 

@@ -11,7 +11,6 @@ import sys
 import threading
 import warnings
 import zlib
-from pathlib import Path
 
 import cv2
 import numpy as np
@@ -21,14 +20,14 @@ from tryon.runtime.images import decode, encode
 from tryon.runtime.serve import create_app
 from tryon.runtime.serve.seed_route import SEED_FLAGS
 from tryon.runtime.tryon import TryOn
+from tryon.runtime.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
 
 with warnings.catch_warnings():  # Starlette nags about its httpx backend on import; nothing to act on
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
     from fastapi.testclient import TestClient
 
-ASSETS = Path(__file__).resolve().parents[1] / "runtime" / "assets"
-PERSON = (ASSETS / "person_astronaut.jpg").read_bytes()
-CLOTH = (ASSETS / "garment_tshirt.png").read_bytes()
+PERSON = EXAMPLE_PERSON.read_bytes()
+CLOTH = EXAMPLE_GARMENT.read_bytes()
 
 
 def b64(data: bytes) -> str:

@@ -4,9 +4,9 @@ from pathlib import Path
 import pytest
 
 from serve_process import FAST, serve_process
+from tryon.runtime.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
 
 CHROMIUM = Path("/usr/bin/chromium")
-ASSETS = Path(__file__).resolve().parents[1] / "runtime" / "assets"
 SCREENSHOT = Path("/tmp/tryon_web.png")
 ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
         "--disable-background-networking", "--disable-component-update", "--disable-sync"]
@@ -26,7 +26,7 @@ def test_web_page_dresses_an_uploaded_photo(tiny_models_dir, tmp_path):
         page.on("console", lambda m: m.type == "error" and errors.append(m.text))
         page.goto(server.url + "/web")
         page.wait_for_selector("#synthetic:not([hidden])")  # says plainly that results are noise
-        page.set_input_files("#person", ASSETS / "person_astronaut.jpg")
+        page.set_input_files("#person", EXAMPLE_PERSON)
         page.check('input[name="garment"][value="garment_tshirt"]')
         result = submit_and_wait(page)
         assert result["size"] == [192, 256]
@@ -35,7 +35,7 @@ def test_web_page_dresses_an_uploaded_photo(tiny_models_dir, tmp_path):
         page.screenshot(path=str(SCREENSHOT), full_page=True)
 
         # The other way to give a garment: upload one.
-        page.set_input_files("#cloth", ASSETS / "garment_tshirt.png")
+        page.set_input_files("#cloth", EXAMPLE_GARMENT)
         assert page.locator('input[name="garment"]:checked').count() == 0
         page.evaluate("document.getElementById('result').hidden = true")
         assert submit_and_wait(page)["size"] == [192, 256]

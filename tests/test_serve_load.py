@@ -10,13 +10,12 @@ import time
 import urllib.error
 import urllib.request
 import uuid
-from pathlib import Path
 
 from serve_process import FAST, serve_process
+from tryon.runtime.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
 
-ASSETS = Path(__file__).resolve().parents[1] / "runtime" / "assets"
-PERSON = (ASSETS / "person_astronaut.jpg").read_bytes()
-CLOTH = (ASSETS / "garment_tshirt.png").read_bytes()
+PERSON = EXAMPLE_PERSON.read_bytes()
+CLOTH = EXAMPLE_GARMENT.read_bytes()
 CLIENTS = 4  # one more than the server admits (1 running + 2 queued), so 503s do happen
 REQUESTS_PER_PHASE = 100
 PHASE_TIMEOUT_S = 75

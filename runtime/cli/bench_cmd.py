@@ -11,12 +11,10 @@ from pathlib import Path
 
 import typer
 
+from ..examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
 from . import common
-from .demo_cmd import ASSETS
 from .errors import friendly
 
-PERSON = ASSETS / "person_astronaut.jpg"
-CLOTH = ASSETS / "garment_tshirt.png"
 # benchmarks/ (reference pipeline, chart) lives in a source checkout beside runtime/, not in the wheel.
 BENCHMARKS = Path(__file__).resolve().parents[2] / "benchmarks"
 
@@ -49,7 +47,7 @@ def bench(models: Path = common.MODELS,
                              scales=common.parse_scales(scales), mirror=mirror, precision=precision,
                              batch=batch, runs=runs, warmup=warmup)
     typer.echo(f"timing the ONNX Runtime pipeline ({runs} runs after {warmup} warm-up)...", err=True)
-    record = run_benchmark(build_tryon, settings, PERSON, CLOTH)
+    record = run_benchmark(build_tryon, settings, EXAMPLE_PERSON, EXAMPLE_GARMENT)
     if reference and _reference_available():
         typer.echo("timing the TensorFlow + eager PyTorch reference in its own process...", err=True)
         record["reference"] = _run_reference(settings)
@@ -77,7 +75,7 @@ def _run_reference(settings) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "reference.json"
         command = [sys.executable, str(BENCHMARKS / "reference.py"), "--models", settings.models,
-                   "--person", str(PERSON), "--cloth", str(CLOTH), "--out", str(path),
+                   "--person", str(EXAMPLE_PERSON), "--cloth", str(EXAMPLE_GARMENT), "--out", str(path),
                    "--runs", str(settings.runs), "--warmup", str(settings.warmup),
                    "--threads", str(settings.threads), "--batch", str(settings.batch),
                    "--scales", ",".join(str(s) for s in settings.scales),

@@ -5,11 +5,11 @@ from pathlib import Path
 
 import typer
 
+from ..examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
 from ..images import load_rgb, save_rgb
 from . import common
 from .errors import friendly, require_export_side
 
-ASSETS = Path(__file__).resolve().parent.parent / "assets"
 
 
 def register(app: typer.Typer):
@@ -40,13 +40,13 @@ def demo(checkpoints: Path = typer.Option(Path("checkpoints"), help="where real 
     if up_to_date(source, models):
         typer.echo(f"[2/4] {models}/ already holds validated exports of these checkpoints")
     else:
-        typer.echo(f"[2/4] exporting to ONNX and validating against the source frameworks")
+        typer.echo("[2/4] exporting to ONNX and validating against the source frameworks")
         for name, entry in export_all(source, models).items():
             diffs = ", ".join(f"{k} {v:.2e}" for k, v in max_abs_diffs(entry).items())
             typer.echo(f"      {name}: validated, max abs diff {diffs}")
     typer.echo("[3/4] loading the ONNX models")
     tryon = TryOn.from_dir(models, provider=provider, threads=threads)
-    person, cloth = ASSETS / "person_astronaut.jpg", ASSETS / "garment_tshirt.png"
+    person, cloth = EXAMPLE_PERSON, EXAMPLE_GARMENT
     typer.echo(f"[4/4] dressing {person.name} in {cloth.name}")
     # The example photo is already framed 3:4, as VITON photos are, so it is only resized:
     # with untrained weights the pose is noise and the pose crop would refuse it.

@@ -11,9 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
+from ..examples import EXAMPLE_GARMENT
 from ..images import encode, load_rgb
 
-BUNDLED = Path(__file__).resolve().parent.parent / "assets" / "garment_tshirt.png"
+BUNDLED = EXAMPLE_GARMENT
 SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
