@@ -22,6 +22,14 @@ class ImageError(ValueError):
     """The input is not an image we accept; the message says what is."""
 
 
+class UnsupportedFormat(ImageError):
+    """Not one of the formats we decode."""
+
+
+class TooManyPixels(ImageError):
+    """The header announces more pixels than the limit (a decompression bomb, or a mistake)."""
+
+
 def load_rgb(source, what: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source, what)
@@ -35,15 +43,23 @@ def load_rgb(source, what: str = "image", max_pixels: int = MAX_PIXELS) -> np.nd
     raise ImageError(f"{what}: expected a path, bytes or a numpy array, got {type(source).__name__}")
 
 
-def decode(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def check_header(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS) -> str:
+    """The format of `data`, after refusing unknown formats and pixel counts over the
+    limit from the header alone, before anything is decoded."""
     kind = sniff_format(data)
     if kind is None:
-        raise ImageError(f"{what}: not a {FORMATS} file")
-    size = header_size(data, kind)
+        raise UnsupportedFormat(f"{what}: not a {FORMATS} file")
+    try:
+        size = header_size(data, kind)
+    except ImageError as exc:
+        raise ImageError(f"{what}: {exc}") from None
     if size is not None and size[0] * size[1] > max_pixels:
-        raise ImageError(
-            f"{what}: {size[0]}x{size[1]} pixels is over the limit of {max_pixels:,} pixels"
-        )
+        raise TooManyPixels(f"{what}: {size[0]}x{size[1]} pixels is over the limit of {max_pixels:,} pixels")
+    return kind
+
+
+def decode(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+    kind = check_header(data, what, max_pixels)
     buf = np.frombuffer(data, np.uint8)
     # Only PNG and WebP carry alpha; JPEG goes through IMREAD_COLOR, which applies EXIF orientation.
     flags = cv2.IMREAD_UNCHANGED if kind in ("png", "webp") else cv2.IMREAD_COLOR | cv2.IMREAD_ANYDEPTH

@@ -16,7 +16,7 @@ import anyio
 from fastapi import HTTPException
 from starlette.responses import JSONResponse
 
-from ..images import FORMATS, ImageError, header_size, sniff_format
+from ..images import FORMATS, ImageError, TooManyPixels, UnsupportedFormat, check_header
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
 
@@ -71,16 +71,14 @@ def check_image(data: bytes, what: str, max_pixels: int) -> None:
     """Refuse what `images.decode` would refuse, with the HTTP status that says why."""
     if not data:
         raise HTTPException(422, f"{what}: the upload is empty; send a {FORMATS} file")
-    kind = sniff_format(data)
-    if kind is None:
-        raise HTTPException(415, f"{what}: not a {FORMATS} file")
     try:
-        size = header_size(data, kind)
+        check_header(data, what, max_pixels)
+    except UnsupportedFormat as exc:
+        raise HTTPException(415, str(exc)) from None
+    except TooManyPixels as exc:
+        raise HTTPException(413, str(exc)) from None
     except ImageError as exc:
-        raise HTTPException(422, f"{what}: {exc}") from None
-    if size is not None and size[0] * size[1] > max_pixels:
-        raise HTTPException(413, f"{what}: {size[0]}x{size[1]} pixels is over the limit of "
-                                 f"{max_pixels:,} pixels")
+        raise HTTPException(422, str(exc)) from None
 
 
 class Overloaded(Exception):
