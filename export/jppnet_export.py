@@ -21,13 +21,16 @@ import tensorflow as tf
 from tryon.runtime.parse_stage import photo_to_bgr, square_batch
 from tryon.runtime.session import SessionOptions, create_session
 
-from . import manifest
+from . import manifest, winograd
 from .errors import ExportValidationError
 from .jppnet_checkpoint import detect_config, load_weights, resolve_source
 from .jppnet_graph import CONFIGS, JppNetConfig, build_forward, fed_weights
 from .sources import is_synthetic
 
 ONNX_FILE = "jppnet.onnx"
+# The same network with its large undilated convolutions as Winograd convolutions
+# (export/winograd.py): the graph fp32 runs on the CPU provider.
+WINOGRAD_FILE = "jppnet.winograd.onnx"
 VALIDATION_SIDE = 384
 # float32 through ~110 layers, summed in a different order by oneDNN and MLAS.
 RELATIVE_TOLERANCE = 1e-4
@@ -155,7 +158,7 @@ def _run_tensorflow(weights, config, batch):
 
 
 def _run_onnxruntime(onnx_path, batch):
-    session = create_session(onnx_path, SessionOptions(provider="cpu"))
+    session = create_session(onnx_path, SessionOptions(provider="cpu", fold_constants=onnx_path.name != WINOGRAD_FILE))
     return session.run(["parsing", "pose"], {"image": batch})
 
 
@@ -191,9 +194,10 @@ def compare(ref: np.ndarray, got: np.ndarray, per_position: bool) -> dict:
             "passed": max_abs <= tolerance and decisive == 0}
 
 
-def validate_files(weights, config: JppNetConfig, onnx_path: Path) -> dict:
+def validate_files(weights, config: JppNetConfig, onnx_path: Path, reference=None) -> dict:
+    """`reference`: TensorFlow's (parsing, pose) on validation_batch(), when already run."""
     batch = validation_batch()
-    tf_parsing, tf_pose = _run_tensorflow(weights, config, batch)
+    tf_parsing, tf_pose = reference or _run_tensorflow(weights, config, batch)
     ort_parsing, ort_pose = _run_onnxruntime(onnx_path, batch)
     report = {
         "input": f"smooth synthetic photo + mirror, {VALIDATION_SIDE}x{VALIDATION_SIDE}, batch 2",
@@ -203,13 +207,14 @@ def validate_files(weights, config: JppNetConfig, onnx_path: Path) -> dict:
     }
     report["max_abs_diff"] = {name: report[name]["max_abs_diff"] for name in ("parsing", "pose")}
     report["passed"] = report["parsing"]["passed"] and report["pose"]["passed"]
+    report["reference"] = (tf_parsing, tf_pose)
     return report
 
 
-def _raise_unless_passed(report: dict):
+def _raise_unless_passed(report: dict, file: str = ONNX_FILE):
     if not report["passed"]:
         failed = {k: report[k] for k in ("parsing", "pose") if not report[k]["passed"]}
-        raise ExportValidationError(f"jppnet.onnx differs from TensorFlow beyond relative tolerance "
+        raise ExportValidationError(f"{file} differs from TensorFlow beyond relative tolerance "
                               f"{RELATIVE_TOLERANCE:g} (or an argmax flipped decisively): {failed}")
 
 
@@ -239,14 +244,31 @@ def export_jppnet(source: str | Path, models_dir: str | Path, opset: int = 17,
     del model
     progress(f"wrote {onnx_path} ({onnx_path.stat().st_size / 1e6:.1f} MB); validating against TensorFlow")
     validation = validate_files(weights, config, onnx_path)
-    progress(f"parsing relative diff {validation['parsing']['relative_diff']:.2e}, "
-             f"pose {validation['pose']['relative_diff']:.2e} (tolerance {RELATIVE_TOLERANCE:g})")
+    _report(progress, validation)
     _raise_unless_passed(validation)
+    reference = validation.pop("reference")
     entry = {"file": ONNX_FILE, "variant": config.name, "opset": opset,
              "source": _source_record(source), "validation": validation}
     recorded = manifest.record(models_dir, "jppnet", entry)
-    progress("recorded in manifest.json")
+    progress(f"recorded in manifest.json; rewriting large convolutions as Winograd convolutions")
+    model = onnx.load(str(onnx_path))
+    rewritten = winograd.rewrite(model, min_channels=winograd.MIN_CHANNELS // config.width_divisor)
+    winograd_path = models_dir / WINOGRAD_FILE
+    onnx.save(model, str(winograd_path))
+    del model
+    progress(f"wrote {winograd_path} ({rewritten} convolutions rewritten); validating against TensorFlow")
+    validation = validate_files(weights, config, winograd_path, reference)
+    validation.pop("reference")
+    _report(progress, validation)
+    _raise_unless_passed(validation, WINOGRAD_FILE)
+    manifest.record(models_dir, "jppnet_winograd", {
+        **entry, "file": WINOGRAD_FILE, "winograd_convolutions": rewritten, "validation": validation})
     return recorded
+
+
+def _report(progress, validation: dict):
+    progress(f"parsing relative diff {validation['parsing']['relative_diff']:.2e}, "
+             f"pose {validation['pose']['relative_diff']:.2e} (tolerance {RELATIVE_TOLERANCE:g})")
 
 
 def validate_jppnet(models_dir: str | Path, source: str | Path) -> dict:
@@ -256,7 +278,13 @@ def validate_jppnet(models_dir: str | Path, source: str | Path) -> dict:
     if entry is None:
         raise FileNotFoundError(f"{models_dir}/manifest.json has no jppnet entry: run `tryon export` first")
     config = CONFIGS[entry["variant"]]
-    report = validate_files(load_weights(source, config), config, models_dir / entry["file"])
+    weights = load_weights(source, config)
+    report = validate_files(weights, config, models_dir / entry["file"])
+    reference = report.pop("reference")
     report["source_matches_manifest"] = _source_record(Path(source))["sha256"] == entry["source"]["sha256"]
     _raise_unless_passed(report)
+    if (models_dir / WINOGRAD_FILE).is_file():
+        report["winograd"] = validate_files(weights, config, models_dir / WINOGRAD_FILE, reference)
+        report["winograd"].pop("reference")
+        _raise_unless_passed(report["winograd"], WINOGRAD_FILE)
     return report

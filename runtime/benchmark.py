@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 
 from .model_dir import ModelDir
-from .tryon import JPPNET_BY_PRECISION, TryOn
+from .parse_stage import JPPNET_BY_PRECISION
+from .tryon import TryOn
 from .versions import installed_versions
 
 BASE_SIDE = 384  # JPP-Net's scale 1.0 is a 384x384 square
@@ -213,6 +214,7 @@ def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict
     record = {
         "settings": asdict(settings),
         "providers": _providers(tryon),
+        "jppnet_graph": tryon.models.entry(tryon.jppnet_graph)["file"],
         "machine": machine(),
         "synthetic_weights": tryon.synthetic,
         "load_ms": load_ms,
@@ -245,7 +247,8 @@ def format_table(record: dict) -> str:
         rows.append(f"{name:<22}{stats['median_ms']:>11.1f}{stats['p90_ms']:>11.1f}"
                     f"{_cell(ref, '.1f', 11)}{_cell(ratios.get(name), '.2f', 8)}{'x' if name in ratios else ' '}"
                     f"{_cell(achieved.get(name), '.0f', 9)}")
-    rows.append(f"sgemm (NumPy BLAS) {record['sgemm_gflops']:.0f} GFLOP/s; "
+    rows.append(f"JPP-Net graph {record['jppnet_graph']} (GFLOP/s count the direct convolutions' work); "
+                f"sgemm (NumPy BLAS) {record['sgemm_gflops']:.0f} GFLOP/s; "
                 f"peak RSS {record['peak_rss_mb']['after_runs']:.0f} MB; load {record['load_ms']:.0f} ms; "
                 f"models {', '.join(f'{k} {v:.0f} MB' for k, v in record['model_mb'].items())}")
     if "reference" in record:

@@ -14,13 +14,13 @@ the coarse grid of cells where no scale's nearest-neighbour index changes.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from .model_dir import ModelDir
-from .session import SessionOptions, create_session
+from .session import PROVIDERS, SessionOptions, create_session, resolve_providers
 from .timing import Timer
 
 LIP_MEAN_BGR = np.array((104.00698793, 116.66876762, 122.67891434), dtype=np.float32)
@@ -28,6 +28,9 @@ BASE_SIZE = 384
 REFERENCE_SCALES = (1.0, 0.75, 1.25)  # what LIP_JPPNet evaluates: 384, 288, 480 squares
 FAST_SCALES = (1.0,)  # with mirror=False: one network pass instead of six
 MIN_SIDE = 16
+# fp32 reproduces the source frameworks; int8 is the declared fast mode (`tryon quantize`).
+JPPNET_BY_PRECISION = {"fp32": "jppnet", "int8": "jppnet_int8"}
+WINOGRAD = "jppnet_winograd"
 # Channel c of the mirrored half, seen from the unmirrored photo (left/right swapped).
 PARSING_MIRROR = np.array(tuple(range(14)) + (15, 14, 17, 16, 19, 18))
 POSE_MIRROR = np.array((5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 15, 14, 13, 12, 11, 10))
@@ -174,6 +177,20 @@ def check_photo(rgb) -> np.ndarray:
     return rgb
 
 
+def open_jppnet(models: ModelDir, options: SessionOptions, precision: str = "fp32"):
+    """(manifest name, session) of the JPP-Net graph for a precision. fp32 on the CPU
+    provider runs the Winograd graph where the export wrote one (the same weights,
+    validated against TensorFlow like jppnet.onnx, fewer multiplications); CUDA runs
+    the plain graph and lets cuDNN choose its own algorithms."""
+    if precision not in JPPNET_BY_PRECISION:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(JPPNET_BY_PRECISION)}")
+    name = JPPNET_BY_PRECISION[precision]
+    options = replace(options, memory_pattern=False)  # one network, three input sizes
+    if precision == "fp32" and models.has(WINOGRAD) and resolve_providers(options.provider) == PROVIDERS["cpu"]:
+        return WINOGRAD, create_session(models.file(WINOGRAD), replace(options, fold_constants=False))
+    return name, create_session(models.file(name), options)
+
+
 class ParseStage:
     """JPP-Net over `scales` x (photo, mirror); the defaults reproduce LIP_JPPNet exactly."""
 
@@ -186,8 +203,8 @@ class ParseStage:
 
     @classmethod
     def from_dir(cls, path: str | Path, options: SessionOptions = SessionOptions(),
-                 scales=REFERENCE_SCALES, mirror: bool = True) -> "ParseStage":
-        return cls(create_session(ModelDir.open(path).file("jppnet"), options), scales, mirror)
+                 scales=REFERENCE_SCALES, mirror: bool = True, precision: str = "fp32") -> "ParseStage":
+        return cls(open_jppnet(ModelDir.open(path), options, precision)[1], scales, mirror)
 
     def run(self, rgb: np.ndarray) -> ParseResult:
         height, width = check_photo(rgb).shape[:2]

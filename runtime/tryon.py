@@ -17,14 +17,12 @@ from .images import load_rgb
 from .keep_background import keep_background
 from .keypoints import crossed_arms, lip_to_openpose
 from .model_dir import ModelDir
-from .parse_stage import ParseStage
+from .parse_stage import ParseStage, open_jppnet
 from .person_crop import CannotFrame, crop_person, pose_box, resize_person
-from .session import SessionOptions, create_session
+from .session import SessionOptions
 from .timing import Timer
 
 SEED_FAILURE_CONFIDENCE = 0.1  # below this the seed's service answered "failure"
-# fp32 reproduces the source frameworks; int8 is the declared fast mode (`tryon quantize`).
-JPPNET_BY_PRECISION = {"fp32": "jppnet", "int8": "jppnet_int8"}
 
 
 @dataclass
@@ -84,20 +82,19 @@ class Job:
 
 
 class TryOn:
-    def __init__(self, parse: ParseStage, cpvton: CpvtonStage, models: ModelDir):
+    def __init__(self, parse: ParseStage, cpvton: CpvtonStage, models: ModelDir, jppnet_graph: str = "jppnet"):
         self.parse = parse
         self.cpvton = cpvton
         self.models = models
+        self.jppnet_graph = jppnet_graph  # the manifest entry JPP-Net runs from
 
     @classmethod
     def from_dir(cls, path: str | Path = "models_onnx", provider: str = "auto", threads: int = 0,
                  scales=(1.0, 0.75, 1.25), mirror: bool = True, precision: str = "fp32") -> "TryOn":
-        if precision not in JPPNET_BY_PRECISION:
-            raise ValueError(f"precision {precision!r} is not one of {', '.join(JPPNET_BY_PRECISION)}")
         models = ModelDir.open(path)
         options = SessionOptions(provider=provider, threads=threads)
-        jppnet = create_session(models.file(JPPNET_BY_PRECISION[precision]), options)
-        return cls(ParseStage(jppnet, scales, mirror), CpvtonStage.from_dir(path, options), models)
+        graph, jppnet = open_jppnet(models, options, precision)
+        return cls(ParseStage(jppnet, scales, mirror), CpvtonStage.from_dir(path, options), models, graph)
 
     @property
     def synthetic(self) -> bool:

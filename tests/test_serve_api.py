@@ -9,6 +9,7 @@ import struct
 import subprocess
 import sys
 import threading
+from pathlib import Path
 import warnings
 import zlib
 
@@ -278,7 +279,7 @@ def test_start_fails_in_one_line_without_models(tmp_path):
 def test_start_fails_in_one_line_on_a_corrupt_model(tiny_models_dir, tmp_path):
     models = tmp_path / "models"
     models.mkdir()
-    for path in tiny_models_dir.iterdir():
+    for path in filter(Path.is_file, tiny_models_dir.iterdir()):
         (models / path.name).write_bytes(path.read_bytes())
     (models / "gmm.onnx").write_bytes(b"not a model")
     done = serve_command("--models", str(models))
