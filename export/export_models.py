@@ -8,6 +8,7 @@ from .sources import find_sources
 
 def export_all(checkpoints: str | Path, models_dir: str | Path, family: str | None = None,
                opset: int = 17) -> dict[str, dict]:
+    from . import manifest
     from .cpvton_export import export_cpvton
     from .jppnet_export import export_jppnet
 
@@ -16,6 +17,7 @@ def export_all(checkpoints: str | Path, models_dir: str | Path, family: str | No
     models_dir.mkdir(parents=True, exist_ok=True)
     entries = dict(export_cpvton(sources.gmm, sources.tom, models_dir, opset=opset))
     entries["jppnet"] = export_jppnet(sources.jppnet, models_dir, opset=opset)
+    entries["jppnet_winograd"] = manifest.load(models_dir)["models"]["jppnet_winograd"]
     return entries
 
 
@@ -26,6 +28,8 @@ def validate_all(checkpoints: str | Path, models_dir: str | Path, family: str | 
     sources = find_sources(checkpoints, family)
     report = dict(validate_cpvton(models_dir, sources.gmm, sources.tom))
     report["jppnet"] = validate_jppnet(models_dir, sources.jppnet)
+    if "winograd" in report["jppnet"]:
+        report["jppnet_winograd"] = report["jppnet"].pop("winograd")
     return report
 
 
@@ -35,7 +39,8 @@ def up_to_date(checkpoints: str | Path, models_dir: str | Path, family: str | No
 
     sources = find_sources(checkpoints, family)
     models = manifest.load(models_dir)["models"]
-    for name, path in (("jppnet", sources.jppnet), ("gmm", sources.gmm), ("tom", sources.tom)):
+    for name, path in (("jppnet", sources.jppnet), ("jppnet_winograd", sources.jppnet),
+                       ("gmm", sources.gmm), ("tom", sources.tom)):
         entry = models.get(name)
         if entry is None or not (Path(models_dir) / entry["file"]).is_file():
             return False

@@ -252,7 +252,8 @@ def export_jppnet(source: str | Path, models_dir: str | Path, opset: int = 17,
     recorded = manifest.record(models_dir, "jppnet", entry)
     progress(f"recorded in manifest.json; rewriting large convolutions as Winograd convolutions")
     model = onnx.load(str(onnx_path))
-    rewritten = winograd.rewrite(model, min_channels=winograd.MIN_CHANNELS // config.width_divisor)
+    rewritten = winograd.rewrite(model, winograd.MIN_CHANNELS // config.width_divisor,
+                                 winograd.MAX_INPUT_CHANNELS // config.width_divisor)
     winograd_path = models_dir / WINOGRAD_FILE
     onnx.save(model, str(winograd_path))
     del model

@@ -15,7 +15,9 @@ from tryon.export.jppnet_export import (
 from tryon.export.jppnet_graph import FULL, REDUCED, variable_specs
 from tryon.export.jppnet_reference import run_reference
 from tryon.export.jppnet_synth import write_synthetic
-from tryon.runtime.parse_stage import ParseStage
+from tryon.runtime.model_dir import ModelDir
+from tryon.runtime.parse_stage import ParseStage, open_jppnet
+from tryon.runtime.session import SessionOptions
 
 
 @pytest.fixture(scope="session")
@@ -44,6 +46,24 @@ def test_manifest_records_source_variant_and_validation(exported):
         assert validation[output]["relative_diff"] < RELATIVE_TOLERANCE
         assert validation[output]["argmax_agreement"] >= 0.999
         assert validation[output]["decisive_argmax_mismatches"] == 0
+
+
+def test_winograd_graph_is_written_validated_and_what_fp32_runs_on_the_cpu(exported):
+    folder = exported[0] / "models"
+    entry = manifest.load(folder)["models"]["jppnet_winograd"]
+    assert entry["file"] == "jppnet.winograd.onnx" and entry["source"] == exported[3]["source"]
+    assert entry["validation"]["passed"]
+    for output in ("parsing", "pose"):
+        assert entry["validation"][output]["relative_diff"] < RELATIVE_TOLERANCE
+        assert entry["validation"][output]["decisive_argmax_mismatches"] == 0
+    model = onnx.load(str(folder / "jppnet.winograd.onnx"))
+    kernels = Counter(tuple(a.ints) for n in model.graph.node if n.op_type == "Conv"
+                      for a in n.attribute if a.name == "kernel_shape" and n.input[1] in
+                      {i.name for i in model.graph.initializer} and not n.input[1].startswith("winograd/"))
+    assert kernels[(5, 5)] == kernels[(9, 9)] == 0 and kernels[(7, 7)] == 1  # conv1, stride 2, stays
+    assert entry["winograd_convolutions"] == 25  # the full network's 27 less 2 res3 blocks
+    graph, session = open_jppnet(ModelDir.open(folder), SessionOptions(provider="cpu"))
+    assert graph == "jppnet_winograd" and session.get_providers() == ["CPUExecutionProvider"]
 
 
 def test_onnx_graph_is_plain_convolutions_with_the_checkpoint_names(exported):
@@ -121,6 +141,8 @@ def test_full_size_export_matches_tensorflow(tmp_path):
     entry = export_jppnet(written["jppnet_ckpt"], tmp_path / "models")
     assert entry["variant"] == "full" and entry["source"]["synthetic"] and entry["validation"]["passed"]
     assert entry["bytes"] > 488e6 and entry["source"]["format"] == "ckpt"
+    winograd = manifest.load(tmp_path / "models")["models"]["jppnet_winograd"]
+    assert winograd["validation"]["passed"] and winograd["winograd_convolutions"] == 27
     photo = validation_photo(301, 203)
     result = ParseStage.from_dir(tmp_path / "models", scales=(1.0,), mirror=True).run(photo)
     reference = run_reference(load_weights(written["jppnet_ckpt"]), photo, FULL, scales=(1.0,), mirror=True)

@@ -91,13 +91,13 @@ def test_batch_norm_is_folded_into_the_rewritten_convolution(tmp_path):
     assert np.abs(got - direct).max() <= RELATIVE_TOLERANCE * np.abs(direct).max()
 
 
-@pytest.mark.parametrize("kwargs,min_channels", [
-    ({"dilation": 2}, 1), ({"stride": 2}, 1), ({}, 9)])
-def test_dilated_strided_and_narrow_convolutions_are_left_alone(kwargs, min_channels):
+@pytest.mark.parametrize("kwargs,min_channels,max_input_channels", [
+    ({"dilation": 2}, 1, 8), ({"stride": 2}, 1, 8), ({}, 9, 8), ({}, 1, 7)])
+def test_dilated_strided_narrow_and_widest_convolutions_are_left_alone(kwargs, min_channels, max_input_channels):
     weight = np.ones((8, 8, 3, 3), np.float32)
     model = _conv_model(weight, **kwargs)
     before = model.SerializeToString()
-    assert winograd.rewrite(model, min_channels=min_channels) == 0
+    assert winograd.rewrite(model, min_channels, max_input_channels) == 0
     assert model.SerializeToString() == before
 
 

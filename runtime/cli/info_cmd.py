@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ..model_dir import MODEL_FILES, ModelDir, ModelsMissingError
+from ..parse_stage import open_jppnet
 from ..session import SessionOptions, available_providers, create_session, providers_in_use
 from ..versions import installed_versions
 from . import common
@@ -42,3 +43,6 @@ def info(models: Path = common.MODELS, provider: str = common.PROVIDER):
         kind = "SYNTHETIC (untrained)" if model_dir.synthetic(name) else "from " + entry["source"].get("path", "?")
         detail = entry.get("family") or entry.get("variant", "")
         typer.echo(f"{name}: {entry['file']} {detail} {kind}; providers in use: {', '.join(providers_in_use(session))}")
+    if model_dir.has("jppnet"):
+        graph, _ = open_jppnet(model_dir, options)
+        typer.echo(f"fp32 JPP-Net runs {model_dir.entry(graph)['file']} with these providers")
