@@ -20,9 +20,10 @@ from tryon.runtime.cpvton_stage import CpvtonStage
 from tryon.runtime.examples import EXAMPLE_GARMENT
 from tryon.runtime.images import load_rgb
 from tryon.runtime.model_dir import ModelDir
-from tryon.runtime.parse_stage import BASE_SIZE, REFERENCE_SCALES, ParseStage, photo_to_bgr, square_batch
+from tryon.runtime.parse_stage import (
+    BASE_SIZE, JPPNET_BY_PRECISION, REFERENCE_SCALES, ParseStage, photo_to_bgr, square_batch,
+)
 from tryon.runtime.session import SessionOptions, create_session
-from tryon.runtime.parse_stage import JPPNET_BY_PRECISION
 from tryon.runtime.tryon import TryOn
 
 from . import manifest

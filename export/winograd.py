@@ -8,14 +8,14 @@ channel pair instead of m^2 r^2.
 How, per undilated convolution (K outputs, C inputs, R x R kernel):
 - Kernels larger than r are cut into nb x nb blocks of r x r at offsets of m (r >= m,
   every tap in exactly one block). In the transformed domain the blocks become an
-  nb x nb convolution over the grid of tiles, which ONNX Runtime runs as one Conv with
-  T^2 groups (T = m + r - 1). A 9x9 kernel costs 2x2 tile-grid taps of F(4, 5): 4 * 64
-  products per 16 outputs instead of 16 * 81.
+  nb x nb convolution over the grid of tiles: per block, a Conv with T^2 groups
+  (T = m + r - 1) over the tile grid shifted by the block's offset, summed. A 9x9
+  kernel costs 2x2 blocks of F(4, 5): 4 * 64 products per 16 outputs, not 16 * 81.
 - Input transform B^T d B: a depthwise Conv with T^2 fixed T x T filters at stride m;
   output transform A^T M A (+ bias): a Conv with K groups, then a pixel shuffle.
 - The transformed weights U = G W G^T are 2.6-4x as many numbers as W, so the file keeps
   W (tap-major, [R*R, K*C]) and the graph makes U with one matrix product per block at
-  each run (~1% of the convolution's work); a session holds U only while the layer
+  each run (a few % of the convolution's work); a session holds U only while the layer
   runs. Sessions must therefore not constant-fold this graph (SessionOptions).
 
 Not rewritten: dilated convolutions (split into phases they ran slower than ONNX
@@ -151,7 +151,7 @@ def _winograd(g: _Graph, x: str, weight: str, shape: tuple, bias: np.ndarray) ->
                                  g.const(f"S{i}_to", np.array(ends, np.int64)),
                                  g.const(f"S{i}_axes", np.array([2, 3], np.int64))], f"V{i}")
         parts.append(g.op("Conv", [shifted, u], f"M{i}", group=t * t))
-    mm = parts[0] if len(parts) == 1 else g.op("Sum", parts, "M")  # [B, T*T*K, th, tw]  # [B, T*T*K, th, tw]
+    mm = parts[0] if len(parts) == 1 else g.op("Sum", parts, "M")  # [B, T*T*K, th, tw]
     tiles = g.dims(mm, 2, 4, "tiles")
     mm = g.op("Reshape", [mm, g.shape([-1, t * t, k, tiles], "m5_shape")], "M5")
     mm = g.op("Transpose", [mm], "M5_t", perm=[0, 2, 1, 3, 4])
