@@ -49,7 +49,8 @@ def test_bench_against_the_reference(tiny_models_dir, tmp_path):
     assert set(record["speedup_vs_reference"]["stages"]) >= {"parse", "cpvton.gmm", "cpvton.tom", "total"}
     assert record["settings"]["scales"] == [1.0, 0.75] and record["settings"]["mirror"] is True
     assert record["peak_rss_mb"]["after_runs"] > 0 and record["load_ms"] > 0
-    assert set(record["model_mb"]) >= {"jppnet", "gmm", "tom"}
+    assert set(record["model_mb"]) >= {"jppnet", "jppnet_winograd", "gmm", "tom"}
+    assert record["jppnet_graph"] == "jppnet.winograd.onnx"  # what fp32 runs on the CPU
     assert record["sgemm_gflops"] > 0 and record["gflops_achieved"]["cpvton.tom"] > 0
     assert "parse" not in record["gflop"]  # the reduced JPP-Net has no published FLOP count
     assert record["machine"]["versions"]["onnxruntime"]
@@ -85,7 +86,7 @@ def test_int8_quantize_records_agreement_and_bench_uses_it(int8_models_dir, tmp_
     record = read_record(tmp_path)
     check_stages(record["stages"])
     assert record["settings"]["precision"] == "int8"
-    assert record["int8_agreement"] == agreement
+    assert record["int8_agreement"] == agreement and record["jppnet_graph"] == "jppnet.int8.onnx"
     assert "reference" not in record
 
 
