@@ -17,8 +17,8 @@ from __future__ import annotations
 import glob
 import hashlib
 import os
-import re
 import platform
+import re
 import shutil
 import tempfile
 from dataclasses import dataclass
