@@ -167,15 +167,35 @@ def create_session(path: str | Path, options: SessionOptions = SessionOptions())
     disabled = [] if options.fold_constants else ["ConstantFolding"]
     try:
         if providers == PROVIDERS["cpu"] and options.optimization == "all":
-            cached = cached_model_path(path, options)
-            if cached.is_file() or _write_optimized(ort, path, cached, _session_options(ort, options), disabled):
-                so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
-                path = cached
+            session = _cached_session(ort, path, options, disabled)
+            if session is not None:
+                return session
         return ort.InferenceSession(str(path), so, providers=providers, disabled_optimizers=disabled)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         if isinstance(exc, RuntimeSetupError):
             raise
         raise RuntimeSetupError(f"cannot load model {path}: {exc}") from exc
+
+
+def _cached_session(ort, path: Path, options: SessionOptions, disabled: list[str]):
+    """A session on this machine's optimised copy of `path`, written first when missing;
+    None where it cannot be written. A damaged copy is removed and written again."""
+    cached = cached_model_path(path, options)
+    if cached.is_file():
+        try:
+            return _open_optimized(ort, cached, options)
+        except Exception:  # e.g. a disk that filled up under the copy: make it again
+            for part in (cached, cached.parent / f"{cached.name}.data"):
+                part.unlink(missing_ok=True)
+    if not _write_optimized(ort, path, cached, _session_options(ort, options), disabled):
+        return None
+    return _open_optimized(ort, cached, options)
+
+
+def _open_optimized(ort, cached: Path, options: SessionOptions):
+    so = _session_options(ort, options)
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # done once, when written
+    return ort.InferenceSession(str(cached), so, providers=PROVIDERS["cpu"])
 
 
 def providers_in_use(session) -> list[str]:

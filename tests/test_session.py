@@ -55,3 +55,13 @@ def test_a_models_folder_where_the_cache_cannot_be_written_loads_without_it(gmm_
     session = create_session(gmm_copy, CPU)
     assert [o.shape for o in session.run(None, _inputs(session))]
     assert blocker.read_text() == "not a folder"
+
+
+def test_a_damaged_copy_is_written_again(gmm_copy):
+    create_session(gmm_copy, CPU)
+    cached = cached_model_path(gmm_copy, CPU)
+    data = cached.parent / f"{cached.name}.data"
+    data.write_bytes(data.read_bytes()[:1000])  # truncated, as by a full disk
+    session = create_session(gmm_copy, CPU)
+    assert [o.shape for o in session.run(None, _inputs(session))]
+    assert data.stat().st_size > 1000
