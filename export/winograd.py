@@ -241,21 +241,21 @@ def rewrite(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS,
     inits = {t.name: t for t in graph.initializer}
     shapes = {name: tuple(t.dims) for name, t in inits.items()}
     consumers = collections.Counter(name for node in graph.node for name in node.input)
-    nodes, constants, replaced = [], {}, set()
+    nodes, constants, replaced = [], {}, 0
     for node in graph.node:
         if not eligible(node, shapes, min_channels, max_input_channels) or consumers[node.input[1]] != 1:
             nodes.append(node)
             continue
         weight = numpy_helper.to_array(inits[node.input[1]])
         bias = numpy_helper.to_array(inits[node.input[2]]) if len(node.input) > 2 and node.input[2] else None
-        new_nodes, new_constants = rewrite_conv(node, weight, bias, len(replaced))
+        new_nodes, new_constants = rewrite_conv(node, weight, bias, replaced)
         nodes.extend(new_nodes)
         constants.update({c.name: c for c in new_constants if c.name not in constants})
-        replaced.add(node.name or node.output[0])
+        replaced += 1
         for name in node.input[1:]:
             if name and consumers[name] == 1:
                 graph.initializer.remove(inits.pop(name))
     del graph.node[:]
     graph.node.extend(nodes)
     graph.initializer.extend(constants.values())
-    return len(replaced)
+    return replaced
