@@ -32,6 +32,8 @@ import numpy as np
 import onnx
 from onnx import helper, numpy_helper
 
+from .batch_norm_folding import attributes, fold_batch_norms
+
 # kernel size -> (m, r), the fastest measured with ONNX Runtime 1.32 on 256-2048 channel
 # layers at 48x48, batch 2 (2 cores, AVX-512): 3x3 1.7-2.5x, 5x5 2.9x, 7x7 2.7x, 9x9 3.8x.
 PLANS = {3: (4, 3), 5: (4, 5), 7: (4, 4), 9: (4, 5)}
@@ -162,10 +164,6 @@ def _winograd(g: _Graph, x: str, weight: str, shape: tuple, bias: np.ndarray) ->
     return g.op("DepthToSpace", [y], "pixels", blocksize=m, mode="CRD")
 
 
-def _attributes(node) -> dict:
-    return {a.name: helper.get_attribute_value(a) for a in node.attribute}
-
-
 def _padding(attrs: dict, size: int) -> bool:
     """True when the convolution pads SAME: (size - 1) / 2 on every side."""
     same = (size - 1) // 2
@@ -179,7 +177,7 @@ def eligible(node, shapes: dict, min_channels: int, max_input_channels: int) -> 
     if shape is None or len(shape) != 4:
         return False
     k, c, kh, kw = shape
-    a = _attributes(node)
+    a = attributes(node)
     return (kh == kw and kh in PLANS and a.get("group", 1) == 1 and set(a.get("strides", [1, 1])) == {1}
             and set(a.get("dilations", [1, 1])) == {1} and _padding(a, kh) and min(k, c) >= min_channels
             and c <= max_input_channels)
@@ -196,40 +194,6 @@ def rewrite_conv(node, weight: np.ndarray, bias: np.ndarray | None, index: int) 
                g.const("axes", np.array([2, 3], np.int64))]
     g.nodes.append(helper.make_node("Slice", cropped, [node.output[0]], name=f"{g.prefix}/cropped"))
     return g.nodes, g.constants
-
-
-def fold_batch_norms(model: onnx.ModelProto) -> int:
-    """Conv -> BatchNormalization (inference) pairs become one Conv with scaled weights and
-    a bias, as ONNX Runtime's own fusion does at load; returns how many were folded."""
-    graph = model.graph
-    inits = {t.name: t for t in graph.initializer}
-    consumers: dict[str, int] = {}
-    for node in graph.node:
-        for name in node.input:
-            consumers[name] = consumers.get(name, 0) + 1
-    producers = {out: node for node in graph.node for out in node.output}
-    kept, folded = [], 0
-    for node in graph.node:
-        conv = producers.get(node.input[0]) if node.op_type == "BatchNormalization" else None
-        if (conv is None or conv.op_type != "Conv" or consumers[conv.output[0]] != 1
-                or not all(i in inits for i in node.input[1:]) or conv.input[1] not in inits):
-            kept.append(node)
-            continue
-        gamma, beta, mean, var = (numpy_helper.to_array(inits[i]).astype(np.float64) for i in node.input[1:5])
-        eps = _attributes(node).get("epsilon", 1e-5)
-        scale = gamma / np.sqrt(var + eps)
-        weight = numpy_helper.to_array(inits[conv.input[1]])
-        bias = numpy_helper.to_array(inits[conv.input[2]]) if len(conv.input) > 2 else np.zeros(len(scale))
-        inits[conv.input[1]].CopyFrom(numpy_helper.from_array(
-            (weight * scale[:, None, None, None]).astype(np.float32), conv.input[1]))
-        bias_name = f"{conv.input[1]}/folded_bias"
-        graph.initializer.append(numpy_helper.from_array(((bias - mean) * scale + beta).astype(np.float32), bias_name))
-        conv.input[:] = [conv.input[0], conv.input[1], bias_name]
-        conv.output[0] = node.output[0]
-        folded += 1
-    del graph.node[:]
-    graph.node.extend(kept)
-    return folded
 
 
 def rewrite(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS,
