@@ -30,21 +30,23 @@ def fold_batch_norms(model: onnx.ModelProto) -> int:
         conv = producers.get(node.input[0]) if node.op_type == "BatchNormalization" else None
         if (conv is None or conv.op_type != "Conv" or consumers[conv.output[0]] != 1
                 or not all(i in inits for i in node.input[1:]) or consumers[conv.input[1]] != 1
-                or conv.input[1] not in inits):
+                or not all(i in inits for i in conv.input[1:] if i)):
             kept.append(node)
             continue
         gamma, beta, mean, var = (numpy_helper.to_array(inits[i]).astype(np.float64) for i in node.input[1:5])
         eps = attributes(node).get("epsilon", 1e-5)
         scale = gamma / np.sqrt(var + eps)
         weight = numpy_helper.to_array(inits[conv.input[1]])
-        bias = numpy_helper.to_array(inits[conv.input[2]]) if len(conv.input) > 2 else np.zeros(len(scale))
+        has_bias = len(conv.input) > 2 and conv.input[2]
+        bias = numpy_helper.to_array(inits[conv.input[2]]) if has_bias else np.zeros(len(scale))
         inits[conv.input[1]].CopyFrom(numpy_helper.from_array(
             (weight * scale[:, None, None, None]).astype(np.float32), conv.input[1]))
         bias_name = f"{conv.input[1]}/folded_bias"
         graph.initializer.append(numpy_helper.from_array(((bias - mean) * scale + beta).astype(np.float32), bias_name))
+        replaced = [*node.input[1:5], *([conv.input[2]] if has_bias else [])]  # BN parameters, old bias
         conv.input[:] = [conv.input[0], conv.input[1], bias_name]
         conv.output[0] = node.output[0]
-        for name in node.input[1:5]:
+        for name in replaced:
             consumers[name] -= 1
             if consumers[name] == 0:
                 graph.initializer.remove(inits.pop(name))
