@@ -2,7 +2,9 @@
 
 JPP-Net's graph from tf2onnx keeps every BatchNormalization as its own node. ONNX
 Runtime fuses them at load, but the graphs this project derives from jppnet.onnx need
-them folded in the file: the Winograd rewrite transforms the final weights.
+them folded in the file: the Winograd rewrite transforms the final weights, and the
+fp16 graph scales the weights in float64 before rounding them once to fp16, rather
+than rounding gamma / sqrt(var + eps) and the weights apart.
 """
 from __future__ import annotations
 

@@ -1,14 +1,21 @@
-"""Static int8 JPP-Net for CPU: jppnet.onnx -> jppnet.int8.onnx, calibrated on real photos.
+"""The declared fast modes: JPP-Net in int8 for the CPU, in fp16 for CUDA, each recorded
+with its agreement with fp32 on real photos.
 
-QDQ format, per-channel s8 weights and u8 activations (ONNX Runtime fuses them into
-QLinearConv, fast on AVX-512 VNNI). Calibration feeds the network exactly what the parse
-stage feeds it: each photo and its mirror at every configured scale. MinMax ranges suit
-the photos they came from, so calibrate on real photos (e.g. ../shared/data/viton/person),
-never on noise. The agreement with fp32 (labels, keypoints, and the try-on image through
-the same GMM/TOM) is recorded in the manifest under `jppnet_int8`; the runtime uses this
-model only when int8 is asked for.
+int8 (jppnet.onnx -> jppnet.int8.onnx) is static: QDQ format, per-channel s8 weights and
+u8 activations (ONNX Runtime fuses them into QLinearConv, fast on AVX-512 VNNI).
+Calibration feeds the network exactly what the parse stage feeds it: each photo and its
+mirror at every configured scale. MinMax ranges suit the photos they came from, so
+calibrate on real photos (e.g. ../shared/data/viton/person), never on noise. The
+agreement with fp32 (labels, keypoints, and the try-on image through the same GMM/TOM)
+is recorded in the manifest under `jppnet_int8`.
 
-    tryon quantize --models models_onnx PHOTO [PHOTO ...]
+fp16 (jppnet.onnx -> jppnet.fp16.onnx) folds the batch norms in float64 first, then
+stores every weight and activation in fp16; the input and outputs stay float32, so the
+parse stage feeds it unchanged. It is for the CUDA provider (on the CPU it runs no
+faster than fp32); its agreement is measured on CUDA where this machine has it, else
+on the CPU, and the entry says which. The runtime uses either only when asked for.
+
+    tryon quantize --models models_onnx [--precision int8|fp16] PHOTO [PHOTO ...]
 """
 from __future__ import annotations
 
@@ -23,13 +30,21 @@ from tryon.runtime.model_dir import ModelDir
 from tryon.runtime.parse_stage import (
     BASE_SIZE, JPPNET_BY_PRECISION, REFERENCE_SCALES, ParseStage, photo_to_bgr, square_batch,
 )
-from tryon.runtime.session import SessionOptions, create_session
+from tryon.runtime.session import PROVIDERS, SessionOptions, available_providers, create_session
 from tryon.runtime.tryon import TryOn
 
 from . import manifest
+from .batch_norm_folding import fold_batch_norms
 
-INT8_FILE = "jppnet.int8.onnx"
-KEYPOINT_RADIUS = 3  # pixels within which an int8 keypoint counts as the fp32 one
+FILES = {"int8": "jppnet.int8.onnx", "fp16": "jppnet.fp16.onnx"}
+METHODS = {
+    "int8": {"format": "QDQ", "weights": "s8 per-channel", "activations": "u8", "calibration": "MinMax"},
+    "fp16": {"weights": "fp16, batch norms folded in float64 first", "activations": "fp16",
+             "input_and_outputs": "float32"},
+}
+# The provider each precision is made for, where agreement is measured when available.
+PROVIDER = {"int8": "cpu", "fp16": "cuda"}
+KEYPOINT_RADIUS = 3  # pixels within which a reduced-precision keypoint counts as the fp32 one
 
 
 class PhotoBatches:
@@ -83,11 +98,26 @@ def _quantize(fp32_path: Path, int8_path: Path, photos, scales, mirror: bool):
         extra_options={"CalibStridedMinMax": 1})
 
 
-def agreement(models: ModelDir, int8_path: Path, photos, scales, mirror: bool) -> dict:
-    """How far int8 moves the outputs a user sees, photo by photo, against fp32."""
-    options = SessionOptions(provider="cpu")
+def half_file(fp32_path: Path, fp16_path: Path):
+    import onnx
+    from onnxruntime.transformers.float16 import convert_float_to_float16
+
+    model = onnx.load(str(fp32_path))
+    fold_batch_norms(model)
+    onnx.save(convert_float_to_float16(model, keep_io_types=True), str(fp16_path))
+
+
+def agreement_provider(precision: str) -> str:
+    wanted = PROVIDER[precision]
+    return wanted if PROVIDERS[wanted][0] in available_providers() else "cpu"
+
+
+def agreement(models: ModelDir, low_path: Path, photos, scales, mirror: bool, provider: str = "cpu") -> dict:
+    """How far a reduced precision moves the outputs a user sees, photo by photo, against
+    fp32 (jppnet.onnx on the same provider)."""
+    options = SessionOptions(provider=provider)
     fp32 = ParseStage(create_session(models.file("jppnet"), options), scales, mirror)
-    int8 = ParseStage(create_session(int8_path, options), scales, mirror)
+    low = ParseStage(create_session(low_path, options), scales, mirror)
     # GMM/TOM on each parse, with a fixed garment and without the pose crop: moving the
     # crop would count as an image difference that is not the network's.
     dress = TryOn(fp32, CpvtonStage.from_dir(models.path, options), models)
@@ -95,33 +125,44 @@ def agreement(models: ModelDir, int8_path: Path, photos, scales, mirror: bool) -
     labels, distances, image_diffs = [], [], []
     for photo in photos:
         rgb = load_rgb(photo, "photo")
-        ref, got = fp32.run(rgb), int8.run(rgb)
+        ref, got = fp32.run(rgb), low.run(rgb)
         labels.append(float(np.mean(ref.labels == got.labels)))
         distances.append(np.linalg.norm(ref.keypoints - got.keypoints, axis=1))
         images = [dress.predict(rgb, garment, need_pre=False, labels=p.labels, keypoints=p.keypoints).image
                   for p in (ref, got)]
         image_diffs.append(float(np.mean(np.abs(images[0].astype(np.int16) - images[1]))))
     distances = np.concatenate(distances)
-    return {"photos": len(photos), "scales": list(scales), "mirror": mirror,
+    return {"photos": len(photos), "scales": list(scales), "mirror": mirror, "provider": provider,
             "label_agreement": float(np.mean(labels)), "label_agreement_min": float(np.min(labels)),
             "keypoint_px_median": float(np.median(distances)), "keypoint_px_max": float(distances.max()),
             f"keypoints_within_{KEYPOINT_RADIUS}px": float(np.mean(distances <= KEYPOINT_RADIUS)),
-            "tryon_mean_abs_diff_u8": float(np.mean(image_diffs)),
-            "calibrated_on_these_photos": True}
+            "tryon_mean_abs_diff_u8": float(np.mean(image_diffs))}
 
 
-def quantize_jppnet(models_dir: str | Path, photos, scales=REFERENCE_SCALES, mirror: bool = True) -> dict:
-    """Write jppnet.int8.onnx beside jppnet.onnx and record it with its agreement; returns the entry."""
+def quantize_jppnet(models_dir: str | Path, photos, scales=REFERENCE_SCALES, mirror: bool = True,
+                   precision: str = "int8") -> dict:
+    """Write jppnet.<precision>.onnx beside jppnet.onnx and record it with its agreement;
+    returns the manifest entry."""
+    if precision not in FILES:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(FILES)}")
     photos = [Path(p) for p in photos]
     if not photos:
-        raise ValueError("int8 calibration needs real photos (e.g. ../shared/data/viton/person/*.jpg)")
+        raise ValueError(f"{precision} JPP-Net needs real photos to measure its agreement with fp32"
+                         f"{' and to calibrate on' if precision == 'int8' else ''} "
+                         "(e.g. ../shared/data/viton/person/*.jpg)")
+    for photo in photos:  # a bad photo stops it before minutes of work, with its name
+        load_rgb(photo, "photo")
     models = ModelDir.open(models_dir)
-    int8_path = models.path / INT8_FILE
-    quantize_file(models.file("jppnet"), int8_path, photos, scales, mirror)
-    entry = {"file": INT8_FILE, "variant": models.entry("jppnet").get("variant"), "precision": "int8",
-             "quantization": {"format": "QDQ", "weights": "s8 per-channel", "activations": "u8",
-                              "calibration": "MinMax", "photos": [p.name for p in photos]},
+    path = models.path / FILES[precision]
+    if precision == "int8":
+        quantize_file(models.file("jppnet"), path, photos, scales, mirror)
+    else:
+        half_file(models.file("jppnet"), path)
+    entry = {"file": FILES[precision], "variant": models.entry("jppnet").get("variant"), "precision": precision,
+             "quantization": {**METHODS[precision],
+                              **({"photos": [p.name for p in photos]} if precision == "int8" else {})},
              "source": {"fp32": models.entry("jppnet")["file"], "sha256": models.entry("jppnet")["sha256"],
                         "synthetic": models.synthetic("jppnet")},
-             "agreement": agreement(models, int8_path, photos, scales, mirror)}
-    return manifest.record(models.path, JPPNET_BY_PRECISION["int8"], entry)
+             "agreement": {**agreement(models, path, photos, scales, mirror, agreement_provider(precision)),
+                           "calibrated_on_these_photos": precision == "int8"}}
+    return manifest.record(models.path, JPPNET_BY_PRECISION[precision], entry)

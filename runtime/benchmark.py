@@ -227,8 +227,9 @@ def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict
     record["gflop"] = gflop
     record["gflops_achieved"] = throughput(stages, gflop)
     record["sgemm_gflops"] = sgemm_gflops()
-    if settings.precision == "int8":
-        record["int8_agreement"] = tryon.models.entry(JPPNET_BY_PRECISION["int8"]).get("agreement")
+    if settings.precision != "fp32":
+        entry = tryon.models.entry(JPPNET_BY_PRECISION[settings.precision])
+        record[f"{settings.precision}_agreement"] = entry.get("agreement")
     return record
 
 
@@ -254,8 +255,9 @@ def format_table(record: dict) -> str:
     if "reference" in record:
         rows.append(f"reference peak RSS {record['reference']['peak_rss_mb']['after_runs']:.0f} MB, "
                     f"load {record['reference']['load_ms']:.0f} ms")
-    if record.get("int8_agreement"):
-        rows.append(f"int8 agreement with fp32: {record['int8_agreement']}")
+    precision = record["settings"]["precision"]
+    if record.get(f"{precision}_agreement"):
+        rows.append(f"{precision} agreement with fp32: {record[f'{precision}_agreement']}")
     return "\n".join(rows)
 
 

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .model_dir import ModelDir
+from .model_dir import ModelDir, ModelsMissingError
 from .session import PROVIDERS, SessionOptions, create_session, resolve_providers
 from .timing import Timer
 
@@ -28,8 +28,9 @@ BASE_SIZE = 384
 REFERENCE_SCALES = (1.0, 0.75, 1.25)  # what LIP_JPPNet evaluates: 384, 288, 480 squares
 FAST_SCALES = (1.0,)  # with mirror=False: one network pass instead of six
 MIN_SIDE = 16
-# fp32 reproduces the source frameworks; int8 is the declared fast mode (`tryon quantize`).
-JPPNET_BY_PRECISION = {"fp32": "jppnet", "int8": "jppnet_int8"}
+# fp32 reproduces the source frameworks; int8 (CPU) and fp16 (CUDA) are the declared fast
+# modes `tryon quantize` writes, each with its agreement with fp32 in the manifest.
+JPPNET_BY_PRECISION = {"fp32": "jppnet", "int8": "jppnet_int8", "fp16": "jppnet_fp16"}
 WINOGRAD = "jppnet_winograd"
 # Channel c of the mirrored half, seen from the unmirrored photo (left/right swapped).
 PARSING_MIRROR = np.array(tuple(range(14)) + (15, 14, 17, 16, 19, 18))
@@ -181,12 +182,20 @@ def open_jppnet(models: ModelDir, options: SessionOptions, precision: str = "fp3
     """(manifest name, session) of the JPP-Net graph for a precision. fp32 on the CPU
     provider runs the Winograd graph where the export wrote one (the same weights,
     validated against TensorFlow like jppnet.onnx, fewer multiplications); CUDA runs
-    the plain graph and lets cuDNN choose its own algorithms."""
+    the plain graph and lets cuDNN choose its own algorithms. fp16 is refused on the CPU,
+    where it runs no faster than fp32."""
     if precision not in JPPNET_BY_PRECISION:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(JPPNET_BY_PRECISION)}")
     name = JPPNET_BY_PRECISION[precision]
+    on_cpu = resolve_providers(options.provider) == PROVIDERS["cpu"]
+    if precision == "fp16" and on_cpu:
+        raise ValueError("precision fp16 is for the CUDA provider (on the CPU it runs no faster than fp32): "
+                         "use --provider cuda, or --precision int8 for the fast CPU mode")
+    if precision != "fp32" and not models.has(name):
+        raise ModelsMissingError(f"{models.path} has no {precision} JPP-Net: run "
+                                 f"`tryon quantize --precision {precision} PHOTO ...` first (real person photos)")
     options = replace(options, memory_pattern=False)  # one network, three input sizes
-    if precision == "fp32" and models.has(WINOGRAD) and resolve_providers(options.provider) == PROVIDERS["cpu"]:
+    if precision == "fp32" and models.has(WINOGRAD) and on_cpu:
         return WINOGRAD, create_session(models.file(WINOGRAD), replace(options, fold_constants=False))
     return name, create_session(models.file(name), options)
 

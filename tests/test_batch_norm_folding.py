@@ -1,4 +1,4 @@
-"""Batch-norm folding (export/batch_norm_folding.py), used by the Winograd graph."""
+"""Batch-norm folding (export/batch_norm_folding.py), used by the Winograd and fp16 graphs."""
 import numpy as np
 import pytest
 

@@ -1,4 +1,4 @@
-"""tryon bench and the int8 export on the tiny models: the records have their shape.
+"""tryon bench and the int8 / fp16 JPP-Nets on the tiny models: the records have their shape.
 
 No timing is asserted anywhere: speed targets live in the printed benchmark figures.
 """
@@ -58,15 +58,19 @@ def test_bench_against_the_reference(tiny_models_dir, tmp_path):
     assert "speedup" in done.output and "cpvton.gmm" in done.output
 
 
-@pytest.fixture
-def int8_models_dir(tiny_models_dir, tmp_path, viton_pair):
-    """A copy of the tiny models (the session's folder stays fp32-only) with jppnet.int8.onnx."""
-    from tryon.export.quantize import quantize_jppnet
-
-    folder = tmp_path / "models"
+def models_copy(tiny_models_dir, folder):
+    """The tiny models linked into `folder` with their own manifest: the session's folder stays fp32-only."""
     folder.mkdir()
     for path in filter(Path.is_file, tiny_models_dir.iterdir()):
         (folder / path.name).symlink_to(path) if path.suffix == ".onnx" else (folder / path.name).write_bytes(path.read_bytes())
+    return folder
+
+
+@pytest.fixture
+def int8_models_dir(tiny_models_dir, tmp_path, viton_pair):
+    from tryon.export.quantize import quantize_jppnet
+
+    folder = models_copy(tiny_models_dir, tmp_path / "models")
     quantize_jppnet(folder, [viton_pair[0]], scales=(1.0,), mirror=True)
     return folder
 
@@ -94,3 +98,50 @@ def _nodes(path):
     import onnx
 
     return onnx.load(str(path)).graph.node
+
+
+def test_fp16_jppnet_is_folded_half_precision_and_agrees_with_fp32(tiny_models_dir, tmp_path, viton_pair):
+    import onnx
+
+    from tryon.export.quantize import agreement_provider, quantize_jppnet
+
+    folder = models_copy(tiny_models_dir, tmp_path / "models")
+    entry = quantize_jppnet(folder, [viton_pair[0]], scales=(1.0,), mirror=True, precision="fp16")
+    assert entry["file"] == "jppnet.fp16.onnx" and entry["precision"] == "fp16"
+    model = onnx.load(str(folder / entry["file"]))
+    ops = {n.op_type for n in model.graph.node}
+    assert "BatchNormalization" not in ops and "Conv" in ops  # folded in float64 before rounding
+    weights = [t for t in model.graph.initializer if len(t.dims) == 4]
+    assert weights and all(t.data_type == onnx.TensorProto.FLOAT16 for t in weights)
+    # The parse stage feeds it as it feeds fp32.
+    assert [i.type.tensor_type.elem_type for i in (*model.graph.input, *model.graph.output)] == [onnx.TensorProto.FLOAT] * 3
+    agreement = json.loads((folder / "manifest.json").read_text())["models"]["jppnet_fp16"]["agreement"]
+    assert agreement["provider"] == agreement_provider("fp16") and agreement["calibrated_on_these_photos"] is False
+    # fp16 rounds each activation to 11 bits: labels move only where fp32 nearly ties.
+    # (The try-on difference is recorded but not bounded: the untrained GMM moves the whole
+    # garment when a few dozen label pixels change.)
+    assert agreement["label_agreement"] >= 0.99 and agreement["keypoint_px_median"] <= 1
+
+
+def test_fp16_is_refused_on_the_cpu_and_a_missing_fast_mode_says_how_to_make_it(tiny_models_dir):
+    from tryon.runtime.model_dir import ModelsMissingError
+    from tryon.runtime.tryon import TryOn
+
+    with pytest.raises(ValueError, match="fp16 is for the CUDA provider.*--precision int8"):
+        TryOn.from_dir(tiny_models_dir, provider="cpu", precision="fp16")
+    with pytest.raises(ModelsMissingError, match=r"no int8 JPP-Net: run `tryon quantize --precision int8"):
+        TryOn.from_dir(tiny_models_dir, provider="cpu", precision="int8")
+
+
+def test_quantize_rejects_bad_precision_and_photos_before_any_work(tiny_models_dir, tmp_path, viton_pair):
+    from tryon.export.quantize import quantize_jppnet
+    from tryon.runtime.images import ImageError
+
+    folder = models_copy(tiny_models_dir, tmp_path / "models")
+    with pytest.raises(ValueError, match="precision 'fp8' is not one of int8, fp16"):
+        quantize_jppnet(folder, [viton_pair[0]], precision="fp8")
+    with pytest.raises(ValueError, match="needs real photos"):
+        quantize_jppnet(folder, [], precision="fp16")
+    with pytest.raises(ImageError, match="no such file"):
+        quantize_jppnet(folder, [viton_pair[0], tmp_path / "missing.jpg"], precision="int8")
+    assert not list(folder.glob("jppnet.*8*.onnx")) and not list(folder.glob("jppnet.fp16*"))

@@ -57,6 +57,18 @@ def test_errors_a_shell_user_can_act_on(tiny_models_dir, viton_pair, tmp_path):
     assert not (tmp_path / "o.png").exists()
 
 
+def test_fast_modes_that_cannot_run_say_what_to_do(tiny_models_dir, viton_pair, tmp_path):
+    fp16 = tryon("serve", "--models", tiny_models_dir, "--provider", "cpu", "--precision", "fp16", "--port", "1")
+    assert fp16.returncode == 4 and "fp16 is for the CUDA provider" in fp16.stderr
+    int8 = tryon("run", *viton_pair, "-o", tmp_path / "o.png", "--models", tiny_models_dir,
+                 "--provider", "cpu", "--precision", "int8")
+    assert int8.returncode == 3 and "`tryon quantize --precision int8 PHOTO ...` first" in int8.stderr
+    wrong = tryon("quantize", viton_pair[0], "--models", tiny_models_dir, "--precision", "fp8")
+    assert wrong.returncode == 4 and "precision 'fp8' is not one of int8, fp16" in wrong.stderr
+    assert "Traceback" not in fp16.stderr + int8.stderr + wrong.stderr
+    assert not (tmp_path / "o.png").exists() and not list(tiny_models_dir.glob("jppnet.*8*"))
+
+
 def test_info_reports_providers_in_use_and_synthetic_models(tiny_models_dir):
     done = tryon("info", "--models", tiny_models_dir, "--provider", "cpu")
     assert done.returncode == 0, done.stderr

@@ -209,6 +209,7 @@ def test_healthz_reports_models_providers_and_synthetic(client):
     health = client.get("/healthz").json()
     assert health["models_loaded"] is True and health["synthetic"] is True
     assert health["providers"] == ["CPUExecutionProvider"] and health["family"] == "grayxu"
+    assert health["jppnet_graph"] == "jppnet.winograd.onnx"  # fp32 on the CPU
 
 
 def test_openapi_documents_the_routes_and_the_seed_differences(client):

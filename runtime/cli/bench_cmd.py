@@ -36,7 +36,7 @@ def bench(models: Path = common.MODELS,
           warmup: int = typer.Option(1, help="untimed runs first"),
           provider: str = typer.Option("cpu", help="auto, cpu or cuda"),
           threads: int = common.THREADS, scales: str = common.SCALES, mirror: bool = common.MIRROR,
-          precision: str = typer.Option("fp32", help="fp32, or int8 (the quantised JPP-Net `tryon quantize` writes)"),
+          precision: str = common.PRECISION,
           batch: int = typer.Option(1, help="pairs per request"),
           reference: bool = typer.Option(True, help="also time TensorFlow + eager PyTorch (needs the export "
                                                     "extra and a source checkout)"),

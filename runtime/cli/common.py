@@ -15,7 +15,8 @@ PROVIDER = typer.Option("auto", help="auto, cpu or cuda")
 THREADS = typer.Option(0, help="intra-op threads (0: one per core)")
 SCALES = typer.Option("1.0,0.75,1.25", help="JPP-Net scales of a 384 square, comma-separated")
 MIRROR = typer.Option(True, help="also run JPP-Net on the mirrored photo and merge")
-PRECISION = typer.Option("fp32", help="fp32 (matches the source frameworks) or int8 (JPP-Net from `tryon quantize`)")
+PRECISION = typer.Option("fp32", help="fp32 (matches the source frameworks), or a JPP-Net from `tryon quantize`: "
+                                       "int8 (CPU) or fp16 (CUDA)")
 
 
 def parse_scales(text: str) -> tuple[float, ...]:

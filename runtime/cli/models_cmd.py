@@ -15,9 +15,12 @@ def register(app: typer.Typer):
                      "Example: tryon synth --out checkpoints/synthetic --family grayxu --family cpvton")(synth)
     app.command(help="Convert checkpoints to ONNX and validate them against TensorFlow/PyTorch.\n\n"
                      "Example: tryon export --checkpoints checkpoints --out models_onnx")(export)
-    app.command(help="Quantise JPP-Net to static int8 (QDQ), calibrated on real person photos, and record "
-                     "its agreement with fp32. Used only where --precision int8 is asked for.\n\n"
-                     "Example: tryon quantize ../shared/data/viton/person/*.jpg --models models_onnx")(quantize)
+    app.command(help="Write a reduced-precision JPP-Net and record its agreement with fp32 on real person "
+                     "photos: int8 (static QDQ, calibrated on the photos) for the CPU, or fp16 for CUDA. "
+                     "Used only where --precision int8 / fp16 is asked for.\n\n"
+                     "Examples:\n\n"
+                     "  tryon quantize ../shared/data/viton/person/*.jpg --models models_onnx\n\n"
+                     "  tryon quantize --precision fp16 ../shared/data/viton/person/*.jpg")(quantize)
     app.command(help="Re-run the framework-vs-ONNX validation for already exported models.\n\n"
                      "Example: tryon validate --checkpoints checkpoints --models models_onnx")(validate)
 
@@ -64,16 +67,18 @@ def validate(checkpoints: Path = typer.Option(Path("checkpoints"), help="folder 
 
 
 @friendly
-def quantize(photos: list[Path] = typer.Argument(..., help="real person photos for calibration"),
+def quantize(photos: list[Path] = typer.Argument(..., help="real person photos: to calibrate int8 on, "
+                                                          "and to measure the agreement with fp32"),
              models: Path = typer.Option(Path("models_onnx"), help="folder with the exported models"),
-             scales: str = typer.Option("1.0,0.75,1.25", help="JPP-Net scales to calibrate at"),
-             mirror: bool = typer.Option(True, help="calibrate on the mirrored photos too")):
+             precision: str = typer.Option("int8", help="int8 (CPU) or fp16 (CUDA)"),
+             scales: str = typer.Option("1.0,0.75,1.25", help="JPP-Net scales to calibrate and compare at"),
+             mirror: bool = typer.Option(True, help="run the mirrored photos too")):
     require_export_side()
     from tryon.export.quantize import quantize_jppnet
 
     from .common import parse_scales
 
-    entry = quantize_jppnet(models, photos, parse_scales(scales), mirror)
+    entry = quantize_jppnet(models, photos, parse_scales(scales), mirror, precision)
     typer.echo(f"wrote {models / entry['file']}; agreement with fp32: {entry['agreement']}")
 
 

@@ -24,7 +24,7 @@ def serve(models: Path = common.MODELS,
           gallery: list[Path] = typer.Option([], help="folder of garment images for the gallery (repeatable)"),
           max_body_mb: float = typer.Option(20, min=0.001, help="largest request body, MB"),
           provider: str = common.PROVIDER, threads: int = common.THREADS,
-          scales: str = common.SCALES, mirror: bool = common.MIRROR):
+          scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION):
     try:
         import uvicorn
 
@@ -37,7 +37,7 @@ def serve(models: Path = common.MODELS,
 
     # Loaded before listening: a broken models folder stops the start, not the first request.
     tryon = TryOn.from_dir(models, provider=provider, threads=threads,
-                           scales=common.parse_scales(scales), mirror=mirror)
+                           scales=common.parse_scales(scales), mirror=mirror, precision=precision)
     app = create_app(tryon, gallery=gallery, max_concurrent=max_concurrent, queue=queue,
                      max_body_bytes=int(max_body_mb * 2**20))
     if tryon.synthetic:

@@ -36,6 +36,10 @@ class TryOnService:
     def family(self) -> str:
         return self.tryon.models.family
 
+    def jppnet_file(self) -> str:
+        """The JPP-Net graph in use: which fast mode (--precision) is on, if any."""
+        return self.tryon.models.entry(self.tryon.jppnet_graph)["file"]
+
     def providers(self) -> list[str]:
         """What the sessions actually run on, not what was asked for."""
         sessions = (self.tryon.parse.session, self.tryon.cpvton.gmm, self.tryon.cpvton.tom)

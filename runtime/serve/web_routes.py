@@ -26,10 +26,11 @@ async def root() -> RedirectResponse:
     return RedirectResponse("/web")
 
 
-@router.get("/healthz", summary="Models loaded, providers in use, synthetic flag", tags=["web"])
+@router.get("/healthz", summary="Models loaded, providers and JPP-Net graph in use, synthetic flag", tags=["web"])
 async def healthz(request: Request) -> dict:
     service = request.app.state.service
     return {"status": "ok", "models_loaded": True, "synthetic": bool(service.tryon.synthetic),
             "providers": service.providers(), "family": service.family(),
+            "jppnet_graph": service.jppnet_file(),
             "max_concurrent": service.gate.max_concurrent, "queue": service.gate.queue,
             "in_flight": service.gate.admitted}
