@@ -122,6 +122,11 @@ def test_fp16_jppnet_is_folded_half_precision_and_agrees_with_fp32(tiny_models_d
     # garment when a few dozen label pixels change.)
     assert agreement["label_agreement"] >= 0.99 and agreement["keypoint_px_median"] <= 1
 
+    from tryon.runtime.cli import app
+
+    info = CliRunner().invoke(app, ["info", "--models", str(folder), "--provider", "cpu"]).output
+    assert f"--precision fp16: jppnet.fp16.onnx; labels {agreement['label_agreement']:.2%} equal to fp32" in info
+
 
 def test_fp16_is_refused_on_the_cpu_and_a_missing_fast_mode_says_how_to_make_it(tiny_models_dir):
     from tryon.runtime.model_dir import ModelsMissingError

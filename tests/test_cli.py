@@ -75,6 +75,7 @@ def test_info_reports_providers_in_use_and_synthetic_models(tiny_models_dir):
     assert "providers available:" in done.stdout
     assert done.stdout.count("SYNTHETIC") == 3
     assert "providers in use: CPUExecutionProvider" in done.stdout
+    assert "--precision int8: not written (`tryon quantize --precision int8 PHOTO ...`)" in done.stdout
 
 
 def test_demo_from_nothing_on_reduced_models(tmp_path):

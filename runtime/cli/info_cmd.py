@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from ..model_dir import MODEL_FILES, ModelDir, ModelsMissingError
-from ..parse_stage import open_jppnet
+from ..parse_stage import JPPNET_BY_PRECISION, open_jppnet
 from ..session import SessionOptions, available_providers, create_session, providers_in_use
 from ..versions import installed_versions
 from . import common
@@ -46,3 +46,15 @@ def info(models: Path = common.MODELS, provider: str = common.PROVIDER):
     if model_dir.has("jppnet"):
         graph, _ = open_jppnet(model_dir, options)
         typer.echo(f"fp32 JPP-Net runs {model_dir.entry(graph)['file']} with these providers")
+    for precision, name in JPPNET_BY_PRECISION.items():
+        if precision != "fp32":
+            typer.echo(f"--precision {precision}: {_fast_mode(model_dir, name, precision)}")
+
+
+def _fast_mode(model_dir: ModelDir, name: str, precision: str) -> str:
+    if not model_dir.has(name):
+        return f"not written (`tryon quantize --precision {precision} PHOTO ...`)"
+    entry = model_dir.entry(name)
+    agreement = entry.get("agreement", {})
+    return (f"{entry['file']}; labels {agreement.get('label_agreement', float('nan')):.2%} equal to fp32 on "
+            f"{agreement.get('photos', '?')} photos (measured on {agreement.get('provider', 'cpu')})")
