@@ -28,7 +28,7 @@ from tryon.runtime.examples import EXAMPLE_GARMENT
 from tryon.runtime.images import load_rgb
 from tryon.runtime.model_dir import ModelDir
 from tryon.runtime.parse_stage import (
-    BASE_SIZE, JPPNET_BY_PRECISION, REFERENCE_SCALES, ParseStage, photo_to_bgr, square_batch,
+    BASE_SIZE, JPPNET_BY_PRECISION, REFERENCE_SCALES, ParseStage, photo_to_bgr, resize_bilinear,
 )
 from tryon.runtime.session import PROVIDERS, SessionOptions, available_providers, create_session
 from tryon.runtime.tryon import TryOn
@@ -48,12 +48,14 @@ KEYPOINT_RADIUS = 3  # pixels within which a reduced-precision keypoint counts a
 
 
 class PhotoBatches:
-    """onnxruntime's calibration reader: one {"image": batch} per photo and scale, made
-    when asked for, over the window `set_range` chooses (strided calibration needs it)."""
+    """onnxruntime's calibration reader: one {"image": [1, side, side, 3]} per photo, scale
+    and (with the mirror) side of the mirror, made when asked for, over the window
+    `set_range` chooses. One image at a time: calibration holds every activation of the
+    batch it runs, and MinMax ranges over the images one by one equal those over pairs."""
 
     def __init__(self, photos, scales, mirror: bool):
-        self.items = [(photo, scale) for photo in photos for scale in scales]
-        self.mirror = mirror
+        flips = (False, True) if mirror else (False,)
+        self.items = [(photo, scale, flip) for photo in photos for scale in scales for flip in flips]
         self.set_range(0, len(self.items))
 
     def __len__(self):
@@ -66,9 +68,10 @@ class PhotoBatches:
         item = next(self.window, None)
         return None if item is None else self._batch(*item)
 
-    def _batch(self, photo, scale):
+    def _batch(self, photo, scale, flip):
         bgr = photo_to_bgr(load_rgb(photo, "calibration photo"))
-        return {"image": square_batch(bgr, int(BASE_SIZE * scale), self.mirror)}
+        side = int(BASE_SIZE * scale)
+        return {"image": resize_bilinear(bgr, side, side, flip)[None]}
 
 
 def quantize_file(fp32_path: Path, int8_path: Path, photos, scales, mirror: bool):
