@@ -169,3 +169,27 @@ def test_calibration_runs_one_image_at_a_time_and_sees_what_the_parse_stage_runs
     reader.set_range(1, 2)  # the window strided calibration asks for
     np.testing.assert_array_equal(reader.get_next()["image"], images[1])
     assert reader.get_next() is None
+
+
+def test_quantize_needs_neither_tensorflow_nor_torch(tiny_models_dir, tmp_path, viton_pair):
+    """The fast modes are onnx + onnxruntime work: `tryon quantize` runs with both blocked."""
+    import subprocess
+    import sys
+
+    from test_runtime_isolation import BLOCK_FRAMEWORKS
+
+    folder = models_copy(tiny_models_dir, tmp_path / "models")
+    cli = BLOCK_FRAMEWORKS + "from tryon.runtime.cli import app\napp()\n"
+    done = subprocess.run([sys.executable, "-c", cli, "quantize", "--precision", "fp16", "--scales", "1.0",
+                           "--no-mirror", "--models", str(folder), str(viton_pair[0])], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "wrote" in done.stdout and (folder / "jppnet.fp16.onnx").is_file()
+
+
+def test_a_missing_export_module_is_named_with_the_extra_to_install(capsys):
+    from tryon.runtime.cli.errors import EXIT_ENVIRONMENT, require_export_side
+
+    with pytest.raises(typer.Exit) as stop:
+        require_export_side(("onnx", "no_such_module_here"))
+    assert stop.value.exit_code == EXIT_ENVIRONMENT
+    assert "needs the export extra (no_such_module_here missing)" in capsys.readouterr().err

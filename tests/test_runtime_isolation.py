@@ -6,13 +6,15 @@ from pathlib import Path
 
 import tryon.runtime
 
-BLOCKER = """
+BLOCK_FRAMEWORKS = """
 import sys
 class Blocker:
     def find_spec(self, name, path=None, target=None):
         if name.split('.')[0] in ('torch', 'tensorflow', 'tf2onnx', 'tf_keras', 'keras'):
-            raise ImportError('tryon.runtime imported ' + name)
+            raise ImportError('blocked: imported ' + name)
 sys.meta_path.insert(0, Blocker())
+"""
+BLOCKER = BLOCK_FRAMEWORKS + """
 import importlib
 for name in sys.argv[1:]:
     importlib.import_module(name)

@@ -73,7 +73,7 @@ def quantize(photos: list[Path] = typer.Argument(..., help="real person photos: 
              precision: str = typer.Option("int8", help="int8 (CPU) or fp16 (CUDA)"),
              scales: str = typer.Option("1.0,0.75,1.25", help="JPP-Net scales to calibrate and compare at"),
              mirror: bool = typer.Option(True, help="run the mirrored photos too")):
-    require_export_side()
+    require_export_side(("onnx",))  # with onnxruntime's own quantisation and fp16 tools
     from tryon.export.quantize import quantize_jppnet
 
     from .common import parse_scales
