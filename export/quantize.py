@@ -30,7 +30,7 @@ from tryon.runtime.model_dir import ModelDir
 from tryon.runtime.parse_stage import (
     BASE_SIZE, JPPNET_BY_PRECISION, REFERENCE_SCALES, ParseStage, photo_to_bgr, resize_bilinear,
 )
-from tryon.runtime.session import PROVIDERS, SessionOptions, available_providers, create_session
+from tryon.runtime.session import PROVIDERS, SessionOptions, create_session, resolve_providers
 from tryon.runtime.tryon import TryOn
 
 from . import manifest
@@ -42,8 +42,6 @@ METHODS = {
     "fp16": {"weights": "fp16, batch norms folded in float64 first", "activations": "fp16",
              "input_and_outputs": "float32"},
 }
-# The provider each precision is made for, where agreement is measured when available.
-PROVIDER = {"int8": "cpu", "fp16": "cuda"}
 KEYPOINT_RADIUS = 3  # pixels within which a reduced-precision keypoint counts as the fp32 one
 
 
@@ -111,8 +109,8 @@ def half_file(fp32_path: Path, fp16_path: Path):
 
 
 def agreement_provider(precision: str) -> str:
-    wanted = PROVIDER[precision]
-    return wanted if PROVIDERS[wanted][0] in available_providers() else "cpu"
+    """Where the agreement is measured: CUDA for fp16 where this machine has it, else the CPU."""
+    return "cuda" if precision == "fp16" and resolve_providers("auto") == PROVIDERS["cuda"] else "cpu"
 
 
 def agreement(models: ModelDir, low_path: Path, photos, scales, mirror: bool, provider: str = "cpu") -> dict:
