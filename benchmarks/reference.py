@@ -52,6 +52,9 @@ class TfParseStage:
                                                   inter_op_parallelism_threads=threads)
         self.session = tf.compat.v1.Session(graph=graph, config=session_config)
 
+    def identity(self) -> str:
+        return "tensorflow reference"
+
     def run(self, rgb: np.ndarray) -> ParseResult:
         start = time.perf_counter()
         bgr = photo_to_bgr(check_photo(rgb))

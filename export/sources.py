@@ -4,13 +4,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from tryon.runtime.errors import TryonError
+
 # The first line of the README.md that `tryon synth` writes beside its files.
 SYNTHETIC_MARKER = "# UNTRAINED SYNTHETIC CHECKPOINTS"
 CPVTON_FILES = {"grayxu": ("gmm.pth", "tom.pth"), "cpvton": ("gmm_final.pth", "tom_final.pth")}
 JPPNET_FILES = ("jpp.pb", "JPPNet-s2")
 
 
-class SourcesMissingError(FileNotFoundError):
+class SourcesMissingError(TryonError, FileNotFoundError):
     pass
 
 

@@ -153,19 +153,23 @@ def _memory_gb() -> float | None:
 def time_pipeline(tryon, person, cloth, settings: BenchSettings) -> dict[str, list[float]]:
     """Per-stage milliseconds of `settings.runs` requests after `settings.warmup` discarded ones.
 
-    A request is `batch` copies of the pair; its stages are the first job's timings (GMM/TOM
-    run once over the batch), `parse` sums the parse stage's parts within each run (the
-    reference splits that stage differently) and `request` is the whole request's wall time."""
-    from .tryon import Flags
+    A request is `batch` pairs of the garment with different photos (the example photo, then
+    copies of it one pixel apart, so that each is parsed as another shopper's would be); its
+    stages are the first pair's timings (GMM/TOM run once over the batch), `parse` sums the
+    parse stage's parts within each run (the reference splits that stage differently) and
+    `request` is the whole request's wall time."""
+    from .images import load_rgb
+    from .options import ParseOptions
 
-    pairs = [(person, cloth)] * settings.batch
+    photo = load_rgb(person, "person photo")
+    pairs = [(person, cloth)] + [(_one_pixel_apart(photo, k), cloth) for k in range(1, settings.batch)]
     # No pose crop: untrained weights give keypoints no crop can frame, and a refused
     # photo would skip GMM and TOM. Resizing instead costs the same and always reaches them.
-    flags = Flags(need_pre=False)
+    options = ParseOptions(need_pre=False)
     samples: dict[str, list[float]] = {}
     for i in range(settings.warmup + settings.runs):
         start = time.perf_counter()
-        result = tryon.predict_batch(pairs, flags)[0]
+        result = tryon.predict_batch(pairs, options)[0]
         wall = (time.perf_counter() - start) * 1e3
         if i < settings.warmup:
             continue
@@ -173,6 +177,12 @@ def time_pipeline(tryon, person, cloth, settings: BenchSettings) -> dict[str, li
         for name, ms in {**result.timings_ms, "parse": parse, "request": wall}.items():
             samples.setdefault(name, []).append(ms)
     return samples
+
+
+def _one_pixel_apart(photo, k: int):
+    other = photo.copy()
+    other[0, 0, 0] ^= k
+    return other
 
 
 def pipeline_order(names) -> list[str]:

@@ -14,6 +14,7 @@ import numpy as np
 
 from .agnostic import HEIGHT, WIDTH, agnostic_representation, family_constants, to_unit_range
 from .model_dir import ModelDir
+from .keypoints import lip_to_openpose
 from .session import SessionOptions, create_session
 from .timing import Timer
 
@@ -23,6 +24,7 @@ WHITE = 255  # garment photos are shot on white: padding must not add a frame ar
 @dataclass
 class CpvtonResult:
     image: np.ndarray  # 256x192x3 uint8 try-on
+    garment: np.ndarray  # 256x192x3 uint8, the garment photo fitted to the frame (GMM's input)
     warped_cloth: np.ndarray  # 256x192x3 uint8, what TOM was given
     mask: np.ndarray  # 256x192 float32 in [0, 1], the weight of the warped cloth in the composite
     rendered: np.ndarray  # 256x192x3 uint8, TOM's rendered person
@@ -71,18 +73,21 @@ class CpvtonStage:
     fit_cloth = staticmethod(fit_cloth)
 
     def run(self, person: np.ndarray, cloth: np.ndarray, labels: np.ndarray, keypoints: np.ndarray) -> CpvtonResult:
-        """One 256x192 person (RGB uint8, LIP labels, family keypoints) wearing one garment photo."""
+        """One 256x192 person (RGB uint8, LIP labels, 16 LIP keypoints) wearing one garment
+        photo of any size."""
         return self.run_batch([person], [cloth], [labels], [keypoints])[0]
 
     def run_batch(self, persons, cloths, labels, keypoints) -> list[CpvtonResult]:
-        """Lists of run()'s arguments; GMM and TOM each run once over the whole batch."""
+        """Lists of run()'s arguments; GMM and TOM each run once over the whole batch. The
+        garments are fitted to 256x192 and the LIP keypoints mapped to the family's joints here."""
         if not (len(persons) == len(cloths) == len(labels) == len(keypoints)) or not persons:
             raise ValueError("run_batch needs non-empty lists of equal length: persons, cloths, labels, keypoints")
         timer = Timer()
         with timer("agnostic"):
-            agnostic = np.stack([agnostic_representation(p, lab, kp, self.family)
+            agnostic = np.stack([agnostic_representation(p, lab, self.family_keypoints(kp), self.family)
                                  for p, lab, kp in zip(persons, labels, keypoints)])
-            cloth = np.stack([to_unit_range(fit_cloth(c)).transpose(2, 0, 1) for c in cloths])
+            fitted = [fit_cloth(c) for c in cloths]
+            cloth = np.stack([to_unit_range(c).transpose(2, 0, 1) for c in fitted])
         with timer("gmm"):
             (warped,) = self.gmm.run(["warped_cloth"], {"agnostic": agnostic, "cloth": cloth})
             warped_u8 = to_uint8(warped)
@@ -92,8 +97,12 @@ class CpvtonStage:
                                                  {"agnostic": agnostic, "warped_cloth": warped_back})
         with timer("composite"):
             images, rendered_u8 = to_uint8(tryon), to_uint8(rendered)
-        return [CpvtonResult(images[i], warped_u8[i], mask[i, 0], rendered_u8[i], agnostic[i], dict(timer.ms))
-                for i in range(len(persons))]
+        return [CpvtonResult(images[i], fitted[i], warped_u8[i], mask[i, 0], rendered_u8[i], agnostic[i],
+                             dict(timer.ms)) for i in range(len(persons))]
+
+    def family_keypoints(self, lip: np.ndarray) -> np.ndarray:
+        """JPP-Net's 16 LIP joints in the order this family's GMM/TOM were trained on."""
+        return lip_to_openpose(lip) if self.family == "cpvton" else lip
 
 
 def _check_channels(gmm_session, channels: int):

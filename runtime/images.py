@@ -13,12 +13,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .errors import InputError
+
 MAX_PIXELS = 40_000_000  # a 40 MP phone photo is the largest sane input
 MIN_SIDE = 16
 FORMATS = "JPEG, PNG, BMP or WebP"
 
 
-class ImageError(ValueError):
+class ImageError(InputError):
     """The input is not an image we accept; the message says what is."""
 
 

@@ -5,10 +5,12 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import TryonError
+
 MODEL_FILES = {"jppnet": "jppnet.onnx", "gmm": "gmm.onnx", "tom": "tom.onnx"}
 
 
-class ModelsMissingError(FileNotFoundError):
+class ModelsMissingError(TryonError, FileNotFoundError):
     """Exported ONNX files are not where they were looked for."""
 
 

@@ -210,6 +210,11 @@ class ParseStage:
         self.session = session
         self.mirror = mirror
 
+    def identity(self) -> str:
+        """How this stage runs JPP-Net, as far as it changes the answer (with the graph's hash,
+        part of a parsed person's id)."""
+        return f"sides={self.sides};mirror={self.mirror};providers={','.join(self.session.get_providers())}"
+
     @classmethod
     def from_dir(cls, path: str | Path, options: SessionOptions = SessionOptions(),
                  scales=REFERENCE_SCALES, mirror: bool = True, precision: str = "fp32") -> "ParseStage":

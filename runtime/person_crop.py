@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from .errors import TryonError
 from .keypoints import LIP
 
 OUT_H, OUT_W = 256, 192
@@ -21,7 +22,7 @@ MARGIN = 0.2
 MIN_BOX = 16  # a framed person shorter or narrower than this is not a person
 
 
-class CannotFrame(ValueError):
+class CannotFrame(TryonError, ValueError):
     """The pose does not give a usable box (no person, or a degenerate pose)."""
 
 
@@ -63,10 +64,12 @@ def crop_person(rgb: np.ndarray, labels: np.ndarray, keypoints: np.ndarray, box:
 def resize_person(rgb: np.ndarray, labels: np.ndarray, keypoints: np.ndarray):
     """Bring a person photo, its labels and keypoints to 256x192 (identity when already there)."""
     h, w = labels.shape
+    keypoints = np.asarray(keypoints)
     if (h, w) == (OUT_H, OUT_W):
-        return rgb, labels, np.asarray(keypoints, dtype=np.int64)
+        return rgb, labels, keypoints
     shrink = h > OUT_H
     image = cv2.resize(rgb, (OUT_W, OUT_H), interpolation=cv2.INTER_AREA if shrink else cv2.INTER_LINEAR)
     parse = cv2.resize(labels, (OUT_W, OUT_H), interpolation=cv2.INTER_NEAREST)
-    scale = np.array([OUT_W / w, OUT_H / h])
-    return image, parse, np.floor(np.asarray(keypoints) * scale).astype(np.int64)
+    scaled = keypoints * np.array([OUT_W / w, OUT_H / h])
+    # JPP-Net's joints are pixel indices and stay so; a caller's fractional joints stay fractional.
+    return image, parse, np.floor(scaled).astype(np.int64) if keypoints.dtype.kind in "iu" else scaled

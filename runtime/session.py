@@ -24,6 +24,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .errors import TryonError
+
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
@@ -31,7 +33,7 @@ PROVIDERS = {
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
 
 
-class RuntimeSetupError(RuntimeError):
+class RuntimeSetupError(TryonError, RuntimeError):
     """The environment cannot run models (missing onnxruntime, missing provider)."""
 
 

@@ -1,28 +1,39 @@
 """TryOn: a person photo and a garment photo in, the person wearing the garment out.
 
-Follow one photo: `TryOn.predict` -> `predict_batch` -> `_prepare` (decode, brightness,
-JPP-Net, crop, crossed arms) -> `CpvtonStage.run_batch` (agnostic, GMM, TOM) -> `Job.finish`
-(keep_back) -> `Job.result`.
+Two steps, because JPP-Net (98% of the time) never sees the garment:
+
+    parsed = tryon.parse(photo)               decode, brightness, JPP-Net, crop, crossed arms
+    results = tryon.dress(parsed, garments)   GMM and TOM over the garments in batches, keep_back
+
+`predict` is the seed's one-call form (parse, then dress in one garment) and gives the same
+bytes. With a person store (`store=`), a photo parsed before is looked up by its content
+hash instead of parsed again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from . import brightness
 from .cpvton_stage import CpvtonStage
+from .errors import InputError
 from .images import load_rgb
 from .keep_background import keep_background
-from .keypoints import crossed_arms, lip_to_openpose
+from .keypoints import crossed_arms
 from .model_dir import ModelDir
+from .options import DressOptions, ParseOptions, split_flags
 from .parse_stage import ParseStage, open_jppnet
+from .parsed_person import SEED_FAILURE_CONFIDENCE, ParsedPerson, given_parse_key, person_id
 from .person_crop import CannotFrame, crop_person, pose_box, resize_person
+from .person_store import MemoryStore, PersonStore
 from .session import SessionOptions
 from .timing import Timer
 
-SEED_FAILURE_CONFIDENCE = 0.1  # below this the seed's service answered "failure"
+# GMM and TOM run over at most this many garments at once: per-garment cost is flat from
+# here on, and memory stays bounded however many garments a person is dressed in.
+DRESS_BATCH = 8
 
 
 @dataclass
@@ -38,145 +49,197 @@ class TryOnResult:
         return self.confidence >= SEED_FAILURE_CONFIDENCE
 
 
-@dataclass(frozen=True)
-class Flags:
-    """The seed's five predict() switches."""
-    need_pre: bool = True
-    need_bright: bool = False
-    keep_back: bool = False
-    need_dilate: bool = False
-    check_dirty: bool = False
-
-
-@dataclass
-class Job:
-    """One pair on its way through the pipeline."""
-    timer: Timer
-    cloth: np.ndarray
-    confidence: float
-    reason: str = ""
-    person: np.ndarray | None = None
-    labels: np.ndarray | None = None
-    keypoints: np.ndarray | None = None
-    out: object = None
-    image: np.ndarray | None = None
-
-    def finish(self, out, flags: Flags):
-        self.out, self.image = out, out.image
-        if flags.keep_back:
-            with self.timer("total"), self.timer("keep_back"):
-                self.image = keep_background(self.person, out.image, self.labels, flags.need_dilate)
-
-    def result(self, intermediates: bool) -> TryOnResult:
-        if self.reason:
-            return TryOnResult(self.person, 0.0, self.timer.ms, self.reason, self._extras(intermediates))
-        return TryOnResult(self.image, self.confidence, self.timer.ms, "", self._extras(intermediates))
-
-    def _extras(self, wanted: bool) -> dict[str, np.ndarray]:
-        if not wanted:
-            return {}
-        extras = {"person": self.person, "labels": self.labels, "keypoints": self.keypoints}
-        if self.out is not None:
-            extras.update(warped_cloth=self.out.warped_cloth, mask=self.out.mask, rendered=self.out.rendered)
-        return extras
-
-
 class TryOn:
-    def __init__(self, parse: ParseStage, cpvton: CpvtonStage, models: ModelDir, jppnet_graph: str = "jppnet"):
-        self.parse = parse
+    def __init__(self, parse_stage: ParseStage, cpvton: CpvtonStage, models: ModelDir,
+                 jppnet_graph: str = "jppnet", store: PersonStore | None = None):
+        self.parse_stage = parse_stage
         self.cpvton = cpvton
         self.models = models
         self.jppnet_graph = jppnet_graph  # the manifest entry JPP-Net runs from
+        self.store = store
+        # What makes JPP-Net's answer for a photo: the graph's bytes and how it is run.
+        self.parser_key = f"{models.entry(jppnet_graph).get('sha256', '')}|{parse_stage.identity()}"
 
     @classmethod
     def from_dir(cls, path: str | Path = "models_onnx", provider: str = "auto", threads: int = 0,
-                 scales=(1.0, 0.75, 1.25), mirror: bool = True, precision: str = "fp32") -> "TryOn":
+                 scales=(1.0, 0.75, 1.25), mirror: bool = True, precision: str = "fp32",
+                 store: PersonStore | None = None) -> "TryOn":
         models = ModelDir.open(path)
         options = SessionOptions(provider=provider, threads=threads)
         graph, jppnet = open_jppnet(models, options, precision)
-        return cls(ParseStage(jppnet, scales, mirror), CpvtonStage.from_dir(path, options), models, graph)
+        return cls(ParseStage(jppnet, scales, mirror), CpvtonStage.from_dir(path, options), models, graph, store)
 
     @property
     def synthetic(self) -> bool:
         return any(self.models.synthetic(name) for name in ("jppnet", "gmm", "tom"))
 
+    # -- step 1: the person ---------------------------------------------------------------
+
+    def parse(self, person, options: ParseOptions | None = None, *, labels=None, keypoints=None,
+              **flags) -> ParsedPerson:
+        """Parse a person photo (path, bytes or array) once, to dress it in any number of
+        garments. Options as a `ParseOptions` or as its fields (need_pre, need_bright,
+        check_dirty). Pass `labels` (HxW LIP labels) and `keypoints` (16x2 LIP x/y) of the
+        photo to skip JPP-Net."""
+        return self._parse(person, replace(options or ParseOptions(), **flags), labels, keypoints, self.store)
+
+    def _parse(self, person, options: ParseOptions, labels, keypoints, store: PersonStore | None) -> ParsedPerson:
+        timer = Timer()
+        with timer("total"):
+            with timer("decode"):
+                rgb = load_rgb(person, "person photo")
+            given = _given_parse(labels, keypoints, rgb.shape[:2])
+            pid = person_id(rgb, options, given_parse_key(*given) if given else self.parser_key)
+            if store is not None:
+                with timer("store"):
+                    found = store.get(pid)
+                if found is not None:
+                    found.timings_ms = timer.ms
+                    return found
+            parsed = self._parse_photo(pid, rgb, options, given, timer)
+            if store is not None:
+                with timer("store"):
+                    store.put(parsed)
+        return parsed
+
+    def _parse_photo(self, pid: str, rgb: np.ndarray, options: ParseOptions, given, timer: Timer) -> ParsedPerson:
+        if options.need_bright:
+            with timer("brightness"):
+                rgb = brightness.enhance(rgb)
+        if given:
+            labels, keypoints, confidence = (*given, 1.0)
+        else:
+            result = self.parse_stage.run(rgb)
+            timer.add("parse", result.timings_ms)
+            labels, keypoints, confidence = result.labels, result.keypoints, result.confidence
+        reason = ""
+        with timer("crop"):
+            try:
+                if options.need_pre:
+                    framed = crop_person(rgb, labels, keypoints, pose_box(keypoints, *labels.shape))
+                else:
+                    framed = resize_person(rgb, labels, keypoints)
+            except CannotFrame as exc:
+                framed = resize_person(rgb, labels, keypoints)
+                reason = str(exc)
+        if not reason and options.check_dirty and crossed_arms(framed[2]):
+            reason = "crossed arms: a wrist lies inside the torso (check_dirty)"
+        return ParsedPerson(pid, *framed, 0.0 if reason else confidence, reason, options, timer.ms)
+
+    # -- step 2: the garments -------------------------------------------------------------
+
+    def dress(self, parsed: ParsedPerson, garments, options: DressOptions | None = None, *,
+              intermediates: bool = False, **flags) -> list[TryOnResult]:
+        """Dress a parsed person in each garment (paths, bytes or arrays; one or a list), GMM
+        and TOM batched over the garments. Options as a `DressOptions` or as its fields
+        (keep_back, need_dilate). One result per garment, in order."""
+        if isinstance(garments, (str, Path, bytes, bytearray, np.ndarray)):
+            garments = [garments]
+        options = replace(options or DressOptions(), **flags)
+        return self._dress_pairs([(parsed, g) for g in garments], options, intermediates)
+
+    def _dress_pairs(self, pairs, options: DressOptions, intermediates: bool) -> list[TryOnResult]:
+        """(parsed person, garment) pairs -> results; GMM/TOM over up to DRESS_BATCH pairs at once."""
+        timers, cloths = [], []
+        for _, garment in pairs:
+            timer = Timer()
+            with timer("total"), timer("decode"):
+                cloths.append(load_rgb(garment, "garment photo"))
+            timers.append(timer)
+        results: list[TryOnResult | None] = [None] * len(pairs)
+        ready = []
+        for i, (parsed, _) in enumerate(pairs):
+            if parsed.refused:
+                extras = _extras(parsed, None) if intermediates else {}
+                results[i] = TryOnResult(parsed.person, 0.0, timers[i].ms, parsed.reason, extras)
+            else:
+                ready.append(i)
+        for start in range(0, len(ready), DRESS_BATCH):
+            chunk = ready[start:start + DRESS_BATCH]
+            persons = [pairs[i][0] for i in chunk]
+            batch = Timer()
+            with batch("cpvton"):
+                outs = self.cpvton.run_batch([p.person for p in persons], [cloths[i] for i in chunk],
+                                             [p.labels for p in persons], [p.keypoints for p in persons])
+            for i, parsed, out in zip(chunk, persons, outs):
+                results[i] = self._finish(parsed, out, timers[i], batch.ms["cpvton"] / len(chunk),
+                                          options, intermediates)
+        return results
+
+    def _finish(self, parsed: ParsedPerson, out, timer: Timer, share_ms: float, options: DressOptions,
+                intermediates: bool) -> TryOnResult:
+        timer.add("cpvton", out.timings_ms)
+        timer.ms["total"] += share_ms
+        image = out.image
+        if options.keep_back:
+            with timer("total"), timer("keep_back"):
+                image = keep_background(parsed.person, out.image, parsed.labels, options.need_dilate)
+        extras = _extras(parsed, out) if intermediates else {}
+        return TryOnResult(image, parsed.confidence, timer.ms, "", extras)
+
+    # -- both: the seed's predict -----------------------------------------------------------
+
     def predict(self, person, cloth, need_pre: bool = True, need_bright: bool = False,
                 keep_back: bool = False, need_dilate: bool = False, check_dirty: bool = False,
                 labels: np.ndarray | None = None, keypoints: np.ndarray | None = None,
                 intermediates: bool = False) -> TryOnResult:
-        """The seed's predict() with its bugs fixed. Pass `labels` (HxW LIP labels) and
-        `keypoints` (16x2 LIP, x/y) of the person photo to skip JPP-Net."""
-        flags = Flags(need_pre, need_bright, keep_back, need_dilate, check_dirty)
-        return self.predict_batch([(person, cloth)], flags, [(labels, keypoints)], intermediates)[0]
+        """The seed's predict() with its bugs fixed: parse, then dress in one garment. Pass
+        `labels` (HxW LIP labels) and `keypoints` (16x2 LIP, x/y) of the person photo to skip
+        JPP-Net."""
+        parse_options, dress_options = split_flags(need_pre, need_bright, keep_back, need_dilate, check_dirty)
+        return self.predict_batch([(person, cloth)], parse_options, dress_options, [(labels, keypoints)],
+                                  intermediates)[0]
 
-    def predict_batch(self, pairs, flags: "Flags | None" = None, parses=None,
+    def predict_batch(self, pairs, parse_options: ParseOptions | None = None,
+                      dress_options: DressOptions | None = None, parses=None,
                       intermediates: bool = False) -> list[TryOnResult]:
-        """Many (person, cloth) pairs: JPP-Net runs per photo (sizes differ), GMM and TOM run
-        once over every photo that passed. `parses` optionally gives (labels, keypoints) per pair."""
-        flags = flags or Flags()
+        """Many (person, cloth) pairs: each distinct person is parsed once (JPP-Net per photo,
+        since sizes differ), then GMM and TOM run over the pairs in batches. `parses`
+        optionally gives (labels, keypoints) per pair. Garments are read first, so a bad one
+        fails before any JPP-Net work."""
+        parse_options, dress_options = parse_options or ParseOptions(), dress_options or DressOptions()
         parses = parses or [(None, None)] * len(pairs)
-        jobs = [self._prepare(p, c, flags, lab, kp) for (p, c), (lab, kp) in zip(pairs, parses)]
-        ready = [job for job in jobs if not job.reason]
-        if ready:
-            batch = Timer()
-            with batch("cpvton"):
-                outs = self.cpvton.run_batch([j.person for j in ready], [j.cloth for j in ready],
-                                             [j.labels for j in ready],
-                                             [self._family_keypoints(j.keypoints) for j in ready])
-            share = batch.ms["cpvton"] / len(ready)
-            for job, out in zip(ready, outs):
-                job.timer.add("cpvton", out.timings_ms)
-                job.timer.ms["total"] += share
-                job.finish(out, flags)
-        return [job.result(intermediates) for job in jobs]
-
-    def _prepare(self, person, cloth, flags: "Flags", labels, keypoints) -> "Job":
-        timer = Timer()
-        with timer("total"):
-            with timer("decode"):
-                person = load_rgb(person, "person photo")
-                cloth = self.cpvton.fit_cloth(load_rgb(cloth, "garment photo"))
-            if flags.need_bright:
-                with timer("brightness"):
-                    person = brightness.enhance(person)
-            labels, keypoints, confidence = self._parse(person, labels, keypoints, timer)
-            job = Job(timer, cloth, confidence)
-            with timer("crop"):
-                try:
-                    if flags.need_pre:
-                        framed = crop_person(person, labels, keypoints, pose_box(keypoints, *labels.shape))
-                    else:
-                        framed = resize_person(person, labels, keypoints)
-                except CannotFrame as exc:
-                    framed = resize_person(person, labels, keypoints)
-                    job.reason = str(exc)
-            job.person, job.labels, job.keypoints = framed
-            if not job.reason and flags.check_dirty and crossed_arms(job.keypoints):
-                job.reason = "crossed arms: a wrist lies inside the torso (check_dirty)"
-        return job
-
-    def _parse(self, person, labels, keypoints, timer):
-        if (labels is None) != (keypoints is None):
-            raise ValueError("pass both labels and keypoints to skip JPP-Net, or neither")
-        if labels is not None:
-            labels, keypoints = _check_given_parse(labels, keypoints, person.shape[:2])
-            return labels, keypoints, 1.0
-        parsed = self.parse.run(person)
-        timer.add("parse", parsed.timings_ms)
-        return parsed.labels, parsed.keypoints, parsed.confidence
-
-    def _family_keypoints(self, lip: np.ndarray) -> np.ndarray:
-        return lip_to_openpose(lip) if self.cpvton.family == "cpvton" else lip
+        cloths = [load_rgb(cloth, "garment photo") for _, cloth in pairs]
+        store = self.store if self.store is not None else MemoryStore()  # one parse per photo in this call
+        parsed = [self._parse(person, parse_options, labels, keypoints, store)
+                  for (person, _), (labels, keypoints) in zip(pairs, parses)]
+        dressed = self._dress_pairs(list(zip(parsed, cloths)), dress_options, intermediates)
+        for person, result in zip(parsed, dressed):
+            result.timings_ms = _joined(person.timings_ms, result.timings_ms)
+        return dressed
 
 
+def _extras(parsed: ParsedPerson, out) -> dict[str, np.ndarray]:
+    extras = {"person": parsed.person, "labels": parsed.labels, "keypoints": parsed.keypoints}
+    if out is not None:
+        extras.update(garment=out.garment, warped_cloth=out.warped_cloth, mask=out.mask, rendered=out.rendered)
+    return extras
 
-def _check_given_parse(labels, keypoints, shape):
-    labels = np.asarray(labels)
-    keypoints = np.asarray(keypoints)
+
+def _joined(parse_ms: dict[str, float], dress_ms: dict[str, float]) -> dict[str, float]:
+    """One request's timings: the parse's steps, then the dress's; shared names add up."""
+    joined = dict(parse_ms)
+    for name, ms in dress_ms.items():
+        joined[name] = joined.get(name, 0.0) + ms
+    joined["total"] = joined.pop("total")
+    return joined
+
+
+def _given_parse(labels, keypoints, shape):
+    """A caller's own (labels, keypoints) checked against the photo, or None."""
+    if (labels is None) != (keypoints is None):
+        raise InputError("pass both labels and keypoints to skip JPP-Net, or neither")
+    if labels is None:
+        return None
+    labels, keypoints = np.asarray(labels), np.asarray(keypoints)
     if labels.shape != shape:
-        raise ValueError(f"labels have shape {labels.shape}; the person photo is {shape[0]}x{shape[1]}")
+        raise InputError(f"labels have shape {labels.shape}; the person photo is {shape[0]}x{shape[1]}")
     if labels.dtype.kind not in "iu" or labels.min() < 0 or labels.max() > 19:
-        raise ValueError("labels must be integers 0..19 (the LIP label set)")
+        raise InputError("labels must be integers 0..19 (the LIP label set)")
     if keypoints.shape != (16, 2):
-        raise ValueError(f"keypoints must be 16 LIP joints as a (16, 2) x/y array, got {keypoints.shape}")
-    return labels.astype(np.uint8), keypoints.astype(np.int64)
+        raise InputError(f"keypoints must be 16 LIP joints as a (16, 2) x/y array, got {keypoints.shape}")
+    if keypoints.dtype.kind not in "iuf" or not np.isfinite(keypoints).all():
+        raise InputError("keypoints must be finite numbers (x, y in pixels of the person photo)")
+    # Integer keypoints stay integers; fractional ones keep their fractions, so that the pose
+    # map's rule (a joint counts when x > 1 and y > 1) sees the values the caller gave.
+    return labels.astype(np.uint8), keypoints.astype(np.int64 if keypoints.dtype.kind in "iu" else np.float64)

@@ -4,6 +4,7 @@ import pytest
 
 from tryon.runtime.agnostic import agnostic_representation, to_unit_range
 from tryon.runtime.cpvton_stage import CpvtonStage, fit_cloth
+from tryon.runtime.keypoints import lip_to_openpose
 from tryon.runtime.session import SessionOptions
 
 CPU = SessionOptions(provider="cpu", threads=2)
@@ -27,7 +28,7 @@ def sample(family, shift=0, hue=0):
     from tryon.export.cpvton_export import garment_sample, person_sample
 
     person, labels, keypoints = person_sample(shift)
-    return person, garment_sample(hue), labels, keypoints[family]
+    return person, garment_sample(hue), labels, keypoints["grayxu"]  # LIP joints: the stage maps them
 
 
 @pytest.mark.parametrize("family, channels", [("grayxu", 20), ("cpvton", 22)])
@@ -42,7 +43,8 @@ def test_run_follows_the_seed_arithmetic(stages, family, channels):
     assert set(result.timings_ms) == {"agnostic", "gmm", "tom", "composite"}
 
     # The same steps by hand, straight on the sessions.
-    agnostic = agnostic_representation(person, labels, keypoints, family)[None]
+    family_keypoints = lip_to_openpose(keypoints) if family == "cpvton" else keypoints
+    agnostic = agnostic_representation(person, labels, family_keypoints, family)[None]
     assert result.agnostic.shape == (channels, 256, 192) and np.array_equal(result.agnostic, agnostic[0])
     cloth_in = to_unit_range(cloth).transpose(2, 0, 1)[None]
     (warped,) = stage.gmm.run(["warped_cloth"], {"agnostic": agnostic, "cloth": cloth_in})
@@ -71,10 +73,12 @@ def test_batch_of_two_equals_two_singles(stages):
     assert not np.array_equal(batch[0].image, batch[1].image)
 
 
-def test_cpvton_stage_wants_openpose_keypoints(stages):
+def test_cpvton_stage_takes_lip_keypoints_for_both_families(stages):
     person, cloth, labels, _ = sample("grayxu")
-    with pytest.raises(ValueError, match=r"cpvton needs \(18, 2\)"):
-        stages["cpvton"].run(person, cloth, labels, np.zeros((16, 2)))
+    with pytest.raises(ValueError, match=r"16 LIP keypoints"):
+        stages["cpvton"].run(person, cloth, labels, np.zeros((18, 2)))
+    with pytest.raises(ValueError, match=r"grayxu needs \(16, 2\)"):
+        stages["grayxu"].run(person, cloth, labels, np.zeros((18, 2)))
 
 
 def test_run_batch_refuses_ragged_lists(stages):

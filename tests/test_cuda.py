@@ -23,7 +23,7 @@ def parse(models, viton_pair, **kwargs):
     from tryon.runtime.tryon import TryOn
 
     tryon = TryOn.from_dir(models, scales=(1.0, 0.75), **kwargs)
-    return tryon, tryon.parse.run(load_rgb(viton_pair[0], "person"))
+    return tryon, tryon.parse_stage.run(load_rgb(viton_pair[0], "person"))
 
 
 def test_fp32_on_cuda_matches_the_cpu(tiny_models_dir, viton_pair):

@@ -6,7 +6,7 @@ from tryon.runtime.brightness import enhance
 from tryon.runtime.images import ImageError, load_rgb
 from tryon.runtime.keypoints import LIP
 from tryon.runtime.person_crop import crop_person, pose_box
-from tryon.runtime.tryon import Flags
+from tryon.runtime.options import ParseOptions
 
 from test_seed_rules import standing_pose
 
@@ -91,12 +91,12 @@ def test_batch_equals_single_predictions(tiny_tryon, viton_pair):
     photo, labels, k = person_and_parse()
     singles = [tiny_tryon.predict(person, cloth, need_pre=False),
                tiny_tryon.predict(photo, cloth, labels=labels, keypoints=k)]
-    batch = tiny_tryon.predict_batch([(person, cloth), (photo, cloth)], Flags(), [(None, None), (labels, k)])
+    batch = tiny_tryon.predict_batch([(person, cloth), (photo, cloth)], ParseOptions(), parses=[(None, None), (labels, k)])
     assert len(batch) == 2
     # Batched convolutions round slightly differently in ONNX Runtime: a uint8 step at most.
     diff = np.abs(batch[1].image.astype(int) - singles[1].image.astype(int))
     assert diff.max() <= 2 and (diff > 0).mean() < 0.01
-    first = tiny_tryon.predict_batch([(person, cloth)], Flags(need_pre=False))[0]
+    first = tiny_tryon.predict_batch([(person, cloth)], ParseOptions(need_pre=False))[0]
     assert np.array_equal(first.image, singles[0].image)
 
 

@@ -42,5 +42,5 @@ class TryOnService:
 
     def providers(self) -> list[str]:
         """What the sessions actually run on, not what was asked for."""
-        sessions = (self.tryon.parse.session, self.tryon.cpvton.gmm, self.tryon.cpvton.tom)
+        sessions = (self.tryon.parse_stage.session, self.tryon.cpvton.gmm, self.tryon.cpvton.tom)
         return list(dict.fromkeys(p for session in sessions for p in providers_in_use(session)))

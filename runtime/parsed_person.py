@@ -1,0 +1,90 @@
+"""A parsed person: everything `TryOn.dress` needs from a person photo, and nothing more.
+
+JPP-Net is 98% of a try-on and never sees the garment, so a photo is parsed once and its
+`ParsedPerson` dressed in any number of garments. Its id is a content hash of the decoded
+pixels and of everything else that changes a parse (the JPP-Net graph, scales, mirror,
+provider, the parse options), so the same photo sent twice gets the same id.
+
+It holds the framed 256x192 person (for keep_back and the agnostic head), its labels,
+keypoints, confidence and refusal reason; never the original upload. `to_bytes` /
+`from_bytes` give a compact, pickle-free form for the person stores.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import TryonError
+from .options import ParseOptions
+
+SEED_FAILURE_CONFIDENCE = 0.1  # below this the seed's service answered "failure"
+FORMAT = 1  # bump when the stored form changes; older records then read as missing
+
+
+class StoredPersonError(TryonError):
+    """Bytes that are not a stored parsed person of this version."""
+
+
+@dataclass
+class ParsedPerson:
+    id: str
+    person: np.ndarray  # 256x192x3 uint8 RGB: the framed photo (the whole photo resized, when refused)
+    labels: np.ndarray  # 256x192 uint8 LIP labels
+    keypoints: np.ndarray  # (16, 2) LIP joints x/y in the 256x192 frame
+    confidence: float  # 0 when a hard exclusion fired; then `reason` says which
+    reason: str = ""
+    options: ParseOptions = ParseOptions()
+    timings_ms: dict[str, float] = field(default_factory=dict)  # this call's; not stored
+
+    @property
+    def ok(self) -> bool:
+        return self.confidence >= SEED_FAILURE_CONFIDENCE
+
+    @property
+    def refused(self) -> bool:
+        """No garment can be put on it: the photo is returned as it is."""
+        return bool(self.reason)
+
+    def to_bytes(self) -> bytes:
+        meta = {"format": FORMAT, "id": self.id, "confidence": self.confidence, "reason": self.reason,
+                "options": self.options.__dict__}
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, person=self.person, labels=self.labels, keypoints=self.keypoints,
+                            meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
+        return buffer.getvalue()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> "ParsedPerson":
+        try:
+            with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
+                meta = json.loads(arrays["meta"].tobytes())
+                if meta.get("format") != FORMAT:
+                    raise StoredPersonError(f"stored person format {meta.get('format')!r}, expected {FORMAT}")
+                return cls(meta["id"], arrays["person"], arrays["labels"], arrays["keypoints"],
+                           float(meta["confidence"]), meta["reason"], ParseOptions(**meta["options"]))
+        except StoredPersonError:
+            raise
+        except Exception as exc:  # zip, npy and JSON each raise their own kinds on garbage
+            raise StoredPersonError(f"not a stored parsed person ({type(exc).__name__}: {exc})") from None
+
+
+def person_id(rgb: np.ndarray, options: ParseOptions, parser: str) -> str:
+    """Content hash of the decoded photo, the parse options and `parser` (what parses it:
+    graph hash, scales, mirror, provider; or the caller's own labels and keypoints)."""
+    digest = hashlib.sha256()
+    digest.update(f"{rgb.shape}|{rgb.dtype}|{options.key()}|{parser}|".encode())
+    digest.update(memoryview(np.ascontiguousarray(rgb)).cast("B"))
+    return digest.hexdigest()[:32]
+
+
+def given_parse_key(labels: np.ndarray, keypoints: np.ndarray) -> str:
+    """`parser` for a caller's own labels and keypoints: they replace JPP-Net."""
+    digest = hashlib.sha256()
+    for array in (labels, keypoints):
+        digest.update(f"{array.shape}|{array.dtype}|".encode())
+        digest.update(np.ascontiguousarray(array).tobytes())
+    return "given:" + digest.hexdigest()

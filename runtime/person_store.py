@@ -1,0 +1,253 @@
+"""Person stores: parsed persons kept by id between `TryOn.parse` and `TryOn.dress`.
+
+Every store has the same small interface (`get`, `put`, `delete`, `clear`, `info`) and the
+same rules: an entry lives at most `ttl_s` seconds from when it was parsed (a person photo
+is personal data), the least recently used entries go first when the total passes
+`max_bytes`, and `delete` removes a person at once. A store that fails never fails a
+request: it warns and the request runs as if nothing was cached.
+
+- `MemoryStore`: this process only (tests, `--no-cache`).
+- `SQLiteStore`: a file on this machine, shared safely by several processes (WAL mode).
+"""
+from __future__ import annotations
+
+import logging
+import os
+import sqlite3
+import threading
+import time
+from collections import OrderedDict
+from contextlib import closing
+from pathlib import Path
+from typing import Callable
+
+from .parsed_person import ParsedPerson, StoredPersonError
+
+DEFAULT_TTL_S = 24 * 3600.0
+DEFAULT_MAX_BYTES = 512 * 2**20
+log = logging.getLogger("tryon.store")
+
+
+def default_cache_dir() -> Path:
+    """Where `tryon` keeps its person store unless told otherwise (XDG's cache folder)."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "tryon-onnx"
+
+
+class PersonStore:
+    """The interface every store implements; see the module docstring for the rules."""
+
+    kind = "none"
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
+                 clock: Callable[[], float] = time.time):
+        if max_bytes <= 0 or ttl_s <= 0:
+            raise ValueError(f"a person store needs max_bytes > 0 and ttl_s > 0, got {max_bytes} and {ttl_s}")
+        self.max_bytes = max_bytes
+        self.ttl_s = ttl_s
+        self.clock = clock
+
+    def get(self, person_id: str) -> ParsedPerson | None:
+        raise NotImplementedError
+
+    def put(self, parsed: ParsedPerson) -> None:
+        raise NotImplementedError
+
+    def delete(self, person_id: str) -> bool:
+        """True when the person was there."""
+        raise NotImplementedError
+
+    def clear(self) -> int:
+        """Removes every person; returns how many there were."""
+        raise NotImplementedError
+
+    def info(self) -> dict:
+        return {"kind": self.kind, "max_bytes": self.max_bytes, "ttl_s": self.ttl_s}
+
+    def expires_at(self, created: float) -> float:
+        return created + self.ttl_s
+
+
+class MemoryStore(PersonStore):
+    """In this process: an ordered dict of encoded persons, oldest use first."""
+
+    kind = "memory"
+
+    def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
+                 clock: Callable[[], float] = time.time):
+        super().__init__(max_bytes, ttl_s, clock)
+        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, person_id):
+        with self._lock:
+            entry = self._entries.get(person_id)
+            if entry is None:
+                return None
+            if self.clock() >= self.expires_at(entry[0]):
+                del self._entries[person_id]
+                return None
+            self._entries.move_to_end(person_id)
+        return ParsedPerson.from_bytes(entry[1])
+
+    def put(self, parsed):
+        data = parsed.to_bytes()
+        with self._lock:
+            self._entries[parsed.id] = (self.clock(), data)
+            self._entries.move_to_end(parsed.id)
+            self._evict()
+
+    def _evict(self):
+        now = self.clock()
+        for person_id in [k for k, (created, _) in self._entries.items() if now >= self.expires_at(created)]:
+            del self._entries[person_id]
+        total = sum(len(data) for _, data in self._entries.values())
+        while total > self.max_bytes and self._entries:
+            total -= len(self._entries.popitem(last=False)[1][1])
+
+    def delete(self, person_id):
+        with self._lock:
+            return self._entries.pop(person_id, None) is not None
+
+    def clear(self):
+        with self._lock:
+            count = len(self._entries)
+            self._entries.clear()
+            return count
+
+    def info(self):
+        with self._lock:
+            stored = sum(len(data) for _, data in self._entries.values())
+            return {**super().info(), "persons": len(self._entries), "bytes": stored}
+
+
+class NotAStore(Exception):
+    """A readable SQLite file that is not one of our person stores."""
+
+
+class SQLiteStore(PersonStore):
+    """A SQLite file in `folder`, one short transaction per call and a connection per call,
+    so threads and processes share it safely. Deleted rows are overwritten on disk
+    (secure_delete). A file that is corrupt or not ours is set aside and started afresh; a
+    folder that cannot be written turns caching off with a warning."""
+
+    kind = "sqlite"
+    FILE = "persons.sqlite3"
+    APPLICATION_ID = 0x7472796F  # "tryo": marks the file as ours
+    VERSION = 1
+    SCHEMA = ("CREATE TABLE persons (id TEXT PRIMARY KEY, data BLOB NOT NULL, size INTEGER NOT NULL, "
+              "created REAL NOT NULL, used REAL NOT NULL);"
+              "CREATE INDEX persons_used ON persons(used);")
+
+    def __init__(self, folder: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
+                 clock: Callable[[], float] = time.time):
+        super().__init__(max_bytes, ttl_s, clock)
+        self.path = Path(folder) / self.FILE
+        self.disabled = ""  # why caching is off, when it is
+        self._call(lambda db: None, None)
+
+    # -- the interface ------------------------------------------------------------------
+
+    def get(self, person_id):
+        row = self._call(lambda db: self._touch(db, person_id), None)
+        if row is None:
+            return None
+        try:
+            return ParsedPerson.from_bytes(row)
+        except StoredPersonError:  # written by another version: as good as missing
+            self.delete(person_id)
+            return None
+
+    def put(self, parsed):
+        data = parsed.to_bytes()
+        self._call(lambda db: self._insert(db, parsed.id, data), None)
+
+    def delete(self, person_id):
+        return self._call(lambda db: db.execute("DELETE FROM persons WHERE id = ?", (person_id,)).rowcount > 0,
+                          False)
+
+    def clear(self):
+        return self._call(lambda db: db.execute("DELETE FROM persons").rowcount, 0)
+
+    def info(self):
+        persons, stored = self._call(
+            lambda db: db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM persons").fetchone(), (0, 0))
+        return {**super().info(), "path": str(self.path), "persons": persons, "bytes": stored,
+                "disabled": self.disabled}
+
+    # -- statements ---------------------------------------------------------------------
+
+    def _touch(self, db, person_id):
+        now = self.clock()
+        row = db.execute("SELECT data FROM persons WHERE id = ? AND created > ?",
+                         (person_id, now - self.ttl_s)).fetchone()
+        if row is not None:
+            db.execute("UPDATE persons SET used = ? WHERE id = ?", (now, person_id))
+        return row[0] if row else None
+
+    def _insert(self, db, person_id: str, data: bytes):
+        now = self.clock()
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT OR REPLACE INTO persons VALUES (?, ?, ?, ?, ?)", (person_id, data, len(data), now, now))
+        db.execute("DELETE FROM persons WHERE created <= ?", (now - self.ttl_s,))
+        # Keep the most recently used entries whose sizes add up to the cap; drop the rest.
+        db.execute("DELETE FROM persons WHERE id IN (SELECT id FROM (SELECT id, SUM(size) OVER "
+                   "(ORDER BY used DESC, id ROWS UNBOUNDED PRECEDING) AS running FROM persons) WHERE running > ?)",
+                   (self.max_bytes,))
+        db.execute("COMMIT")
+
+    # -- the file -----------------------------------------------------------------------
+
+    def _connect(self):
+        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        db.execute("PRAGMA secure_delete = ON")
+        return db
+
+    def _prepare(self, db):
+        """Check the file is ours (making it so when it is new)."""
+        application, version = (db.execute(f"PRAGMA {name}").fetchone()[0] for name in ("application_id", "user_version"))
+        if application == self.APPLICATION_ID and version == self.VERSION:
+            return
+        if application == 0 and db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+            db.execute("PRAGMA journal_mode = WAL")
+            db.executescript(f"BEGIN IMMEDIATE; {self.SCHEMA} PRAGMA application_id = {self.APPLICATION_ID}; "
+                             f"PRAGMA user_version = {self.VERSION}; COMMIT;")
+            return
+        raise NotAStore(f"application_id {application:#x}, version {version}")
+
+    def _call(self, statement, fallback):
+        """Run `statement(db)` on a fresh connection. A corrupt or foreign file is set aside
+        and the statement tried once more on an empty store; anything else the file system
+        refuses turns caching off for this process, with one warning."""
+        for attempt in (1, 2):
+            if self.disabled:
+                return fallback
+            try:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                with closing(self._connect()) as db:
+                    self._prepare(db)
+                    return statement(db)
+            except (NotAStore, sqlite3.DatabaseError) as exc:
+                if isinstance(exc, sqlite3.OperationalError) or attempt == 2:
+                    self._disable(exc)
+                else:
+                    self._set_aside(exc)
+            except OSError as exc:
+                self._disable(exc)
+        return fallback
+
+    def _set_aside(self, exc):
+        aside = self.path.with_name(self.FILE + ".broken")
+        log.warning("person store %s is not a readable tryon store (%s); moved it to %s and started an "
+                    "empty one", self.path, exc, aside.name)
+        for suffix in ("-wal", "-shm"):
+            self.path.with_name(self.FILE + suffix).unlink(missing_ok=True)
+        try:
+            os.replace(self.path, aside)
+        except OSError as move_error:
+            self._disable(move_error)
+
+    def _disable(self, exc):
+        self.disabled = f"{type(exc).__name__}: {exc}"
+        log.warning("person store %s cannot be used (%s): parsed persons are not cached; "
+                    "requests still run", self.path, self.disabled)
