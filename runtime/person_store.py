@@ -34,6 +34,15 @@ def default_cache_dir() -> Path:
     return Path(base) / "tryon-onnx"
 
 
+def open_store(location: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
+               ttl_s: float = DEFAULT_TTL_S) -> "PersonStore":
+    """The store a location names: "memory" (this process only), or a folder for the SQLite
+    store (default: `default_cache_dir()`)."""
+    if str(location) == "memory":
+        return MemoryStore(max_bytes, ttl_s)
+    return SQLiteStore(Path(location) if location is not None else default_cache_dir(), max_bytes, ttl_s)
+
+
 class PersonStore:
     """The interface every store implements; see the module docstring for the rules."""
 
@@ -228,6 +237,9 @@ class SQLiteStore(PersonStore):
                     self._prepare(db)
                     return statement(db)
             except (NotAStore, sqlite3.DatabaseError) as exc:
+                if _busy(exc):  # another process held the file past the timeout: skip this call only
+                    log.warning("person store %s is busy (%s); this request is not cached", self.path, exc)
+                    return fallback
                 if isinstance(exc, sqlite3.OperationalError) or attempt == 2:
                     self._disable(exc)
                 else:
@@ -251,3 +263,7 @@ class SQLiteStore(PersonStore):
         self.disabled = f"{type(exc).__name__}: {exc}"
         log.warning("person store %s cannot be used (%s): parsed persons are not cached; "
                     "requests still run", self.path, self.disabled)
+
+
+def _busy(exc: Exception) -> bool:
+    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))

@@ -15,6 +15,13 @@ PROVIDER = typer.Option("auto", help="auto, cpu or cuda")
 THREADS = typer.Option(0, help="intra-op threads (0: one per core)")
 SCALES = typer.Option("1.0,0.75,1.25", help="JPP-Net scales of a 384 square, comma-separated")
 MIRROR = typer.Option(True, help="also run JPP-Net on the mirrored photo and merge")
+CACHE = typer.Option(None, "--cache", help="person store: a folder for its SQLite file "
+                                            "[default: ~/.cache/tryon-onnx]")
+NO_CACHE = typer.Option(False, "--no-cache", help="keep parsed persons in memory for this run only")
+CACHE_TTL = typer.Option(24.0, "--cache-ttl-hours", min=0.001,
+                         help="hours a parsed person is kept (a person photo is personal data)")
+CACHE_MB = typer.Option(512.0, "--cache-max-mb", min=1, help="size cap of the person store, MB (least "
+                                                             "recently used persons go first)")
 PRECISION = typer.Option("fp32", help="fp32 (matches the source frameworks), or a JPP-Net from `tryon quantize`: "
                                        "int8 (CPU) or fp16 (CUDA)")
 
@@ -54,3 +61,10 @@ def save_intermediates(folder: Path, stem: str, result, cloth_fitted, synthetic:
     sheet = side_by_side(panels, note=SYNTHETIC_NOTE if synthetic else "")
     save_rgb(folder / f"{stem}_sheet.png", sheet)
     return folder / f"{stem}_sheet.png"
+
+
+def open_store(cache, no_cache: bool, ttl_hours: float, max_mb: float):
+    """The person store the --cache options name."""
+    from ..person_store import open_store as open_named
+
+    return open_named("memory" if no_cache else cache, int(max_mb * 2**20), ttl_hours * 3600)

@@ -1,0 +1,175 @@
+"""The person stores: same rules for memory and SQLite; SQLite across processes and broken files."""
+import logging
+import multiprocessing
+import sqlite3
+
+import numpy as np
+import pytest
+
+from tryon.runtime.options import ParseOptions
+from tryon.runtime.parsed_person import ParsedPerson
+from tryon.runtime.person_store import MemoryStore, SQLiteStore
+from tryon.runtime.tryon import TryOn
+
+
+class Clock:
+    def __init__(self):
+        self.now = 1_000_000.0
+
+    def __call__(self):
+        return self.now
+
+
+def person(n: int) -> ParsedPerson:
+    """A parsed person of random (incompressible) pixels: about 150 KB stored."""
+    rng = np.random.default_rng(n)
+    return ParsedPerson(f"id{n:04d}", rng.integers(0, 256, (256, 192, 3), dtype=np.uint8),
+                        rng.integers(0, 20, (256, 192), dtype=np.uint8), rng.integers(0, 192, (16, 2)),
+                        0.5, "", ParseOptions(need_pre=False))
+
+
+SIZE = len(person(0).to_bytes())
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+def make_store(request, tmp_path):
+    def make(**kwargs):
+        if request.param == "memory":
+            return MemoryStore(**kwargs)
+        return SQLiteStore(tmp_path / "cache", **kwargs)
+    return make
+
+
+def test_a_stored_person_comes_back_whole(make_store):
+    store = make_store()
+    original = person(1)
+    store.put(original)
+    back = store.get(original.id)
+    assert back.id == original.id and back.options == original.options
+    assert np.array_equal(back.person, original.person) and np.array_equal(back.keypoints, original.keypoints)
+    assert store.get("unknown") is None
+    assert store.info()["persons"] == 1 and store.info()["bytes"] == len(original.to_bytes())
+
+
+def test_delete_and_clear_remove_at_once(make_store):
+    store = make_store()
+    for n in range(3):
+        store.put(person(n))
+    assert store.delete("id0001") and not store.delete("id0001")
+    assert store.get("id0001") is None and store.get("id0000") is not None
+    assert store.clear() == 2 and store.info()["persons"] == 0
+
+
+def test_entries_expire_after_the_ttl_even_when_used(make_store):
+    clock = Clock()
+    store = make_store(ttl_s=3600, clock=clock)
+    store.put(person(1))
+    clock.now += 3000
+    assert store.get("id0001") is not None  # a use does not extend a person's life
+    clock.now += 601
+    assert store.get("id0001") is None
+
+
+def test_the_least_recently_used_go_first_past_the_size_cap(make_store):
+    clock = Clock()
+    store = make_store(max_bytes=int(SIZE * 2.5), clock=clock)
+    for n in (1, 2):
+        store.put(person(n))
+        clock.now += 1
+    assert store.get("id0001") is not None  # now 2 is the least recently used
+    clock.now += 1
+    store.put(person(3))
+    assert store.get("id0002") is None
+    assert store.get("id0001") is not None and store.get("id0003") is not None
+    assert store.info()["bytes"] <= store.max_bytes
+
+
+def _writer(folder, first):
+    store = SQLiteStore(folder)
+    for n in range(first, first + 15):
+        store.put(person(n))
+        assert store.get(f"id{n:04d}") is not None
+
+
+def test_two_processes_write_one_store(tmp_path):
+    context = multiprocessing.get_context("spawn")
+    workers = [context.Process(target=_writer, args=(tmp_path, first)) for first in (0, 100)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join(120)
+        assert worker.exitcode == 0
+    store = SQLiteStore(tmp_path)
+    assert store.info()["persons"] == 30 and not store.disabled
+    assert all(store.get(f"id{n:04d}") is not None for n in (*range(15), *range(100, 115)))
+
+
+@pytest.mark.parametrize("damage", ["garbage", "foreign"])
+def test_a_corrupt_or_foreign_file_is_set_aside_and_rebuilt(tmp_path, caplog, damage):
+    path = tmp_path / SQLiteStore.FILE
+    if damage == "garbage":
+        path.write_bytes(b"this is not a database" * 100)
+    else:
+        with sqlite3.connect(path) as db:
+            db.execute("CREATE TABLE invoices (n INTEGER)")
+    with caplog.at_level(logging.WARNING, logger="tryon.store"):
+        store = SQLiteStore(tmp_path)
+        store.put(person(1))
+    assert store.get("id0001") is not None and not store.disabled
+    assert "is not a readable tryon store" in caplog.text and "persons.sqlite3.broken" in caplog.text
+    assert (tmp_path / "persons.sqlite3.broken").is_file()  # set aside, not deleted
+    assert SQLiteStore(tmp_path).get("id0001") is not None  # and the rebuilt one is ours from now on
+
+
+def test_a_file_damaged_while_in_use_is_rebuilt_too(tmp_path, caplog):
+    store = SQLiteStore(tmp_path)
+    store.put(person(1))
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"persons.sqlite3{suffix}").unlink(missing_ok=True)
+    (tmp_path / "persons.sqlite3").write_bytes(b"\x00garbage" * 1000)
+    with caplog.at_level(logging.WARNING, logger="tryon.store"):
+        assert store.get("id0001") is None
+        store.put(person(2))
+    assert store.get("id0002") is not None and not store.disabled
+
+
+@pytest.mark.parametrize("blocker", ["parent is a file", "database is a folder"])
+def test_a_store_that_cannot_be_written_turns_caching_off_with_a_warning(tmp_path, caplog, blocker):
+    if blocker == "parent is a file":
+        (tmp_path / "file").write_text("x")
+        folder = tmp_path / "file" / "cache"
+    else:
+        folder = tmp_path
+        (folder / SQLiteStore.FILE).mkdir()
+    with caplog.at_level(logging.WARNING, logger="tryon.store"):
+        store = SQLiteStore(folder)
+        store.put(person(1))
+    assert store.get("id0001") is None and store.disabled
+    assert store.delete("id0001") is False and store.clear() == 0 and store.info()["persons"] == 0
+    assert caplog.text.count("cannot be used") == 1 and "requests still run" in caplog.text
+
+
+def test_a_full_disk_turns_caching_off_and_requests_still_succeed(tiny_models_dir, tmp_path, viton_pair,
+                                                                  monkeypatch, caplog):
+    store = SQLiteStore(tmp_path)
+    connect = store._connect
+
+    def full_disk():  # SQLite's own "database or disk is full", as on a full file system
+        db = connect()
+        db.execute(f"PRAGMA max_page_count = {db.execute('PRAGMA page_count').fetchone()[0]}")
+        return db
+
+    monkeypatch.setattr(store, "_connect", full_disk)
+    tryon = TryOn.from_dir(tiny_models_dir, provider="cpu", scales=(1.0,), mirror=False, store=store)
+    with caplog.at_level(logging.WARNING, logger="tryon.store"):
+        result = tryon.predict(*viton_pair, need_pre=False)
+    assert result.image.shape == (256, 192, 3)
+    assert "full" in store.disabled and "not cached" in caplog.text
+
+
+def test_a_record_of_another_version_reads_as_missing(tmp_path):
+    store = SQLiteStore(tmp_path)
+    store.put(person(1))
+    with sqlite3.connect(tmp_path / SQLiteStore.FILE) as db:
+        db.execute("UPDATE persons SET data = ?", (b"PK\x03\x04 old format",))
+    assert store.get("id0001") is None and store.info()["persons"] == 0
