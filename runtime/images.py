@@ -14,6 +14,7 @@ import cv2
 import numpy as np
 
 from .errors import InputError
+from .files import write_atomically
 
 MAX_PIXELS = 40_000_000  # a 40 MP phone photo is the largest sane input
 MIN_SIDE = 16
@@ -170,6 +171,5 @@ def encode(rgb: np.ndarray, ext: str = ".png") -> bytes:
 
 
 def save_rgb(path: str | Path, rgb: np.ndarray) -> None:
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(encode(rgb, path.suffix or ".png"))
+    """Encode by the file's suffix (PNG without one) and write it whole or not at all."""
+    write_atomically(path, encode(rgb, Path(path).suffix or ".png"))
