@@ -116,7 +116,9 @@ def header_size(data: bytes, kind: str) -> tuple[int, int] | None:
         if kind == "png":
             return struct.unpack(">II", data[16:24])
         if kind == "bmp":
-            w, h = struct.unpack("<ii", data[18:26])
+            if struct.unpack("<I", data[14:18])[0] == 12:  # OS/2 1.x BITMAPCOREHEADER: 16-bit sides
+                return struct.unpack("<HH", data[18:22])
+            w, h = struct.unpack("<ii", data[18:26])  # every later header: 32-bit, height signed
             return abs(w), abs(h)
         if kind == "jpeg":
             return _jpeg_size(data)

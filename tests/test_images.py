@@ -4,7 +4,7 @@ import cv2
 import numpy as np
 import pytest
 
-from tryon.runtime.images import ImageError, decode, encode, load_rgb
+from tryon.runtime.images import ImageError, decode, encode, header_size, load_rgb
 
 
 def _png(rgb):
@@ -72,3 +72,22 @@ def test_decompression_bomb_is_refused_before_decoding():
     jpg = cv2.imencode(".jpg", np.zeros((300, 200, 3), np.uint8))[1].tobytes()
     with pytest.raises(ImageError, match="200x300 pixels"):
         decode(jpg, max_pixels=1000)
+
+
+def _os2_bmp(rgb):
+    """An OS/2 1.x BMP: the 12-byte BITMAPCOREHEADER, whose width and height are 16-bit."""
+    h, w, _ = rgb.shape
+    row = (w * 3 + 3) // 4 * 4
+    pixels = b"".join(rgb[y, :, ::-1].tobytes().ljust(row, b"\0") for y in range(h - 1, -1, -1))
+    offset = 14 + 12
+    return (b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset)
+            + struct.pack("<IHHHH", 12, w, h, 1, 24) + pixels)
+
+
+def test_os2_bmp_is_decoded_with_its_own_size():
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 31, 3), dtype=np.uint8)
+    data = _os2_bmp(rgb)
+    assert header_size(data, "bmp") == (31, 20)
+    np.testing.assert_array_equal(decode(data), rgb)
+    with pytest.raises(ImageError, match="31x20 pixels"):
+        decode(data, max_pixels=600)
