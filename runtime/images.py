@@ -5,6 +5,10 @@ shows the photo), grayscale, alpha (composited over white, the colour a garment
 photo's background is), 16-bit. Refused with an `ImageError` that says what is
 accepted: anything else, and pixel counts large enough to be decompression bombs
 (checked from the header before decoding).
+
+JPEG is decoded with the accurate integer DCT (what OpenCV and PIL give) unless
+`jpeg_dct="fast"` asks for what TensorFlow's `decode_jpeg` gives with its defaults, the
+decode in LIP_JPPNet's reader. EXIF orientation is applied either way.
 """
 from __future__ import annotations
 
@@ -14,9 +18,12 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from .session import RuntimeSetupError
+
 MAX_PIXELS = 40_000_000  # a 40 MP phone photo is the largest sane input
 MIN_SIDE = 16
 FORMATS = "JPEG, PNG, BMP or WebP"
+JPEG_DCTS = ("accurate", "fast")
 ORIENTATION_TAG = 0x0112
 
 
@@ -32,7 +39,9 @@ class TooManyPixels(ImageError):
     """The header announces more pixels than the limit (a decompression bomb, or a mistake)."""
 
 
-def load_rgb(source, what: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def load_rgb(source, what: str = "image", max_pixels: int = MAX_PIXELS, jpeg_dct: str = "accurate") -> np.ndarray:
+    """jpeg_dct: "accurate" (OpenCV's decode) or "fast" (TensorFlow's decode_jpeg, bit for bit;
+    needs simplejpeg). Only JPEG files are affected."""
     if isinstance(source, np.ndarray):
         return _array_to_rgb(source, what)
     if isinstance(source, (str, Path)):
@@ -41,7 +50,7 @@ def load_rgb(source, what: str = "image", max_pixels: int = MAX_PIXELS) -> np.nd
             raise ImageError(f"{what}: no such file {path}")
         source = path.read_bytes()
     if isinstance(source, (bytes, bytearray, memoryview)):
-        return decode(bytes(source), what, max_pixels)
+        return decode(bytes(source), what, max_pixels, jpeg_dct)
     raise ImageError(f"{what}: expected a path, bytes or a numpy array, got {type(source).__name__}")
 
 
@@ -60,9 +69,14 @@ def check_header(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS)
     return kind
 
 
-def decode(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS) -> np.ndarray:
+def decode(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS, jpeg_dct: str = "accurate") -> np.ndarray:
+    if jpeg_dct not in JPEG_DCTS:
+        raise ValueError(f"jpeg_dct must be one of {', '.join(JPEG_DCTS)}, got {jpeg_dct!r}")
     kind = check_header(data, what, max_pixels)
-    image = _decode_opencv(data, kind, what)
+    if kind == "jpeg" and jpeg_dct == "fast":
+        image = _decode_jpeg_like_tensorflow(data, what)
+    else:
+        image = _decode_opencv(data, kind, what)
     return _array_to_rgb(_orient(image, exif_orientation(data, kind)), what)
 
 
@@ -79,6 +93,26 @@ def _decode_opencv(data: bytes, kind: str, what: str) -> np.ndarray:
     if image.ndim == 3 and image.shape[2] >= 3:
         image = cv2.cvtColor(image, cv2.COLOR_BGRA2RGBA if image.shape[2] == 4 else cv2.COLOR_BGR2RGB)
     return image
+
+
+def _decode_jpeg_like_tensorflow(data: bytes, what: str) -> np.ndarray:
+    """tf.image.decode_jpeg(data, channels=3) with its defaults: the fast integer DCT (JDCT_IFAST)
+    and fancy upsampling, through the same libjpeg-turbo code paths; CMYK converted as TF does."""
+    try:
+        import simplejpeg
+    except ImportError:
+        raise RuntimeSetupError("jpeg_dct='fast' decodes with simplejpeg, which is not installed: "
+                                "pip install 'tryon-onnx[fastdct]'") from None
+    try:
+        if simplejpeg.decode_jpeg_header(data)[2] != "CMYK":
+            return simplejpeg.decode_jpeg(data, colorspace="RGB", fastdct=True, fastupsample=False)
+        cmyk = simplejpeg.decode_jpeg(data, colorspace="CMYK", fastdct=True, fastupsample=False)
+    except ValueError as exc:
+        raise ImageError(f"{what}: the JPEG data is corrupt or truncated ({exc})") from None
+    # TF's own conversion: an Adobe APP14 marker means inverted inks (what Photoshop writes).
+    adobe = any(marker == 0xEE and payload.startswith(b"Adobe") for marker, payload in _jpeg_segments(data))
+    ink = cmyk.astype(np.uint16) if adobe else 255 - cmyk.astype(np.uint16)
+    return (ink[..., :3] * ink[..., 3:] // 255).astype(np.uint8)
 
 
 def exif_orientation(data: bytes, kind: str) -> int:
