@@ -81,8 +81,8 @@ def decode(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS, jpeg_
 
 
 def _decode_opencv(data: bytes, kind: str, what: str) -> np.ndarray:
-    """RGB(A) as stored: orientation is applied by the caller, the same way for every format
-    and decoder (OpenCV's own applies it to some formats only, and never with alpha kept)."""
+    """RGB(A) as stored. The caller applies the orientation, one way for every format and decoder:
+    OpenCV skips its own whenever alpha is kept, and reads PNG's and WebP's only in recent versions."""
     buf = np.frombuffer(data, np.uint8)
     # Only PNG and WebP carry alpha (a 32-bit BMP's fourth byte is usually padding, not alpha).
     flags = (cv2.IMREAD_UNCHANGED if kind in ("png", "webp")
