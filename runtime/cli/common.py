@@ -22,6 +22,10 @@ CACHE_TTL = typer.Option(24.0, "--cache-ttl-hours", min=0.001,
                          help="hours a parsed person is kept (a person photo is personal data)")
 CACHE_MB = typer.Option(512.0, "--cache-max-mb", min=1, help="size cap of the person store, MB (least "
                                                              "recently used persons go first)")
+JPEG_DCT = typer.Option("accurate", help="JPEG decode of person photos: accurate (the seed's PIL/OpenCV "
+                                         "decode) or fast (LIP_JPPNet's TensorFlow decode_jpeg, bit for bit)")
+WARP_JPEG = typer.Option(False, help="hand the warped garment to TOM through a quality-75 JPEG, as "
+                                     "cp-vton's test pipeline did (the seed casts it to uint8 in memory)")
 PRECISION = typer.Option("fp32", help="fp32 (matches the source frameworks), or a JPP-Net from `tryon quantize`: "
                                        "int8 (CPU) or fp16 (CUDA)")
 
