@@ -69,15 +69,20 @@ def photo_to_bgr(rgb: np.ndarray) -> np.ndarray:
     return rgb[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
 
 
-def square_batch(bgr: np.ndarray, side: int, mirror: bool) -> np.ndarray:
-    """One network input: the photo (and its mirror) resized to a side x side square."""
+def photo_batch(rgb: np.ndarray, side: int, mirror: bool) -> np.ndarray:
+    """One network input from the uint8 RGB photo: it (and its mirror) as BGR minus the
+    mean, resized to a side x side square."""
     flips = (False, True) if mirror else (False,)
-    return np.stack([resize_bilinear(bgr, side, side, flip) for flip in flips])
+    return np.stack([resize_bilinear(rgb, side, side, flip, photo_to_bgr) for flip in flips])
 
 
-def resize_bilinear(image: np.ndarray, out_h: int, out_w: int, flip: bool = False) -> np.ndarray:
+def resize_bilinear(image: np.ndarray, out_h: int, out_w: int, flip: bool = False,
+                    convert=lambda samples: samples) -> np.ndarray:
     """TF1 resize_bilinear of an HxWxC float32 array, in TF's arithmetic order (width
-    first, then height). flip=True resizes the horizontal mirror without making it."""
+    first, then height). flip=True resizes the horizontal mirror without making it.
+    Only the pixels the resize reads are gathered and passed through `convert`: with
+    photo_to_bgr, a uint8 photo gives the floats its converted copy would give, without
+    that full-resolution copy."""
     y0, y1, fy = linear_taps(image.shape[0], out_h)
     x0, x1, fx = linear_taps(image.shape[1], out_w)
     if flip:
@@ -85,11 +90,11 @@ def resize_bilinear(image: np.ndarray, out_h: int, out_w: int, flip: bool = Fals
     fx = fx[:, None]
 
     def along_width(rows):
-        left = rows[:, x0]
-        return left + (rows[:, x1] - left) * fx
+        left = convert(image[np.ix_(rows, x0)])
+        return left + (convert(image[np.ix_(rows, x1)]) - left) * fx
 
-    top = along_width(image[y0])
-    return top + (along_width(image[y1]) - top) * fy[:, None, None]
+    top = along_width(y0)
+    return top + (along_width(y1) - top) * fy[:, None, None]
 
 
 def interpolation_matrix(in_size: int, out_size: int) -> np.ndarray:
@@ -219,8 +224,7 @@ class ParseStage:
         height, width = check_photo(rgb).shape[:2]
         timer = Timer()
         with timer("preprocess"):
-            bgr = photo_to_bgr(rgb)
-            batches = [square_batch(bgr, side, self.mirror) for side in self.sides]
+            batches = [photo_batch(rgb, side, self.mirror) for side in self.sides]
         parsing, pose = [], []
         for side, batch in zip(self.sides, batches):
             with timer(f"jppnet_{side}"):
