@@ -39,10 +39,37 @@ UNSCORED_JOINTS = (0, 1, 4, 5)  # ankles and knees: the seed's confidence ignore
 
 
 @dataclass
+class PoseHeatmaps:
+    """The merged HxWx16 pose heatmaps, stored once per cell of the grid where they are
+    constant (nearest-neighbour resizing repeats each network cell over a block of
+    pixels): pixel (y, x) holds cells[row_cell[y], col_cell[x]]."""
+    cells: np.ndarray  # (grid rows, grid columns, 16) float32
+    row_cell: np.ndarray  # (H,) grid row of each photo row
+    col_cell: np.ndarray  # (W,) grid column of each photo column
+
+    @classmethod
+    def from_array(cls, heatmaps: np.ndarray) -> "PoseHeatmaps":
+        """Full-resolution HxWx16 heatmaps, each pixel its own cell."""
+        return cls(heatmaps, np.arange(heatmaps.shape[0]), np.arange(heatmaps.shape[1]))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return len(self.row_cell), len(self.col_cell), self.cells.shape[2]
+
+    def take(self, ys, xs, joints) -> np.ndarray:
+        """What heatmaps[np.ix_(ys, xs, joints)] is on the full-resolution array."""
+        return self.cells[np.ix_(self.row_cell[ys], self.col_cell[xs], joints)]
+
+    def expand(self) -> np.ndarray:
+        """The full-resolution HxWx16 array: 64 bytes a pixel, 2.5 GB for 40 MP."""
+        return self.cells[np.ix_(self.row_cell, self.col_cell)]
+
+
+@dataclass
 class ParseResult:
     labels: np.ndarray  # HxW uint8, LIP labels 0..19
     keypoints: np.ndarray  # (16, 2) int64 (x, y), LIP joint order
-    heatmaps: np.ndarray  # HxWx16 float32, the merged pose heatmaps
+    heatmaps: PoseHeatmaps  # the merged pose heatmaps, HxWx16 on their coarse grid
     confidence: float
     timings_ms: dict[str, float] = field(default_factory=dict)
 
@@ -137,12 +164,12 @@ def _runs(keys: np.ndarray):
 
 
 def merge_pose(pose: list[np.ndarray], height: int, width: int):
-    """Per-scale stage-3 heatmaps [B, h, w, 16] -> (merged HxWx16 heatmaps, keypoints (16, 2) x/y).
+    """Per-scale stage-3 heatmaps [B, h, w, 16] -> (merged PoseHeatmaps, keypoints (16, 2) x/y).
 
     Nearest-neighbour resizing repeats source cells, so the merge is computed once per
-    cell of the grid where no scale's (or mirrored scale's) source index changes, then
-    expanded. The first maximum of that grid in row-major order is the first maximum of
-    the full map, which is what argmax over the full map returns."""
+    cell of the grid where no scale's (or mirrored scale's) source index changes. The
+    first maximum of that grid in row-major order is the first maximum of the full map,
+    which is what argmax over the full map returns."""
     rows = np.stack([nearest_index(p.shape[1], height) for p in pose])
     cols = np.stack([nearest_index(p.shape[2], width) for p in pose])
     row_starts, row_run = _runs(rows)
@@ -154,22 +181,22 @@ def merge_pose(pose: list[np.ndarray], height: int, width: int):
         merged = (merged + mirrored) / 2
     peak = merged.reshape(-1, merged.shape[2]).argmax(axis=0)
     keypoints = np.stack([col_starts[peak % len(col_starts)], row_starts[peak // len(col_starts)]], axis=1)
-    return merged[np.ix_(row_run, col_run)], keypoints
+    return PoseHeatmaps(merged, row_run, col_run), keypoints
 
 
-def pose_confidence(heatmaps: np.ndarray, keypoints: np.ndarray) -> float:
+def pose_confidence(heatmaps: PoseHeatmaps, keypoints: np.ndarray) -> float:
     """The seed's confidence with its bugs fixed: for each joint except ankles and knees,
     the mean of the 3x3 heatmap neighbourhood of its peak (9 terms over 9; at the border
     the indices are clipped to the image); the minimum over those joints."""
-    height, width = heatmaps.shape[:2]
+    height, width, joints = heatmaps.shape
     scores = []
-    for joint in range(heatmaps.shape[2]):
+    for joint in range(joints):
         if joint in UNSCORED_JOINTS:
             continue
         x, y = keypoints[joint]
         ys = np.clip(np.arange(y - 1, y + 2), 0, height - 1)
         xs = np.clip(np.arange(x - 1, x + 2), 0, width - 1)
-        scores.append(float(heatmaps[np.ix_(ys, xs, [joint])].mean()))
+        scores.append(float(heatmaps.take(ys, xs, [joint]).mean()))
     return min(scores)
 
 
