@@ -11,6 +11,10 @@ All of that is linear or a pure selection, so it is done in the cheapest order: 
 swaps before resizing, the width resize and the mirror sum at the network's row count,
 one matrix product for the height resize of every scale together, and the pose merge on
 the coarse grid of cells where no scale's nearest-neighbour index changes.
+
+Nothing of the photo's size exists in float: the squares are resized from the uint8
+photo, the parsing merge runs in tiles (`merge_parsing`) and the pose heatmaps stay on
+their coarse grid (`PoseHeatmaps`), so a 40 MP photo costs a bounded amount of memory.
 """
 from __future__ import annotations
 
@@ -36,6 +40,11 @@ WINOGRAD = "jppnet_winograd"
 PARSING_MIRROR = np.array(tuple(range(14)) + (15, 14, 17, 16, 19, 18))
 POSE_MIRROR = np.array((5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 15, 14, 13, 12, 11, 10))
 UNSCORED_JOINTS = (0, 1, 4, 5)  # ankles and knees: the seed's confidence ignored them
+# The parsing merge's tiles: the height resize yields 20 float32 logits per pixel for at
+# most TILE_PIXELS pixels at once (80 MB), from the width resize of at most BAND_COLUMNS
+# photo columns (144 network rows x 16384 x 20 floats: 189 MB).
+TILE_PIXELS = 1 << 20
+BAND_COLUMNS = 1 << 14
 
 
 @dataclass
@@ -74,11 +83,12 @@ class ParseResult:
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def linear_taps(in_size: int, out_size: int):
+def linear_taps(in_size: int, out_size: int, start: int = 0, stop: int | None = None):
     """TF1 bilinear sampling (align_corners=False, half_pixel_centers=False), computed in
-    float32 like TF's kernel: source = dst * in/out, lower/upper neighbours and weight."""
+    float32 like TF's kernel: source = dst * in/out, lower/upper neighbours and weight,
+    for the output positions start..stop-1 (all by default)."""
     scale = np.float32(in_size) / np.float32(out_size)
-    source = np.arange(out_size, dtype=np.float32) * scale
+    source = np.arange(start, out_size if stop is None else stop).astype(np.float32) * scale
     lower = np.floor(source)
     upper = np.minimum(np.ceil(source).astype(np.int64), in_size - 1)
     return lower.astype(np.int64), upper, source - lower
@@ -124,14 +134,21 @@ def resize_bilinear(image: np.ndarray, out_h: int, out_w: int, flip: bool = Fals
     return top + (along_width(y1) - top) * fy[:, None, None]
 
 
-def interpolation_matrix(in_size: int, out_size: int) -> np.ndarray:
-    """The (out, in) matrix of one axis of TF1's bilinear resize."""
-    lower, upper, frac = linear_taps(in_size, out_size)
-    matrix = np.zeros((out_size, in_size), dtype=np.float32)
-    rows = np.arange(out_size)
+def interpolation_matrix(in_size: int, out_size: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """The (out, in) matrix of one axis of TF1's bilinear resize, or its rows start..stop-1."""
+    lower, upper, frac = linear_taps(in_size, out_size, start, stop)
+    matrix = np.zeros((len(frac), in_size), dtype=np.float32)
+    rows = np.arange(len(frac))
     np.add.at(matrix, (rows, lower), 1 - frac)
     np.add.at(matrix, (rows, upper), frac)
     return matrix
+
+
+def bands(size: int, most: int) -> list[slice]:
+    """0..size-1 in the fewest nearly equal slices of at most `most`: when there are two
+    or more, none is much shorter than most / 2."""
+    count = -(-size // most)
+    return [slice(size * i // count, size * (i + 1) // count) for i in range(count)]
 
 
 def merge_parsing(parsing: list[np.ndarray], height: int, width: int) -> np.ndarray:
@@ -139,20 +156,54 @@ def merge_parsing(parsing: list[np.ndarray], height: int, width: int) -> np.ndar
 
     Bilinear resizing is linear, so the mirrored half is channel-swapped at the network's
     size, resized along the width with the flipped matrix (= resize then flip) and added
-    to the direct half; then one product resizes every scale's rows at once."""
-    halves = parsing[0].shape[0]
-    weight = np.float32(1.0 / (len(parsing) * halves))  # the means over scales and halves
-    row_blocks, col_sums = [], []
-    for logits in parsing:
-        cols = interpolation_matrix(logits.shape[2], width)
-        summed = np.matmul(cols, logits[0])  # (h, W, 20)
-        if halves == 2:
-            summed += np.matmul(cols[::-1], logits[1][..., PARSING_MIRROR])
-        col_sums.append(summed)
-        row_blocks.append(interpolation_matrix(logits.shape[1], height) * weight)
-    stacked = np.concatenate(col_sums).reshape(-1, width * parsing[0].shape[3])
-    merged = np.matmul(np.concatenate(row_blocks, axis=1), stacked)
-    return merged.reshape(height, width, -1).argmax(axis=2).astype(np.uint8)
+    to the direct half; then one product resizes every scale's rows at once.
+
+    The photo is merged in tiles: bands of columns for the width resize, bands of rows in
+    those for the height resize. A band of a product is the product of the operands' bands,
+    each element summing the same terms in the same order, as long as BLAS runs the same
+    kernel; but small products run other kernels that round differently (NumPy's gemv for
+    a single row, OpenBLAS's small-matrix kernels up to M*N*K = 1e6). So a photo that fits
+    one tile is merged in one product as before, and the bands of a larger one stay far
+    from those sizes (M*N*K >= 1.5e9 for the height resize, 5.9e6 for the width resize).
+    tests/test_parse_memory.py holds the tiles to the whole-photo product bit for bit."""
+    labels = np.empty((height, width), np.uint8)
+    for rows, columns, logits in merged_parsing_tiles(parsing, height, width):
+        labels[rows, columns] = logits.argmax(axis=2)
+    return labels
+
+
+def merged_parsing_tiles(parsing: list[np.ndarray], height: int, width: int):
+    """(rows, columns, the merged logits of those photo pixels) for each tile of the photo.
+    The tiles share one buffer (reused, not page-faulted in again): each tile's logits are
+    overwritten by the next."""
+    for columns in bands(width, BAND_COLUMNS):
+        widened = resize_width(parsing, width, columns)
+        row_bands = bands(height, TILE_PIXELS // (columns.stop - columns.start))
+        buffer = np.empty((max(r.stop - r.start for r in row_bands), widened.shape[1]), np.float32)
+        for rows in row_bands:
+            logits = np.matmul(height_matrix(parsing, height, rows), widened, out=buffer[:rows.stop - rows.start])
+            yield rows, columns, logits.reshape(rows.stop - rows.start, columns.stop - columns.start, -1)
+
+
+def resize_width(parsing: list[np.ndarray], width: int, columns: slice) -> np.ndarray:
+    """Every scale's logits resized along the width to the photo's `columns`, the mirrored
+    half added: (network rows of every scale, len(columns) * 20)."""
+    count = columns.stop - columns.start
+    summed = np.empty((sum(p.shape[1] for p in parsing), count, parsing[0].shape[3]), np.float32)
+    for logits, rows in zip(parsing, np.split(summed, np.cumsum([p.shape[1] for p in parsing])[:-1])):
+        np.matmul(interpolation_matrix(logits.shape[2], width, columns.start, columns.stop), logits[0], out=rows)
+        if logits.shape[0] == 2:
+            flipped = interpolation_matrix(logits.shape[2], width, width - columns.stop, width - columns.start)[::-1]
+            rows += np.matmul(flipped, logits[1][..., PARSING_MIRROR])
+    return summed.reshape(len(summed), -1)
+
+
+def height_matrix(parsing: list[np.ndarray], height: int, rows: slice) -> np.ndarray:
+    """The photo rows `rows` of every scale's height resize side by side, each weighted by
+    the means over scales and halves."""
+    weight = np.float32(1.0 / (len(parsing) * parsing[0].shape[0]))
+    return np.concatenate([interpolation_matrix(p.shape[1], height, rows.start, rows.stop) * weight
+                           for p in parsing], axis=1)
 
 
 def _runs(keys: np.ndarray):
