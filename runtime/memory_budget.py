@@ -3,15 +3,15 @@
 Measured on full-size models with photos at the pixel limit (images.MAX_PIXELS, 40 MP),
 each figure the peak above a warm server: one request with RGB photos 0.35 GB (the photo,
 its labels and the parse merge's tiles); each further concurrent one also 0.4 GB for its
-own JPP-Net buffers; the most, 1.63 GB, decoding a 16-bit RGBA PNG garment while the
-person photo is held.
+own JPP-Net buffers; the most, 0.75 GB, a 16-bit RGBA PNG person photo and garment
+(their decode converts in bands of rows; converted whole it took 1.63 GB).
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 GB = 2**30
-REQUEST_PEAK_BYTES = int(1.8 * GB)  # one request at 40 MP, the worst case above with a margin
+REQUEST_PEAK_BYTES = int(1.2 * GB)  # one request at 40 MP: the worst case above and its JPP-Net buffers
 IDLE_BYTES = int(1.3 * GB)  # a full-size fp32 server after its first request (1.27 GB measured)
 MEMINFO = Path("/proc/meminfo")
 

@@ -151,3 +151,20 @@ def test_broken_exif_is_ignored():
     for tiff in (b"MM\x00*\x00\x00\x00\x08\x00\x05", b"XX\x00*", b"MM\x00*" + struct.pack(">I", 10**6)):
         app1 = b"\xff\xe1" + struct.pack(">H", 2 + 6 + len(tiff)) + b"Exif\x00\x00" + tiff
         assert decode(jpg[:2] + app1 + jpg[2:]).shape == (20, 40, 3)
+
+
+@pytest.mark.parametrize("shape, dtype", [((3000, 700, 4), np.uint16), ((2100, 900, 4), np.uint8),
+                                          ((1800, 1300), np.uint16), ((1500, 800, 3), np.uint16)])
+def test_band_by_band_conversion_equals_the_whole_image_formula(shape, dtype):
+    """16-bit, gray and RGBA are converted in bands of rows (memory); the pixels are those of
+    the formula applied to the whole image at once."""
+    rng = np.random.default_rng(3)
+    image = rng.integers(0, np.iinfo(dtype).max, shape, dtype=dtype, endpoint=True)
+    whole = ((image.astype(np.uint32) + 128) // 257).astype(np.uint8) if dtype == np.uint16 else image
+    if whole.ndim == 2:
+        whole = np.repeat(whole[:, :, None], 3, axis=2)
+    if whole.shape[2] == 4:
+        alpha, rgb = whole[:, :, 3:4].astype(np.uint16), whole[:, :, :3].astype(np.uint16)
+        whole = ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
+    assert image.shape[0] * image.shape[1] > (1 << 20)  # more than one band
+    assert np.array_equal(load_rgb(image), whole)

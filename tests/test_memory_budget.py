@@ -16,11 +16,11 @@ def meminfo(tmp_path, available_gb):
 
 
 def test_a_concurrency_that_fits_passes_and_one_that_does_not_says_what_fits(tmp_path):
-    machine = meminfo(tmp_path, 16)  # 1.3 GB of models + 8 x 1.8 GB = 15.7 GB
-    assert available_bytes(machine) == 16 * GB
+    machine = meminfo(tmp_path, 11)  # 1.3 GB of models + 8 x 1.2 GB = 10.9 GB
+    assert available_bytes(machine) == 11 * GB
     check_room_for(8, machine)
-    with pytest.raises(ValueError, match=r"^--max-concurrent 9 can need 17\.5 GB \(1\.8 GB per request for 40 MP "
-                                         r"photos, 1\.3 GB for the models\) and this machine has 16\.0 GB available: "
+    with pytest.raises(ValueError, match=r"^--max-concurrent 9 can need 12\.1 GB \(1\.2 GB per request for 40 MP "
+                                         r"photos, 1\.3 GB for the models\) and this machine has 11\.0 GB available: "
                                          r"use --max-concurrent 8 or less$"):
         check_room_for(9, machine)
 
