@@ -34,6 +34,7 @@ from tryon.export.jppnet_reference import build_reference, keypoints_of
 from tryon.runtime.agnostic import family_constants
 from tryon.runtime.benchmark import BenchSettings, run_benchmark
 from tryon.runtime.cpvton_stage import CpvtonStage
+from tryon.runtime.garments_benchmark import run_garments_benchmark
 from tryon.runtime.model_dir import ModelDir
 from tryon.runtime.parse_stage import ParseResult, check_photo, photo_to_bgr, pose_confidence
 from tryon.runtime.tryon import TryOn
@@ -138,8 +139,13 @@ def main(argv=None):
     parser.add_argument("--scales", default="1.0,0.75,1.25")
     parser.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--garments", type=int, default=0, help="one person in N garments, each pair parsed again")
     args = parser.parse_args(argv)
-    record = run_benchmark(reference_tryon, _settings(args), Path(args.person), Path(args.cloth))
+    if args.garments:
+        record = run_garments_benchmark(reference_tryon, _settings(args), Path(args.person), Path(args.cloth),
+                                        args.garments, ways=("reparse",))
+    else:
+        record = run_benchmark(reference_tryon, _settings(args), Path(args.person), Path(args.cloth))
     record["framework_versions"] = {"tensorflow": tf.__version__, "torch": torch.__version__}
     Path(args.out).write_text(json.dumps(record, indent=2))
 

@@ -205,7 +205,7 @@ class TryOn:
                   for (person, _), (labels, keypoints) in zip(pairs, parses)]
         dressed = self._dress_pairs(list(zip(parsed, cloths)), dress_options, intermediates)
         for person, result in zip(parsed, dressed):
-            result.timings_ms = _joined(person.timings_ms, result.timings_ms)
+            result.timings_ms = join_timings(person.timings_ms, result.timings_ms)
         return dressed
 
 
@@ -216,7 +216,7 @@ def _extras(parsed: ParsedPerson, out) -> dict[str, np.ndarray]:
     return extras
 
 
-def _joined(parse_ms: dict[str, float], dress_ms: dict[str, float]) -> dict[str, float]:
+def join_timings(parse_ms: dict[str, float], dress_ms: dict[str, float]) -> dict[str, float]:
     """One request's timings: the parse's steps, then the dress's; shared names add up."""
     joined = dict(parse_ms)
     for name, ms in dress_ms.items():

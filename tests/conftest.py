@@ -42,3 +42,12 @@ def viton_pair() -> tuple[Path, Path]:
     cloth = SHARED_VITON / "cloth" / person.name.replace("_0.jpg", "_1.jpg")
     assert person.is_file() and cloth.is_file(), f"VITON samples missing under {SHARED_VITON}"
     return person, cloth
+
+
+@pytest.fixture(scope="session", autouse=True)
+def private_cache_home(tmp_path_factory):
+    """The person store's default folder lives under XDG_CACHE_HOME: keep every test's (and
+    every `tryon` subprocess's) store out of the user's real cache."""
+    import os
+
+    os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg_cache"))

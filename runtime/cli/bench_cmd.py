@@ -27,7 +27,9 @@ def register(app: typer.Typer):
                      "Examples:\n\n"
                      "  tryon bench --runs 5\n\n"
                      "  tryon bench --precision int8 --no-reference\n\n"
-                     "  tryon bench --scales 1.0 --no-mirror --threads 2")(bench)
+                     "  tryon bench --scales 1.0 --no-mirror --threads 2\n\n"
+                     "  tryon bench --garments 10 --runs 2      (one person in 10 garments: parse once "
+                     "against parsing again)")(bench)
 
 
 @friendly
@@ -40,12 +42,16 @@ def bench(models: Path = common.MODELS,
           batch: int = typer.Option(1, help="pairs per request"),
           reference: bool = typer.Option(True, help="also time TensorFlow + eager PyTorch (needs the export "
                                                     "extra and a source checkout)"),
+          garments: int = typer.Option(0, help="time one person in this many garments instead: N predicts "
+                                               "against one parse + one dress, and the reference's N pairs"),
           out: Path = typer.Option(Path("benchmarks/results"), help="folder for the JSON record and chart")):
     from ..benchmark import BenchSettings, build_tryon, format_table, run_benchmark, speedups
 
     settings = BenchSettings(models=str(models), provider=provider, threads=threads,
                              scales=common.parse_scales(scales), mirror=mirror, precision=precision,
                              batch=batch, runs=runs, warmup=warmup)
+    if garments:
+        return _bench_garments(settings, garments, reference, out)
     typer.echo(f"timing the ONNX Runtime pipeline ({runs} runs after {warmup} warm-up)...", err=True)
     record = run_benchmark(build_tryon, settings, EXAMPLE_PERSON, EXAMPLE_GARMENT)
     if reference and _reference_available():
@@ -60,6 +66,29 @@ def bench(models: Path = common.MODELS,
         typer.secho("SYNTHETIC (untrained) weights: the latency holds, the outputs are noise", fg="yellow", err=True)
 
 
+def _bench_garments(settings, garments: int, reference: bool, out: Path):
+    from ..benchmark import build_tryon
+    from ..garments_benchmark import add_reference, format_garments, run_garments_benchmark
+
+    typer.echo(f"timing one person in {garments} garments, two ways ({settings.runs} runs)...", err=True)
+    record = run_garments_benchmark(build_tryon, settings, EXAMPLE_PERSON, EXAMPLE_GARMENT, garments)
+    if reference and _reference_available():
+        typer.echo(f"timing the TensorFlow + eager PyTorch reference on {garments} pairs...", err=True)
+        add_reference(record, _run_reference(settings, "--garments", str(garments)))
+    out.mkdir(parents=True, exist_ok=True)
+    s = record["settings"]
+    path = out / f"bench-garments{garments}-{s['precision']}-{s['provider']}-{_stamp()}.json"
+    path.write_text(json.dumps(record, indent=2) + "\n")
+    typer.echo(format_garments(record))
+    typer.echo(f"wrote {path}")
+    if record["synthetic_weights"]:
+        typer.secho("SYNTHETIC (untrained) weights: the latency holds, the outputs are noise", fg="yellow", err=True)
+
+
+def _stamp() -> str:
+    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+
+
 def _reference_available() -> bool:
     missing = [m for m in ("tensorflow", "torch") if importlib.util.find_spec(m) is None]
     if not (BENCHMARKS / "reference.py").is_file():
@@ -70,7 +99,7 @@ def _reference_available() -> bool:
     return not missing
 
 
-def _run_reference(settings) -> dict:
+def _run_reference(settings, *extra: str) -> dict:
     """benchmarks/reference.py in a child process: TF and torch never enter this one."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "reference.json"
@@ -79,7 +108,7 @@ def _run_reference(settings) -> dict:
                    "--runs", str(settings.runs), "--warmup", str(settings.warmup),
                    "--threads", str(settings.threads), "--batch", str(settings.batch),
                    "--scales", ",".join(str(s) for s in settings.scales),
-                   "--mirror" if settings.mirror else "--no-mirror"]
+                   "--mirror" if settings.mirror else "--no-mirror", *extra]
         done = subprocess.run(command, capture_output=True, text=True)
         if done.returncode != 0:
             last = done.stderr.strip().splitlines()[-1:] or ["(no output)"]
@@ -91,8 +120,7 @@ def _run_reference(settings) -> dict:
 def _write(record: dict, out: Path) -> tuple[Path, Path | None]:
     out.mkdir(parents=True, exist_ok=True)
     s = record["settings"]
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    stem = f"bench-{s['precision']}-{s['provider']}-b{s['batch']}-{stamp}"
+    stem = f"bench-{s['precision']}-{s['provider']}-b{s['batch']}-{_stamp()}"
     json_path = out / f"{stem}.json"
     json_path.write_text(json.dumps(record, indent=2) + "\n")
     chart = _chart_module()

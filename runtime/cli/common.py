@@ -53,18 +53,18 @@ def timings_table(timings_ms: dict[str, float]) -> str:
     return "\n".join(rows)
 
 
-def save_intermediates(folder: Path, stem: str, result, cloth_fitted, synthetic: bool) -> Path:
+def save_intermediates(folder: Path, stem: str, result, synthetic: bool) -> Path:
     """Every intermediate as its own PNG plus one side-by-side sheet; returns the sheet path."""
     it = result.intermediates
-    panels = [("person", it["person"]), ("garment", cloth_fitted),
-              ("labels", colour_labels(it["labels"])),
+    panels = [("person", it["person"]), ("labels", colour_labels(it["labels"])),
               ("keypoints", draw_keypoints(it["person"], it["keypoints"]))]
-    if "warped_cloth" in it:
+    if "warped_cloth" in it:  # dressed (a refused photo never reached GMM and TOM)
         mask = (it["mask"] * 255).astype("uint8")
+        panels[1:1] = [("garment", it["garment"])]
         panels += [("warped garment", it["warped_cloth"]), ("TOM mask", mask)]
     panels.append(("result", result.image))
     for title, image in panels:
-        save_rgb(folder / f"{stem}_{title.replace(' ', '_')}.png", image if image.ndim == 3 else image)
+        save_rgb(folder / f"{stem}_{title.replace(' ', '_')}.png", image)
     sheet = side_by_side(panels, note=SYNTHETIC_NOTE if synthetic else "")
     save_rgb(folder / f"{stem}_sheet.png", sheet)
     return folder / f"{stem}_sheet.png"

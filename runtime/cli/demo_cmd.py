@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from ..examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
-from ..images import load_rgb, save_rgb
+from ..images import save_rgb
 from . import common
 from .errors import friendly, require_export_side
 
@@ -52,7 +52,7 @@ def demo(checkpoints: Path = typer.Option(Path("checkpoints"), help="where real 
     # with untrained weights the pose is noise and the pose crop would refuse it.
     result = tryon.predict(person, cloth, need_pre=False, intermediates=True)
     save_rgb(out / "result.png", result.image)
-    sheet = common.save_intermediates(out, "demo", result, tryon.cpvton.fit_cloth(load_rgb(cloth)), tryon.synthetic)
+    sheet = common.save_intermediates(out, "demo", result, tryon.synthetic)
     typer.echo(f"result: {out / 'result.png'}\nsheet:  {sheet}")
     typer.echo(f"confidence {result.confidence:.3f}{'; ' + result.reason if result.reason else ''}")
     typer.echo("per-stage latency (one cold run; `tryon bench` gives medians):")

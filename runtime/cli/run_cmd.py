@@ -1,30 +1,54 @@
-"""run: try garments on people, one pair or many."""
+"""run: dress people in garments, one pair or many, each person parsed once.
+
+Everything that can be checked is checked before any work: the inputs exist, no result
+would overwrite an input, two results never share a name, existing results are replaced
+only with --overwrite, and the output folder can be written. During the run a bad photo
+or garment, or a result that cannot be written, is named and skipped; the rest go on.
+"""
 from __future__ import annotations
 
+import shlex
+from collections import defaultdict
+from dataclasses import dataclass
 from pathlib import Path
 
 import typer
 
+from ..errors import InputError, TryonError
+from ..files import write_atomically
 from ..images import load_rgb, save_rgb
+from ..options import DressOptions, ParseOptions
 from . import common
-from .errors import friendly
+from .errors import EXIT_BAD_INPUT, friendly
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 
 
 def register(app: typer.Typer):
-    app.command(help="Dress PERSON in CLOTH.\n\n"
+    app.command(help="Dress PERSON in one or more GARMENTs, parsing the person once.\n\n"
+                     "PERSON is a photo or a folder of photos; each GARMENT a photo or a folder of them. "
+                     "Parsed persons are kept in the person store (--cache), so later runs on the same "
+                     "photos skip JPP-Net.\n\n"
                      "Examples:\n\n"
                      "  tryon run person.jpg shirt.jpg -o out.png\n\n"
+                     "  tryon run person.jpg shirt.jpg dress.jpg garments/ -o results/\n\n"
                      "  tryon run photos/ shirt.jpg -o results/      (every photo in a folder)\n\n"
-                     "  tryon run --pairs pairs.txt -o results/      (lines: PERSON CLOTH)")(run)
+                     "  tryon run --pairs pairs.txt -o results/      (lines: PERSON GARMENT)")(run)
+
+
+@dataclass(frozen=True)
+class Pair:
+    person: Path
+    garment: Path
+    out: Path
 
 
 @friendly
-def run(person: Path = typer.Argument(None, help="person photo, or a folder of them"),
-        cloth: Path = typer.Argument(None, help="garment photo"),
+def run(inputs: list[Path] = typer.Argument(None, help="PERSON then GARMENT... (files or folders)",
+                                            show_default=False),
         out: Path = typer.Option(..., "-o", "--out", help="output image (one pair) or folder (many)"),
-        pairs: Path = typer.Option(None, help="text file with one 'PERSON CLOTH' pair per line"),
+        pairs: Path = typer.Option(None, help="text file with one 'PERSON GARMENT' pair per line"),
+        overwrite: bool = typer.Option(False, help="replace results that exist already"),
         need_pre: bool = typer.Option(True, help="crop around the pose and resize to 256x192"),
         need_bright: bool = typer.Option(False, help="brighten the photo x1.3 first"),
         keep_back: bool = typer.Option(False, help="keep the photo outside the upper-clothes area"),
@@ -32,53 +56,193 @@ def run(person: Path = typer.Argument(None, help="person photo, or a folder of t
         check_dirty: bool = typer.Option(False, help="refuse photos with arms crossing the torso"),
         save_intermediates: Path = typer.Option(None, help="folder for labels, keypoints, warped garment, sheet"),
         models: Path = common.MODELS, provider: str = common.PROVIDER, threads: int = common.THREADS,
-        scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION):
-    jobs = _jobs(person, cloth, pairs, out)
+        scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION,
+        cache: str = common.CACHE, no_cache: bool = common.NO_CACHE, cache_ttl_hours: float = common.CACHE_TTL,
+        cache_max_mb: float = common.CACHE_MB):
+    jobs = plan(inputs or [], pairs, out)
+    check_outputs(jobs, [*(inputs or []), *([pairs] if pairs else [])], overwrite, save_intermediates)
     from ..tryon import TryOn
 
-    tryon = TryOn.from_dir(models, provider=provider, threads=threads,
-                           scales=common.parse_scales(scales), mirror=mirror, precision=precision)
-    flags = dict(need_pre=need_pre, need_bright=need_bright, keep_back=keep_back,
-                 need_dilate=need_dilate, check_dirty=check_dirty)
-    failures = 0
-    with typer.progressbar(jobs, label="try-on", hidden=len(jobs) == 1) as bar:
-        for person_path, cloth_path, out_path in bar:
-            failures += _one(tryon, person_path, cloth_path, out_path, flags, save_intermediates, len(jobs) == 1)
+    tryon = TryOn.from_dir(models, provider=provider, threads=threads, scales=common.parse_scales(scales),
+                           mirror=mirror, precision=precision,
+                           store=common.open_store(cache, no_cache, cache_ttl_hours, cache_max_mb))
+    batch = Batch(tryon, ParseOptions(need_pre, need_bright, check_dirty), DressOptions(keep_back, need_dilate),
+                  save_intermediates, verbose=len(jobs) == 1)
+    with typer.progressbar(length=len(jobs), label="try-on", hidden=len(jobs) == 1) as bar:
+        for person, its_jobs in by_person(jobs).items():
+            batch.person(person, its_jobs, bar.update)
+    batch.summary(len(jobs))
     if tryon.synthetic:
         typer.secho(common.SYNTHETIC_NOTE, fg="yellow", err=True)
-    if failures:
-        typer.secho(f"{failures} of {len(jobs)} photos were refused (confidence below 0.1)", fg="yellow", err=True)
+    if batch.failures:
+        raise typer.Exit(EXIT_BAD_INPUT)
 
 
-def _one(tryon, person_path, cloth_path, out_path, flags, intermediates_dir, verbose) -> int:
-    result = tryon.predict(person_path, cloth_path, intermediates=intermediates_dir is not None, **flags)
-    save_rgb(out_path, result.image)
-    if intermediates_dir is not None:
-        cloth = tryon.cpvton.fit_cloth(load_rgb(cloth_path, "garment photo"))
-        common.save_intermediates(intermediates_dir, out_path.stem, result, cloth, tryon.synthetic)
-    if verbose:
-        typer.echo(f"wrote {out_path} (confidence {result.confidence:.3f}{'; ' + result.reason if result.reason else ''})")
-        typer.echo(common.timings_table(result.timings_ms))
-    return 0 if result.ok else 1
+class Batch:
+    """Runs the jobs of one person at a time and keeps the score."""
+
+    def __init__(self, tryon, parse_options, dress_options, intermediates_dir, verbose):
+        self.tryon, self.parse_options, self.dress_options = tryon, parse_options, dress_options
+        self.intermediates_dir, self.verbose = intermediates_dir, verbose
+        self.written, self.refused, self.failures = 0, 0, []
+
+    def person(self, path: Path, jobs: list[Pair], advance):
+        try:
+            parsed = self.tryon.parse(path, self.parse_options)
+        except (TryonError, OSError) as exc:
+            self._fail(jobs, exc, advance)
+            return
+        from ..tryon import DRESS_BATCH
+
+        for start in range(0, len(jobs), DRESS_BATCH):  # a chunk's garments in memory at a time
+            chunk, garments = [], []
+            for job in jobs[start:start + DRESS_BATCH]:
+                try:
+                    garments.append(load_rgb(job.garment, "garment photo"))
+                    chunk.append(job)
+                except (TryonError, OSError) as exc:
+                    self._fail([job], exc, advance)
+            if chunk:
+                results = self.tryon.dress(parsed, garments, self.dress_options,
+                                           intermediates=self.intermediates_dir is not None)
+                for job, result in zip(chunk, results):
+                    self._save(job, parsed, result)
+                    advance(1)
+
+    def _save(self, job: Pair, parsed, result):
+        try:
+            save_rgb(job.out, result.image)
+            if self.intermediates_dir is not None:
+                common.save_intermediates(self.intermediates_dir, job.out.stem, result, self.tryon.synthetic)
+        except OSError as exc:
+            self.failures.append((job, f"cannot write {job.out}: {exc.strerror or exc}"))
+            return
+        self.written += 1
+        self.refused += not result.ok
+        if self.verbose:
+            from ..tryon import join_timings
+
+            note = f"; {result.reason}" if result.reason else ""
+            typer.echo(f"wrote {job.out} (confidence {result.confidence:.3f}{note})")
+            typer.echo(common.timings_table(join_timings(parsed.timings_ms, result.timings_ms)))
+
+    def _fail(self, jobs: list[Pair], exc: Exception, advance):
+        for job in jobs:
+            self.failures.append((job, str(exc)))
+        advance(len(jobs))
+
+    def summary(self, total: int):
+        if self.refused:
+            typer.secho(f"{self.refused} of {total} photos were refused (confidence below 0.1; the photo is "
+                        "written in place of a try-on)", fg="yellow", err=True)
+        if not self.failures:
+            return
+        typer.secho(f"wrote {self.written} of {total} results; {len(self.failures)} failed:", fg="red", err=True)
+        for job, reason in self.failures:
+            typer.secho(f"  {job.person.name} + {job.garment.name}: {reason}", fg="red", err=True)
 
 
-def _jobs(person, cloth, pairs, out) -> list[tuple[Path, Path, Path]]:
-    if pairs is not None:
-        if person is not None:
-            raise ValueError("give either PERSON CLOTH or --pairs, not both")
-        lines = [line.split() for line in pairs.read_text().splitlines() if line.strip() and not line.startswith("#")]
-        bad = [" ".join(parts) for parts in lines if len(parts) != 2]
-        if bad:
-            raise ValueError(f"{pairs}: each line must be 'PERSON CLOTH'; not: {bad[0]!r}")
-        base = pairs.parent
-        return [(base / p, base / c, out / f"{Path(p).stem}__{Path(c).stem}.png") for p, c in lines]
-    if person is None or cloth is None:
-        raise ValueError("give PERSON and CLOTH, or --pairs FILE")
-    if person.is_dir():
-        photos = sorted(p for p in person.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not photos:
-            raise ValueError(f"{person} holds no {', '.join(sorted(IMAGE_SUFFIXES))} files")
-        return [(p, cloth, out / f"{p.stem}__{cloth.stem}.png") for p in photos]
-    if out.suffix.lower() not in IMAGE_SUFFIXES:
-        raise ValueError(f"-o {out}: name an image file ending in {', '.join(sorted(IMAGE_SUFFIXES))}")
-    return [(person, cloth, out)]
+def by_person(jobs: list[Pair]) -> dict[Path, list[Pair]]:
+    grouped: dict[Path, list[Pair]] = defaultdict(list)
+    for job in jobs:
+        grouped[job.person].append(job)
+    return grouped
+
+
+# -- planning: everything decided before any work ----------------------------------------------
+
+def plan(inputs: list[Path], pairs_file: Path | None, out: Path) -> list[Pair]:
+    if pairs_file is not None:
+        if inputs:
+            raise InputError("give either PERSON GARMENT... or --pairs, not both")
+        listed = read_pairs(pairs_file)
+    else:
+        if len(inputs) < 2:
+            raise InputError("give a PERSON and at least one GARMENT (files or folders), or --pairs FILE")
+        persons, garments = images_in(inputs[0], "PERSON"), [g for path in inputs[1:] for g in images_in(path, "GARMENT")]
+        listed = [(p, g) for p in persons for g in garments]
+    listed = list(dict.fromkeys(listed))  # the same pair twice is one job
+    if len(listed) == 1 and out.suffix.lower() in IMAGE_SUFFIXES:
+        return [Pair(*listed[0], out)]
+    if out.suffix.lower() in IMAGE_SUFFIXES:
+        raise InputError(f"-o {out} names an image, but {len(listed)} pairs need a folder: give -o a folder")
+    names = result_names(listed)
+    return [Pair(person, garment, out / name) for (person, garment), name in zip(listed, names)]
+
+
+def images_in(path: Path, what: str) -> list[Path]:
+    if path.is_dir():
+        found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise InputError(f"{what} {path}: the folder holds no {', '.join(sorted(IMAGE_SUFFIXES))} files")
+        return found
+    if not path.is_file():
+        raise InputError(f"{what} {path}: no such file or folder")
+    return [path]
+
+
+def read_pairs(pairs_file: Path) -> list[tuple[Path, Path]]:
+    try:
+        text = pairs_file.read_text()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputError(f"--pairs {pairs_file}: cannot read it ({exc})") from None
+    listed = []
+    for number, line in enumerate(text.splitlines(), 1):
+        if not line.strip() or line.lstrip().startswith("#"):
+            continue
+        try:
+            parts = shlex.split(line)
+        except ValueError as exc:
+            raise InputError(f"{pairs_file}:{number}: {exc}") from None
+        if len(parts) != 2:
+            raise InputError(f"{pairs_file}:{number}: each line must be 'PERSON GARMENT' (quote names with "
+                             f"spaces); not {line.strip()!r}")
+        listed.append(tuple(pairs_file.parent / part for part in parts))
+    if not listed:
+        raise InputError(f"--pairs {pairs_file}: no pairs in it")
+    return listed
+
+
+def result_names(listed: list[tuple[Path, Path]]) -> list[str]:
+    """`<person stem>__<garment stem>.png`; where two pairs would share a name (x.jpg and x.png,
+    or one name in two folders) the colliding ones keep their suffixes, then get a number."""
+    def name(person: Path, garment: Path, with_suffix: bool) -> str:
+        show = (lambda p: p.name.replace(".", "-")) if with_suffix else (lambda p: p.stem)
+        return f"{show(person)}__{show(garment)}"
+
+    plain = [name(p, g, False) for p, g in listed]
+    counts = {n: plain.count(n) for n in plain}
+    names, taken = [], set()
+    for (person, garment), base in zip(listed, plain):
+        candidate = base if counts[base] == 1 else name(person, garment, True)
+        unique, number = candidate, 2
+        while unique in taken:
+            unique, number = f"{candidate}-{number}", number + 1
+        taken.add(unique)
+        names.append(unique + ".png")
+    return names
+
+
+def check_outputs(jobs: list[Pair], given: list[Path], overwrite: bool, intermediates_dir: Path | None):
+    inputs = {path.resolve() for path in given if path.is_file()}
+    inputs |= {path.resolve() for job in jobs for path in (job.person, job.garment)}
+    for job in jobs:
+        if job.out.resolve() in inputs:
+            raise InputError(f"-o {job.out} is one of the inputs; name another file so that nothing is overwritten")
+    existing = [job.out for job in jobs if job.out.exists()]
+    if existing and not overwrite:
+        more = f" and {len(existing) - 1} more" if len(existing) > 1 else ""
+        raise InputError(f"{existing[0]}{more} exist already; pass --overwrite to replace them, "
+                         "or choose another -o")
+    for folder in {job.out.parent for job in jobs} | ({intermediates_dir} if intermediates_dir else set()):
+        writable(folder)
+
+
+def writable(folder: Path):
+    """Fail now, in one line, if results cannot be written into `folder`."""
+    probe = folder / ".tryon-write-test"
+    try:
+        write_atomically(probe, b"")
+        probe.unlink()
+    except OSError as exc:
+        raise InputError(f"cannot write into {folder}: {exc.strerror or exc}") from None

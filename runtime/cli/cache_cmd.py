@@ -1,0 +1,34 @@
+"""cache: look into and empty the person store that `run` and `serve` keep parsed persons in."""
+from __future__ import annotations
+
+import typer
+
+from . import common
+from .errors import friendly
+
+app = typer.Typer(help="The person store: parsed persons kept between runs (a person photo is personal "
+                       "data: entries expire after --cache-ttl-hours).", no_args_is_help=True)
+
+
+def register(parent: typer.Typer):
+    parent.add_typer(app, name="cache")
+
+
+@app.command(help="Where the store is, how many persons it holds and its limits.\n\n"
+                  "Example: tryon cache info --cache ~/.cache/tryon-onnx")
+@friendly
+def info(cache: str = common.CACHE, cache_ttl_hours: float = common.CACHE_TTL,
+         cache_max_mb: float = common.CACHE_MB):
+    facts = common.open_store(cache, False, cache_ttl_hours, cache_max_mb).info()
+    typer.echo(f"store: {facts['kind']} {facts.get('path', '')}".rstrip())
+    typer.echo(f"persons: {facts['persons']} ({facts['bytes'] / 2**20:.1f} MB of {facts['max_bytes'] / 2**20:.0f} MB)")
+    typer.echo(f"entries expire {facts['ttl_s'] / 3600:g} h after they were parsed")
+    if facts.get("disabled"):
+        typer.secho(f"the store cannot be used: {facts['disabled']}", fg="yellow", err=True)
+
+
+@app.command(help="Delete every parsed person now.\n\nExample: tryon cache clear")
+@friendly
+def clear(cache: str = common.CACHE):
+    removed = common.open_store(cache, False, 24.0, 512.0).clear()
+    typer.echo(f"removed {removed} parsed person{'s' if removed != 1 else ''}")

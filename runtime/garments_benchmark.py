@@ -1,0 +1,108 @@
+"""`tryon bench --garments N`: what parsing a person once saves when one shopper tries N garments.
+
+One person, N garments, timed three ways in one run:
+- reparse: N independent predicts, each parsing the photo again (what a one-call API costs);
+- parse_once: one parse, then one dress over the N garments (GMM/TOM in batches);
+- the TF + PyTorch reference doing the N pairs as the original code did (in a child process,
+  `benchmarks/reference.py --garments N`; the reference's side is `reparse` alone).
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict
+
+import numpy as np
+
+from .benchmark import BenchSettings, machine, peak_rss_mb, summarize
+from .images import load_rgb
+from .options import ParseOptions
+
+# As in `tryon bench`: resize instead of the pose crop, which untrained weights' pose refuses.
+OPTIONS = ParseOptions(need_pre=False)
+WAYS = ("reparse", "parse_once")
+
+
+def garment_variants(cloth, count: int) -> list[np.ndarray]:
+    """`count` different garments made from one photo (hue turned, mirrored), so that no
+    layer of the pipeline could take one for another."""
+    rgb = load_rgb(cloth, "garment photo")
+    variants = []
+    for k in range(count):
+        turned = np.roll(rgb, k % 3, axis=2)
+        variants.append(np.ascontiguousarray(turned[:, ::-1] if k % 2 else turned) ^ np.uint8(k // 6))
+    return variants
+
+
+def time_garments(tryon, person, cloth, settings: BenchSettings, count: int, ways=WAYS) -> dict[str, list[float]]:
+    """Milliseconds per run of each way, plus the parse and dress parts of parse_once."""
+    garments = garment_variants(cloth, count)
+    for _ in range(settings.warmup):
+        tryon.predict_batch([(person, garments[0])], OPTIONS)
+    samples: dict[str, list[float]] = {}
+
+    def record(name, since):
+        samples.setdefault(name, []).append((time.perf_counter() - since) * 1e3)
+
+    for _ in range(settings.runs):
+        if "reparse" in ways:
+            start = time.perf_counter()
+            for garment in garments:
+                tryon.predict_batch([(person, garment)], OPTIONS)
+            record("reparse", start)
+        if "parse_once" in ways:
+            start = time.perf_counter()
+            parsed = tryon.parse(person, OPTIONS)
+            record("parse", start)
+            dress_start = time.perf_counter()
+            tryon.dress(parsed, garments)
+            record("dress", dress_start)
+            record("parse_once", start)
+    return samples
+
+
+def run_garments_benchmark(tryon_factory, settings: BenchSettings, person, cloth, count: int,
+                           ways=WAYS) -> dict:
+    if count < 1:
+        raise ValueError(f"--garments must be >= 1, got {count}")
+    tryon = tryon_factory(settings)
+    if tryon.store is not None:
+        raise ValueError("the garments benchmark times parsing: give it a TryOn without a person store")
+    samples = time_garments(tryon, person, cloth, settings, count, ways)
+    record = {"settings": asdict(settings), "garments": count, "machine": machine(),
+              "providers": list(tryon.cpvton.gmm.get_providers()),
+              "jppnet_graph": tryon.models.entry(tryon.jppnet_graph)["file"],
+              "synthetic_weights": tryon.synthetic, "peak_rss_mb": peak_rss_mb(),
+              "ways": {name: summarize(values) for name, values in samples.items()}}
+    if "parse_once" in samples:
+        ways_ms = record["ways"]
+        record["ms_per_extra_garment"] = ways_ms["dress"]["median_ms"] / count
+        if "reparse" in samples:
+            record["speedup_vs_reparse"] = ways_ms["reparse"]["median_ms"] / ways_ms["parse_once"]["median_ms"]
+    return record
+
+
+def add_reference(record: dict, reference: dict) -> dict:
+    """The reference's N pairs against our parse-once run."""
+    record["reference"] = reference
+    record["speedup_vs_reference"] = (reference["ways"]["reparse"]["median_ms"]
+                                      / record["ways"]["parse_once"]["median_ms"])
+    return record
+
+
+def format_garments(record: dict) -> str:
+    count, ways = record["garments"], record["ways"]
+    rows = [f"one person, {count} garments ({record['settings']['runs']} runs, medians):"]
+    labels = {"reparse": f"{count} predicts, each parsing again", "parse_once": "parse once + dress all",
+              "parse": "  of which the parse", "dress": f"  of which the dress ({count} garments)"}
+    for name, label in labels.items():
+        if name in ways:
+            rows.append(f"  {label:<36}{ways[name]['median_ms']:>11.1f} ms")
+    if "reference" in record:
+        rows.append(f"  {'TF + PyTorch reference, ' + str(count) + ' pairs':<36}"
+                    f"{record['reference']['ways']['reparse']['median_ms']:>11.1f} ms")
+    for key, text in (("ms_per_extra_garment", "an extra garment: {:.1f} ms"),
+                      ("speedup_vs_reparse", "parse once vs reparse: {:.1f}x"),
+                      ("speedup_vs_reference", "parse once vs the reference: {:.1f}x")):
+        if key in record:
+            rows.append("  " + text.format(record[key]))
+    return "\n".join(rows)

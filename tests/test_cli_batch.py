@@ -1,0 +1,115 @@
+"""`tryon run` over many pairs and `tryon cache`, run as a user runs them: in a subprocess."""
+import cv2
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+from tryon.runtime.cli import app
+from tryon.runtime.parse_stage import ParseStage
+
+from test_cli import tryon
+
+FAST = ("--scales", "1.0", "--no-mirror", "--provider", "cpu", "--no-need-pre")
+
+
+@pytest.fixture()
+def photos(tmp_path, viton_pair):
+    """A person folder (two good photos and garbage between them) and a garment folder."""
+    person, cloth = viton_pair
+    people, garments = tmp_path / "people", tmp_path / "garments"
+    people.mkdir(), garments.mkdir()
+    (people / "a.jpg").write_bytes(person.read_bytes())
+    (people / "b_garbage.jpg").write_bytes(b"not a photo at all")
+    cv2.imwrite(str(people / "c.png"), cv2.flip(cv2.imread(str(person)), 1))
+    (garments / "shirt.jpg").write_bytes(cloth.read_bytes())
+    cv2.imwrite(str(garments / "red.png"), np.full((300, 200, 3), (0, 0, 200), np.uint8))
+    return people, garments
+
+
+def test_a_batch_goes_on_past_a_bad_photo_and_names_it(tiny_models_dir, photos, tmp_path):
+    people, garments = photos
+    out = tmp_path / "out"
+    done = tryon("run", people, garments, "-o", out, "--models", tiny_models_dir, "--cache", tmp_path / "c", *FAST)
+    assert done.returncode == 4, done.stderr
+    written = sorted(p.name for p in out.glob("*.png"))
+    assert written == ["a__red.png", "a__shirt.png", "c__red.png", "c__shirt.png"]
+    assert "wrote 4 of 6 results; 2 failed" in done.stderr
+    assert done.stderr.count("b_garbage.jpg") == 2 and "not a JPEG, PNG, BMP or WebP" in done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_one_person_many_garments_parses_the_person_once(tiny_models_dir, viton_pair, tmp_path, monkeypatch):
+    person, cloth = viton_pair
+    runs = []
+    original = ParseStage.run
+    monkeypatch.setattr(ParseStage, "run", lambda self, rgb: runs.append(1) or original(self, rgb))
+    red = tmp_path / "red.png"
+    cv2.imwrite(str(red), np.full((256, 192, 3), (0, 0, 200), np.uint8))
+    def run(out):
+        return CliRunner().invoke(app, ["run", str(person), str(cloth), str(red), "-o", str(tmp_path / out),
+                                        "--models", str(tiny_models_dir), "--cache", str(tmp_path / "store"), *FAST])
+
+    result = run("out")
+    assert result.exit_code == 0, result.output
+    assert len(runs) == 1 and len(list((tmp_path / "out").glob("*.png"))) == 2
+    again = run("again")  # a later run on the same photo takes the parse from the store
+    assert again.exit_code == 0, again.output
+    assert len(runs) == 1 and len(list((tmp_path / "again").glob("*.png"))) == 2
+
+
+def test_nothing_is_overwritten_without_asking(tiny_models_dir, viton_pair, tmp_path):
+    person, cloth = viton_pair
+    photo = tmp_path / "x.png"
+    photo.write_bytes(cv2.imencode(".png", cv2.imread(str(person)))[1].tobytes())
+    before = photo.read_bytes()
+    onto_input = tryon("run", photo, cloth, "-o", photo, "--models", tiny_models_dir, *FAST)
+    assert onto_input.returncode == 4 and "is one of the inputs" in onto_input.stderr
+    assert photo.read_bytes() == before
+    result = tmp_path / "result.png"
+    result.write_bytes(b"an earlier result")
+    kept = tryon("run", photo, cloth, "-o", result, "--models", tiny_models_dir, *FAST)
+    assert kept.returncode == 4 and "exist already; pass --overwrite" in kept.stderr
+    assert result.read_bytes() == b"an earlier result"
+    replaced = tryon("run", photo, cloth, "-o", result, "--overwrite", "--models", tiny_models_dir, *FAST)
+    assert replaced.returncode == 0, replaced.stderr
+    assert cv2.imread(str(result)).shape == (256, 192, 3)
+
+
+def test_colliding_result_names_are_made_unique(tiny_models_dir, viton_pair, tmp_path):
+    person, cloth = viton_pair
+    folder = tmp_path / "people"
+    folder.mkdir()
+    (folder / "x.jpg").write_bytes(person.read_bytes())
+    cv2.imwrite(str(folder / "x.png"), cv2.imread(str(person)))
+    out = tmp_path / "out"
+    done = tryon("run", folder, cloth, "-o", out, "--models", tiny_models_dir, *FAST)
+    assert done.returncode == 0, done.stderr
+    assert sorted(p.name for p in out.glob("*.png")) == [f"x-jpg__{cloth.stem}-jpg.png", f"x-png__{cloth.stem}-jpg.png"]
+
+
+@pytest.mark.parametrize("target", ["parent is a file", "many pairs into an image name"])
+def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tiny_models_dir, viton_pair, tmp_path, target):
+    person, cloth = viton_pair
+    (tmp_path / "file").write_text("x")
+    if target == "parent is a file":
+        done = tryon("run", person, cloth, "-o", tmp_path / "file" / "out.png", "--models", tiny_models_dir, *FAST)
+        words = "cannot write into"
+    else:
+        done = tryon("run", person, cloth, person, "-o", tmp_path / "out.png", "--models", tiny_models_dir, *FAST)
+        words = "pairs need a folder"
+    assert done.returncode == 4 and words in done.stderr, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr
+
+
+def test_cache_info_and_clear(tiny_models_dir, viton_pair, tmp_path):
+    store = tmp_path / "store"
+    done = tryon("run", *viton_pair, "-o", tmp_path / "o.png", "--models", tiny_models_dir, "--cache", store, *FAST)
+    assert done.returncode == 0, done.stderr
+    info = tryon("cache", "info", "--cache", store)
+    assert info.returncode == 0 and "persons: 1" in info.stdout and "24 h" in info.stdout
+    cleared = tryon("cache", "clear", "--cache", store)
+    assert cleared.returncode == 0 and "removed 1 parsed person" in cleared.stdout
+    assert "persons: 0" in tryon("cache", "info", "--cache", store).stdout
+    memory = tryon("run", *viton_pair, "-o", tmp_path / "p.png", "--models", tiny_models_dir, "--cache", store,
+                   "--no-cache", *FAST)
+    assert memory.returncode == 0 and "persons: 0" in tryon("cache", "info", "--cache", store).stdout
