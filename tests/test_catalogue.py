@@ -203,3 +203,22 @@ def test_the_ray_engine_renders_the_same_bytes_as_the_local_one(ray_cluster, tin
         return sorted((l["person"], l["garment"], l["status"], l["confidence"], l["reason"], l["engine"]) for l in lines)
     assert [o[:5] for o in outcomes(tmp_path / "ray")] == [o[:5] for o in outcomes(tmp_path / "local")]
     assert {o[5] for o in outcomes(tmp_path / "ray")} == {"ray"}
+
+
+def test_the_throughput_benchmark_writes_a_record(tiny_models_dir, tmp_path):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "catalogue.py"
+    spec = importlib.util.spec_from_file_location("catalogue_benchmark", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    bench.main(["--models", str(tiny_models_dir), "--persons", "2", "--garments", "2", "--engine", "local",
+                "--engine", "local", "--scales", "1.0", "--no-mirror", "--out", str(tmp_path)])
+    record = json.loads(next(tmp_path.glob("catalogue-fp32-p2g2-*.json")).read_text())
+    assert record["jppnet_variant"] == "reduced" and record["synthetic_weights"]
+    assert [run["pairs"] for run in record["runs"]] == [4, 4]
+    assert all(run["statuses"].get("failed", 0) == 0 and run["same_images_as_first_engine"] for run in record["runs"])
+    assert all(run["pairs_per_min"] > 0 and run["parse_ms_per_person"] > 0 for run in record["runs"])
+    with pytest.raises(SystemExit, match="expected local or ray:PxDxC"):
+        bench.parse_engine("ray:2x1")
