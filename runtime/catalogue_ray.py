@@ -19,7 +19,7 @@ from dataclasses import dataclass
 
 from .catalogue import (Input, Outcome, Photo, Settings, dress_batch, failed_batch, parse_photo,
                         read_photo)
-from .errors import TryonError
+from .errors import InputError, TryonError
 
 
 class RayMissingError(TryonError, RuntimeError):
@@ -119,10 +119,25 @@ def render_ray(settings: Settings, batches: list[tuple[Input, list[Input]]], poo
     if started:
         ray.init(address=address, logging_level=logging.WARNING, include_dashboard=False)
     try:
+        _check_cpus(ray, pools, fixed=started and address is None)
         yield from _run(ray, settings, batches, pools)
     finally:
         if started:
             ray.shutdown()
+
+
+def _check_cpus(ray, pools: Pools, fixed: bool):
+    """Every actor holds its CPUs for the whole run: a cluster with fewer would wait for
+    ever. A cluster started here cannot grow, so that is refused; another may autoscale."""
+    need = (pools.parse_actors + pools.dress_actors) * pools.cpus_per_actor
+    have = ray.cluster_resources().get("CPU", 0)
+    if need <= have:
+        return
+    message = (f"{pools.parse_actors} parse and {pools.dress_actors} dress actors of {pools.cpus_per_actor} "
+               f"CPUs each need {need:g} CPUs; the Ray cluster has {have:g}")
+    if fixed:
+        raise InputError(f"{message}: ask for fewer (--parse-actors, --dress-actors, --cpus-per-actor)")
+    logging.getLogger("tryon.catalogue").warning("%s: waiting for it to grow (autoscaling)", message)
 
 
 def _run(ray, settings: Settings, batches, pools: Pools):

@@ -222,3 +222,12 @@ def test_the_throughput_benchmark_writes_a_record(tiny_models_dir, tmp_path):
     assert all(run["pairs_per_min"] > 0 and run["parse_ms_per_person"] > 0 for run in record["runs"])
     with pytest.raises(SystemExit, match="expected local or ray:PxDxC"):
         bench.parse_engine("ray:2x1")
+
+
+def test_more_actors_than_the_cluster_has_cpus_is_refused(ray_cluster):
+    from tryon.runtime.catalogue_ray import Pools, _check_cpus
+
+    _check_cpus(ray_cluster, Pools(1, 1, 1), fixed=True)  # the 2-CPU test cluster
+    with pytest.raises(InputError, match="2 parse and 1 dress actors of 1 CPUs each need 3 CPUs; the Ray cluster has 2"):
+        _check_cpus(ray_cluster, Pools(2, 1, 1), fixed=True)
+    _check_cpus(ray_cluster, Pools(2, 1, 1), fixed=False)  # a cluster that may autoscale: a warning
