@@ -5,12 +5,21 @@ a batch-2 example and a symbolic batch dimension, so the files take any batch.
 In the GMM the original 5-D TPS is replaced by its exact linear form, one MatMul
 with a constant [49152, 25] matrix (see cpvton_networks.tps_matrix); the
 validation runs the original TPS in torch, so it also proves that replacement.
+
+The validation garments have a real garment photo's statistics (hard edges, stripes,
+a print, JPEG texture): on smooth ones a wrong warp hides. On such garments the
+warped cloth's float difference is no measure: grid_sample turns the grid's 1e-5
+float noise into 1e-3 at every sharp edge, and torch against itself (batch of one
+against batch of eight) differs as much. So the grid, at 1e-4, is the decisive check
+of the warp, and the warped cloth is judged as TOM sees it, after the pipeline's
+uint8 cast: the steps it moves there, and on how many values.
 """
 from __future__ import annotations
 
 import logging
 import warnings
 from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
@@ -19,6 +28,7 @@ import onnx
 import torch
 
 from tryon.runtime.agnostic import HEIGHT, WIDTH, agnostic_representation, to_unit_range
+from tryon.runtime.cpvton_stage import to_uint8
 from tryon.runtime.session import SessionOptions, create_session
 
 from . import manifest
@@ -29,9 +39,33 @@ from .sources import is_synthetic
 
 GMM_IO = (("agnostic", "cloth"), ("theta", "grid", "warped_cloth"))
 TOM_IO = (("agnostic", "warped_cloth"), ("rendered", "mask", "tryon"))
-TOLERANCE = {"theta": 1e-4, "grid": 1e-4, "warped_cloth": 1e-3, "rendered": 1e-3, "mask": 1e-3, "tryon": 1e-3}
+
+
+@dataclass(frozen=True)
+class Uint8Steps:
+    """Judges an output after the runtime's uint8 cast (cpvton_stage.to_uint8), which is all TOM sees."""
+    max_step: int
+    max_fraction: float  # of the values that move at all
+
+    def measure(self, got: np.ndarray, expected: np.ndarray) -> dict:
+        steps = np.abs(to_uint8(got).astype(np.int16) - to_uint8(expected))
+        return {"max_step": int(steps.max()), "fraction": float((steps > 0).mean())}
+
+    def holds(self, measured: dict) -> bool:
+        return measured["max_step"] <= self.max_step and measured["fraction"] <= self.max_fraction
+
+
+# Every output's bound, in one place (as optimum's exporter keeps its per-output tolerances):
+# a float is the largest absolute difference allowed. The warped cloth's bound comes from the 8
+# VITON garments through synthetic GMMs of both families: ONNX against torch moves at most 1 step,
+# on 0.57-0.63% of values; torch against itself (batch of 1 against 8, or with the linear TPS)
+# 0.80-0.98%. Hence at most 1 step, on at most 2%. The drawn validation garments give 0.16%.
+TOLERANCE = {"theta": 1e-4, "grid": 1e-4, "warped_cloth": Uint8Steps(max_step=1, max_fraction=0.02),
+             "rendered": 1e-3, "mask": 1e-3, "tryon": 1e-3}
+VALIDATION_BATCHES = (1, 4)
 INPUTS_DESCRIPTION = ("synthetic person-like agnostic (runtime.agnostic from a drawn LIP label map, "
-                      "keypoints and smooth photo) and smooth garment images, batch 1 and 2")
+                      "keypoints and smooth photo) and garment photos with hard edges, stripes, a print "
+                      "and JPEG texture, batch 1 and 4")
 
 
 class GmmForExport(torch.nn.Module):
@@ -114,13 +148,36 @@ def garment_sample(hue: int = 0) -> np.ndarray:
     return cv2.GaussianBlur(np.clip(image, 0, 255).astype(np.uint8), (5, 5), 1.0)
 
 
+def sharp_garment_sample(index: int = 0) -> np.ndarray:
+    """256x192x3 uint8 with a real garment photo's statistics (the VITON garments': 1-10 grey levels
+    of mean horizontal gradient, 1-3% of steps over 80): a hard-edged T-shirt on white, printed
+    stripes, lettering and a disc, folds, fabric noise, JPEG-compressed as catalogue photos are."""
+    rng = np.random.default_rng(index)
+    shirt = np.zeros((HEIGHT, WIDTH), np.uint8)
+    sleeve = 40 + 25 * (index % 3)  # short, elbow, long
+    cv2.rectangle(shirt, (52, 50), (140, 236), 1, -1)
+    cv2.fillPoly(shirt, [np.array([(52, 50), (12, 50 + sleeve), (32, 66 + sleeve), (52, 92)]),
+                         np.array([(140, 50), (180, 50 + sleeve), (160, 66 + sleeve), (140, 92)])], 1)
+    cv2.ellipse(shirt, (96, 50), (20, 14), 0, 0, 180, 0, -1)  # neckline
+    yy, xx = np.mgrid[0:HEIGHT, 0:WIDTH]
+    base, accent = rng.integers(15, 200, 3), rng.integers(40, 250, 3)
+    across = (yy, xx, yy + xx)[index % 3]  # horizontal, vertical or diagonal stripes
+    fabric = np.where((across // (6 + 3 * (index % 4)) % 2 == 0)[..., None], base, accent).astype(np.uint8)
+    cv2.putText(fabric, "TRY", (62, 150), cv2.FONT_HERSHEY_SIMPLEX, 1.3, (250, 250, 250), 3, cv2.LINE_8)
+    cv2.circle(fabric, (96, 190), 16, [int(c) for c in 255 - base], -1)
+    folds = 12 * np.sin(xx / 9.0 + index) * np.cos(yy / 31.0)
+    image = fabric + folds[..., None] + rng.normal(0, 4, fabric.shape)
+    image = np.clip(np.where(shirt[..., None] == 1, image, 255), 0, 255).astype(np.uint8)
+    return cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_COLOR)
+
+
 def validation_inputs(family: str, batch: int) -> tuple[np.ndarray, np.ndarray]:
     """(agnostic [N, C, 256, 192], cloth [N, 3, 256, 192]) float32, each sample a little different."""
     agnostic, cloth = [], []
     for i in range(batch):
         photo, labels, keypoints = person_sample(shift=6 * i)
         agnostic.append(agnostic_representation(photo, labels, keypoints[family], family))
-        cloth.append(to_unit_range(garment_sample(hue=i)).transpose(2, 0, 1))
+        cloth.append(to_unit_range(sharp_garment_sample(i)).transpose(2, 0, 1))
     return np.stack(agnostic), np.stack(cloth)
 
 
@@ -203,20 +260,46 @@ def _validation(name: str, model, family: str, onnx_path: Path) -> dict:
     session = create_session(onnx_path, SessionOptions(provider="cpu"))
     inputs = (GMM_IO if name == "gmm" else TOM_IO)[0]
     diffs: dict[str, float] = {}
-    for batch in (1, 2):
+    steps: dict[str, dict] = {}
+    for batch in VALIDATION_BATCHES:
         agnostic, cloth = validation_inputs(family, batch)
-        # TOM gets the smooth garment as its warped cloth: realistic enough, and no GMM needed.
+        # TOM gets the garment photo as its warped cloth: realistic enough, and no GMM needed.
         expected = _torch_outputs(name, model, agnostic, cloth)
         got = dict(zip(expected, session.run(list(expected), dict(zip(inputs, (agnostic, cloth))))))
         for output, value in expected.items():
             diffs[output] = max(diffs.get(output, 0.0), float(np.abs(got[output] - value).max()))
-    report = {"max_abs_diff": diffs, "tolerance": {k: TOLERANCE[k] for k in diffs},
-              "passed": all(diffs[k] <= TOLERANCE[k] for k in diffs), "inputs": INPUTS_DESCRIPTION}
-    print(f"[{name}] torch vs onnxruntime, max |diff|: "
-          + ", ".join(f"{k} {v:.2e} (tol {TOLERANCE[k]:.0e})" for k, v in diffs.items()), flush=True)
-    if not report["passed"]:
-        raise ExportValidationError(f"{onnx_path} differs from the torch model beyond tolerance: {diffs}")
+            if isinstance(TOLERANCE[output], Uint8Steps):
+                measured = TOLERANCE[output].measure(got[output], value)
+                previous = steps.get(output, measured)
+                steps[output] = {k: max(measured[k], previous[k]) for k in measured}
+    failed = [k for k in diffs if not _within(k, diffs[k], steps.get(k))]
+    report = {"max_abs_diff": diffs, "uint8_steps": steps, "tolerance": {k: _bound(k) for k in diffs},
+              "passed": not failed, "inputs": INPUTS_DESCRIPTION}
+    print(f"[{name}] torch vs onnxruntime: " + ", ".join(_judged(k, diffs[k], steps.get(k)) for k in diffs), flush=True)
+    if failed:
+        raise ExportValidationError(f"{onnx_path} differs from the torch model beyond tolerance: "
+                                    + "; ".join(_judged(k, diffs[k], steps.get(k)) for k in failed))
     return report
+
+
+def _within(output: str, diff: float, steps: dict | None) -> bool:
+    tolerance = TOLERANCE[output]
+    return tolerance.holds(steps) if isinstance(tolerance, Uint8Steps) else diff <= tolerance
+
+
+def _bound(output: str):
+    tolerance = TOLERANCE[output]
+    if isinstance(tolerance, Uint8Steps):
+        return {"uint8_max_step": tolerance.max_step, "uint8_max_fraction": tolerance.max_fraction}
+    return tolerance
+
+
+def _judged(output: str, diff: float, steps: dict | None) -> str:
+    tolerance = TOLERANCE[output]
+    if steps is None:
+        return f"{output} max |diff| {diff:.2e} (tol {tolerance:.0e})"
+    return (f"{output} in uint8: up to {steps['max_step']} step(s), on {steps['fraction']:.2%} of values "
+            f"(tol {tolerance.max_step} step on {tolerance.max_fraction:.0%}; float max |diff| {diff:.2e})")
 
 
 def _validate_and_record(name: str, model, family: str, pth, models_dir: Path, opset: int) -> dict:

@@ -230,7 +230,7 @@ def parse_photo(tryon, photo: Photo, options: ParseOptions):
     try:
         if photo.error:
             raise ImageError(f"{what}: {photo.error}")
-        rgb = load_rgb(photo.data, what)  # decoded here, so that a refusal names the file
+        rgb = load_rgb(photo.data, what, jpeg_dct=options.jpeg_dct)  # here, so that a refusal names the file
     except ImageError as exc:
         return None, str(exc)
     try:

@@ -77,9 +77,10 @@ class CpvtonStage:
         photo of any size."""
         return self.run_batch([person], [cloth], [labels], [keypoints])[0]
 
-    def run_batch(self, persons, cloths, labels, keypoints) -> list[CpvtonResult]:
+    def run_batch(self, persons, cloths, labels, keypoints, warp_jpeg: bool = False) -> list[CpvtonResult]:
         """Lists of run()'s arguments; GMM and TOM each run once over the whole batch. The
-        garments are fitted to 256x192 and the LIP keypoints mapped to the family's joints here."""
+        garments are fitted to 256x192 and the LIP keypoints mapped to the family's joints here.
+        warp_jpeg: hand the warped garment to TOM through a JPEG file, as cp-vton's test.py did."""
         if not (len(persons) == len(cloths) == len(labels) == len(keypoints)) or not persons:
             raise ValueError("run_batch needs non-empty lists of equal length: persons, cloths, labels, keypoints")
         timer = Timer()
@@ -91,6 +92,8 @@ class CpvtonStage:
         with timer("gmm"):
             (warped,) = self.gmm.run(["warped_cloth"], {"agnostic": agnostic, "cloth": cloth})
             warped_u8 = to_uint8(warped)
+            if warp_jpeg:
+                warped_u8 = jpeg_round_trip(warped_u8)
         with timer("tom"):
             warped_back = to_unit_range(warped_u8).transpose(0, 3, 1, 2)
             rendered, mask, tryon = self.tom.run(["rendered", "mask", "tryon"],
@@ -111,3 +114,18 @@ def _check_channels(gmm_session, channels: int):
     if shape is None or shape[1] != channels:
         raise ValueError(f"gmm.onnx takes agnostic {shape}, but the manifest's family needs {channels} channels: "
                          "re-run `tryon export`")
+
+
+def jpeg_round_trip(warped_u8: np.ndarray) -> np.ndarray:
+    """cp-vton's hand-off from GMM to TOM: test.py saved each warped cloth with PIL as `<name>.jpg`
+    (PIL's defaults: quality 75, 4:2:0, accurate DCT) and TOM's dataset read the file back with PIL.
+    OpenCV's libjpeg-turbo, given the same settings, writes the same scan and decodes the same pixels.
+    [N, H, W, 3] uint8 RGB in, the same shape out."""
+    if warped_u8.ndim != 4 or warped_u8.shape[3] != 3 or warped_u8.dtype != np.uint8:
+        raise ValueError(f"jpeg_round_trip takes [N, H, W, 3] uint8 RGB, got {warped_u8.dtype} {warped_u8.shape}")
+    settings = [cv2.IMWRITE_JPEG_QUALITY, 75, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
+    out = np.empty_like(warped_u8)
+    for i, rgb in enumerate(warped_u8):
+        jpeg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), settings)[1]
+        out[i] = cv2.cvtColor(cv2.imdecode(jpeg, cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    return out

@@ -8,12 +8,22 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from .errors import InputError
+from .images import JPEG_DCTS
+
 
 @dataclass(frozen=True)
 class ParseOptions:
     need_pre: bool = True  # crop around the pose and resize to 256x192 (else only resize)
     need_bright: bool = False  # brighten the photo x1.3 first
     check_dirty: bool = False  # refuse a photo whose wrist lies inside the torso
+    # "fast": decode a JPEG photo as LIP_JPPNet's TensorFlow reader did (fast integer DCT),
+    # instead of the seed's accurate decode (PIL, OpenCV).
+    jpeg_dct: str = "accurate"
+
+    def __post_init__(self):
+        if self.jpeg_dct not in JPEG_DCTS:
+            raise InputError(f"jpeg_dct {self.jpeg_dct!r} is not one of {', '.join(JPEG_DCTS)}")
 
     def key(self) -> str:
         """A stable text form, part of a parsed person's id."""
@@ -24,6 +34,9 @@ class ParseOptions:
 class DressOptions:
     keep_back: bool = False  # keep the photo outside the upper-clothes area
     need_dilate: bool = False  # soften that area's edge (with keep_back)
+    # Pass the warped garment through a quality-75 JPEG on its way to TOM, as cp-vton's test
+    # pipeline did (it saved the warp as a file), instead of GrayXu's in-memory uint8 cast.
+    warp_jpeg: bool = False
 
 
 def split_flags(need_pre: bool = True, need_bright: bool = False, keep_back: bool = False,

@@ -87,7 +87,7 @@ class TryOn:
         timer = Timer()
         with timer("total"):
             with timer("decode"):
-                rgb = load_rgb(person, "person photo")
+                rgb = load_rgb(person, "person photo", jpeg_dct=options.jpeg_dct)
             given = _given_parse(labels, keypoints, rgb.shape[:2])
             pid = person_id(rgb, options, given_parse_key(*given) if given else self.parser_key)
             if store is not None:
@@ -160,7 +160,8 @@ class TryOn:
             batch = Timer()
             with batch("cpvton"):
                 outs = self.cpvton.run_batch([p.person for p in persons], [cloths[i] for i in chunk],
-                                             [p.labels for p in persons], [p.keypoints for p in persons])
+                                             [p.labels for p in persons], [p.keypoints for p in persons],
+                                             warp_jpeg=options.warp_jpeg)
             for i, parsed, out in zip(chunk, persons, outs):
                 results[i] = self._finish(parsed, out, timers[i], batch.ms["cpvton"] / len(chunk),
                                           options, intermediates)

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-SHARED_VITON = Path(__file__).resolve().parents[2] / "shared" / "data" / "viton"
+from shared_data import viton_dir
+
 
 
 @pytest.fixture(scope="session")
@@ -38,9 +39,10 @@ def tiny_tryon(tiny_models_dir):
 @pytest.fixture(scope="session")
 def viton_pair() -> tuple[Path, Path]:
     """A real VITON person photo and garment from ../shared (research use; never copied here)."""
-    person = sorted((SHARED_VITON / "person").glob("*.jpg"))[0]
-    cloth = SHARED_VITON / "cloth" / person.name.replace("_0.jpg", "_1.jpg")
-    assert person.is_file() and cloth.is_file(), f"VITON samples missing under {SHARED_VITON}"
+    viton = viton_dir()
+    person = sorted((viton / "person").glob("*.jpg"))[0]
+    cloth = viton / "cloth" / person.name.replace("_0.jpg", "_1.jpg")
+    assert person.is_file() and cloth.is_file(), f"VITON samples missing under {viton}"
     return person, cloth
 
 

@@ -1,10 +1,12 @@
+import io
 import struct
+import zlib
 
 import cv2
 import numpy as np
 import pytest
 
-from tryon.runtime.images import ImageError, decode, encode, load_rgb
+from tryon.runtime.images import ImageError, decode, encode, exif_orientation, header_size, load_rgb
 
 
 def _png(rgb):
@@ -72,3 +74,80 @@ def test_decompression_bomb_is_refused_before_decoding():
     jpg = cv2.imencode(".jpg", np.zeros((300, 200, 3), np.uint8))[1].tobytes()
     with pytest.raises(ImageError, match="200x300 pixels"):
         decode(jpg, max_pixels=1000)
+
+
+def _os2_bmp(rgb):
+    """An OS/2 1.x BMP: the 12-byte BITMAPCOREHEADER, whose width and height are 16-bit."""
+    h, w, _ = rgb.shape
+    row = (w * 3 + 3) // 4 * 4
+    pixels = b"".join(rgb[y, :, ::-1].tobytes().ljust(row, b"\0") for y in range(h - 1, -1, -1))
+    offset = 14 + 12
+    return (b"BM" + struct.pack("<IHHI", offset + len(pixels), 0, 0, offset)
+            + struct.pack("<IHHHH", 12, w, h, 1, 24) + pixels)
+
+
+def test_os2_bmp_is_decoded_with_its_own_size():
+    rgb = np.random.default_rng(0).integers(0, 256, (20, 31, 3), dtype=np.uint8)
+    data = _os2_bmp(rgb)
+    assert header_size(data, "bmp") == (31, 20)
+    np.testing.assert_array_equal(decode(data), rgb)
+    with pytest.raises(ImageError, match="31x20 pixels"):
+        decode(data, max_pixels=600)
+
+
+def _asymmetric():
+    """20x40 RGB whose every flip and transpose looks different."""
+    return np.random.default_rng(1).integers(0, 256, (20, 40, 3), dtype=np.uint8)
+
+
+def _with_orientation(rgb, fmt, orientation):
+    from PIL import Image
+
+    exif = Image.Exif()
+    exif[0x0112] = orientation
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, fmt, exif=exif.tobytes(), **({"lossless": True} if fmt == "WEBP" else {}))
+    return out.getvalue()
+
+
+def _as_a_viewer_shows(data):
+    from PIL import Image, ImageOps
+
+    return np.asarray(ImageOps.exif_transpose(Image.open(io.BytesIO(data))).convert("RGB"))
+
+
+@pytest.mark.parametrize("fmt", ["PNG", "WEBP"])
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_exif_orientation_of_png_and_webp_is_applied_as_a_viewer_shows_it(fmt, orientation):
+    data = _with_orientation(_asymmetric(), fmt, orientation)
+    assert exif_orientation(data, fmt.lower()) == orientation
+    np.testing.assert_array_equal(decode(data), _as_a_viewer_shows(data))
+
+
+@pytest.mark.parametrize("orientation", range(1, 9))
+def test_jpeg_orientation_is_what_opencv_and_viewers_give(orientation):
+    data = _with_orientation(_asymmetric(), "JPEG", orientation)
+    opencv = cv2.cvtColor(cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+    np.testing.assert_array_equal(decode(data), opencv)  # today's behaviour, now from our own parser
+    np.testing.assert_array_equal(decode(data), _as_a_viewer_shows(data))
+
+
+def test_hand_written_png_exif_chunk_with_alpha_kept():
+    """An eXIf chunk written by hand (little-endian TIFF, after IDAT, with JPEG's Exif prefix as some
+    writers leave it), on an RGBA image: rotated and still composited over white."""
+    rgba = np.zeros((20, 40, 4), np.uint8)
+    rgba[:, :10] = (255, 0, 0, 255)  # opaque red on the left, transparent elsewhere
+    png = cv2.imencode(".png", cv2.cvtColor(rgba, cv2.COLOR_RGBA2BGRA))[1].tobytes()
+    tiff = b"II*\x00" + struct.pack("<IH", 8, 1) + struct.pack("<HHIHH", 0x0112, 3, 1, 8, 0) + b"\x00" * 4
+    payload = b"Exif\x00\x00" + tiff
+    chunk = struct.pack(">I", len(payload)) + b"eXIf" + payload + struct.pack(">I", zlib.crc32(b"eXIf" + payload))
+    out = decode(png[:-12] + chunk + png[-12:])  # before IEND
+    assert out.shape == (40, 20, 3)  # 8: rotated 90 degrees counter-clockwise
+    assert out[-1, 0].tolist() == [255, 0, 0] and out[0, 0].tolist() == [255, 255, 255]
+
+
+def test_broken_exif_is_ignored():
+    jpg = cv2.imencode(".jpg", np.zeros((20, 40, 3), np.uint8))[1].tobytes()
+    for tiff in (b"MM\x00*\x00\x00\x00\x08\x00\x05", b"XX\x00*", b"MM\x00*" + struct.pack(">I", 10**6)):
+        app1 = b"\xff\xe1" + struct.pack(">H", 2 + 6 + len(tiff)) + b"Exif\x00\x00" + tiff
+        assert decode(jpg[:2] + app1 + jpg[2:]).shape == (20, 40, 3)

@@ -236,3 +236,26 @@ def test_given_fractional_keypoints_keep_the_seeds_comparison(fast_tryon):
         assert result.intermediates["keypoints"][0, 0] == x
         drawn[x] = result.image
     assert not np.array_equal(drawn[1.0], drawn[1.5])
+
+
+def test_jpeg_dct_fast_parses_the_pixels_tensorflow_decodes(fast_tryon, viton_pair):
+    tf = pytest.importorskip("tensorflow")
+    person, _ = viton_pair
+    tf_pixels = tf.io.decode_jpeg(person.read_bytes(), channels=3).numpy()
+    fast = fast_tryon.parse(person, need_pre=False, jpeg_dct="fast")
+    from_tf = fast_tryon.parse(tf_pixels, need_pre=False)
+    assert np.array_equal(fast.person, from_tf.person) and np.array_equal(fast.labels, from_tf.labels)
+    assert fast.id != fast_tryon.parse(person, need_pre=False).id  # other pixels, another parse
+    with pytest.raises(ValueError, match="jpeg_dct 'slow' is not one of accurate, fast"):
+        ParseOptions(jpeg_dct="slow")
+
+
+def test_warp_jpeg_hands_tom_the_jpeg_of_the_warp(fast_tryon, viton_pair):
+    from tryon.runtime.cpvton_stage import jpeg_round_trip
+
+    person, cloth = viton_pair
+    parsed = fast_tryon.parse(person, need_pre=False)
+    plain = fast_tryon.dress(parsed, cloth, intermediates=True)[0]
+    jpeg = fast_tryon.dress(parsed, cloth, warp_jpeg=True, intermediates=True)[0]
+    assert np.array_equal(jpeg.intermediates["warped_cloth"], jpeg_round_trip(plain.intermediates["warped_cloth"][None])[0])
+    assert not np.array_equal(jpeg.image, plain.image)

@@ -44,18 +44,20 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
                                                                 "threads (--engine ray)"),
               need_pre: bool = common.NEED_PRE, need_bright: bool = common.NEED_BRIGHT,
               keep_back: bool = common.KEEP_BACK, need_dilate: bool = common.NEED_DILATE,
-              check_dirty: bool = common.CHECK_DIRTY,
+              check_dirty: bool = common.CHECK_DIRTY, jpeg_dct: str = common.JPEG_DCT,
+              warp_jpeg: bool = common.WARP_JPEG,
               cache: str = common.CACHE, no_cache: bool = common.NO_CACHE, cache_ttl_hours: float = common.CACHE_TTL,
               cache_max_mb: float = common.CACHE_MB,
               models: Path = common.MODELS, provider: str = common.PROVIDER, threads: int = common.THREADS,
               scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION):
     from ..catalogue import Catalogue, Ledger, Settings, batch_pairs, pair_index, record, render_local
     from ..model_dir import ModelDir
-    from ..options import split_flags
+    from ..options import DressOptions, ParseOptions
 
     if engine not in ENGINES:
         raise ValueError(f"--engine {engine!r}: choose local or ray")
-    parse_options, dress_options = split_flags(need_pre, need_bright, keep_back, need_dilate, check_dirty)
+    parse_options = ParseOptions(need_pre, need_bright, check_dirty, jpeg_dct)
+    dress_options = DressOptions(keep_back, need_dilate, warp_jpeg)
     settings = Settings(str(models), provider, threads, common.parse_scales(scales), mirror, precision,
                         parse_options, dress_options,
                         common.store_location(cache, no_cache, cache_ttl_hours, cache_max_mb))

@@ -29,6 +29,10 @@ NEED_BRIGHT = typer.Option(False, help="brighten the photo x1.3 first")
 KEEP_BACK = typer.Option(False, help="keep the photo outside the upper-clothes area")
 NEED_DILATE = typer.Option(False, help="soften the keep_back mask")
 CHECK_DIRTY = typer.Option(False, help="refuse photos with arms crossing the torso")
+JPEG_DCT = typer.Option("accurate", help="JPEG decode of person photos: accurate (the seed's PIL/OpenCV "
+                                         "decode) or fast (LIP_JPPNet's TensorFlow decode_jpeg, bit for bit)")
+WARP_JPEG = typer.Option(False, help="hand the warped garment to TOM through a quality-75 JPEG, as "
+                                     "cp-vton's test pipeline did (the seed casts it to uint8 in memory)")
 PRECISION = typer.Option("fp32", help="fp32 (matches the source frameworks), or a JPP-Net from `tryon quantize`: "
                                        "int8 (CPU) or fp16 (CUDA)")
 

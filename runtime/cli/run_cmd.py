@@ -54,11 +54,14 @@ def run(inputs: list[Path] = typer.Argument(None, help="PERSON then GARMENT... (
         keep_back: bool = typer.Option(False, help="keep the photo outside the upper-clothes area"),
         need_dilate: bool = typer.Option(False, help="soften the keep_back mask"),
         check_dirty: bool = typer.Option(False, help="refuse photos with arms crossing the torso"),
+        jpeg_dct: str = common.JPEG_DCT, warp_jpeg: bool = common.WARP_JPEG,
         save_intermediates: Path = typer.Option(None, help="folder for labels, keypoints, warped garment, sheet"),
         models: Path = common.MODELS, provider: str = common.PROVIDER, threads: int = common.THREADS,
         scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION,
         cache: str = common.CACHE, no_cache: bool = common.NO_CACHE, cache_ttl_hours: float = common.CACHE_TTL,
         cache_max_mb: float = common.CACHE_MB):
+    parse_options = ParseOptions(need_pre, need_bright, check_dirty, jpeg_dct)
+    dress_options = DressOptions(keep_back, need_dilate, warp_jpeg)
     jobs = plan(inputs or [], pairs, out)
     check_outputs(jobs, [*(inputs or []), *([pairs] if pairs else [])], overwrite, save_intermediates)
     from ..tryon import TryOn
@@ -66,8 +69,7 @@ def run(inputs: list[Path] = typer.Argument(None, help="PERSON then GARMENT... (
     tryon = TryOn.from_dir(models, provider=provider, threads=threads, scales=common.parse_scales(scales),
                            mirror=mirror, precision=precision,
                            store=common.open_store(cache, no_cache, cache_ttl_hours, cache_max_mb))
-    batch = Batch(tryon, ParseOptions(need_pre, need_bright, check_dirty), DressOptions(keep_back, need_dilate),
-                  save_intermediates, verbose=len(jobs) == 1)
+    batch = Batch(tryon, parse_options, dress_options, save_intermediates, verbose=len(jobs) == 1)
     with typer.progressbar(length=len(jobs), label="try-on", hidden=len(jobs) == 1) as bar:
         for person, its_jobs in by_person(jobs).items():
             batch.person(person, its_jobs, bar.update)

@@ -71,9 +71,12 @@ def parse_body(body: bytes) -> tuple[bytes, bytes]:
 
 
 def _base64_field(data: dict, name: str) -> bytes:
-    value = data.get(name)
-    if value is None:
+    if name not in data:
         raise HTTPException(422, f"{name} is missing; send {CONTRACT}")
+    value = data[name]
+    if value is None:
+        raise HTTPException(422, f"{name} is null; it must be a base64 string of a JPEG, PNG, BMP or WebP "
+                                 f"file: send {CONTRACT}")
     if not isinstance(value, str):
         raise HTTPException(422, f"{name} must be a base64 string, got {type(value).__name__}")
     if value.startswith("data:"):  # a browser's FileReader.readAsDataURL
