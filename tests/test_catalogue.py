@@ -13,7 +13,7 @@ from tryon.runtime.cli import app
 from tryon.runtime.errors import InputError
 from tryon.runtime.tryon import DRESS_BATCH
 
-from conftest import SHARED_VITON
+from shared_data import viton_dir
 
 FAST = ["--no-need-pre", "--scales", "1.0", "--no-mirror", "--no-cache", "--provider", "cpu"]
 
@@ -100,9 +100,9 @@ def inputs(tmp_path):
     """2 VITON persons, 3 garments and a garment that is not an image."""
     persons, garments = tmp_path / "persons", tmp_path / "garments"
     persons.mkdir(), garments.mkdir()
-    for photo in sorted((SHARED_VITON / "person").glob("*.jpg"))[:2]:
+    for photo in sorted((viton_dir() / "person").glob("*.jpg"))[:2]:
         shutil.copy(photo, persons)
-    for cloth in sorted((SHARED_VITON / "cloth").glob("*.jpg"))[:3]:
+    for cloth in sorted((viton_dir() / "cloth").glob("*.jpg"))[:3]:
         shutil.copy(cloth, garments)
     (garments / "torn.png").write_bytes(b"\x89PNG\r\n\x1a\n not really")
     return persons, garments
