@@ -12,12 +12,14 @@ but no shared file system. Only this module imports ray (the [ray] extra).
 """
 from __future__ import annotations
 
+import importlib
 import json
 import logging
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .catalogue import (Input, Outcome, Photo, Settings, dress_batch, failed_batch, parse_photo,
+from .catalogue import (Input, Outcome, Photo, Settings, dress_batch, failed_batch, model_hashes, parse_photo,
                         read_photo)
 from .errors import InputError, TryonError
 
@@ -46,12 +48,24 @@ class Pools:
             raise ValueError(f"actor counts and CPUs per actor must be >= 1, got {self}")
 
 
+def build_checked(settings: Settings, threads: int, models: dict):
+    """The actor's pipeline, after checking that its node has the models the driver records
+    in the ledger (a node with other files would write other images under the same hashes)."""
+    import socket
+
+    found = model_hashes(settings.models, settings.precision)
+    if found != models:
+        raise InputError(f"the models in {settings.models} on node {socket.gethostname()} are not the ones "
+                         f"this catalogue runs with ({found} != {models}): give every node the same models folder")
+    return settings.build(threads)
+
+
 class ParseActor:
     """Holds one pipeline; parses one person photo per call."""
 
-    def __init__(self, settings: Settings, threads: int):
+    def __init__(self, settings: Settings, threads: int, models: dict):
         self.settings = settings
-        self.tryon = settings.build(threads)
+        self.tryon = build_checked(settings, threads, models)
 
     def __call__(self, batch: dict) -> dict:
         rows = {"person": [], "parsed": [], "error": [], "parse_ms": [], "batches": []}
@@ -75,13 +89,13 @@ def cross(row: dict) -> list[dict]:
 class DressActor:
     """Holds one pipeline and every garment's bytes; dresses one batch per call."""
 
-    def __init__(self, settings: Settings, threads: int, garments):
-        import ray
-
+    def __init__(self, settings: Settings, threads: int, models: dict, garments):
         from .parsed_person import ParsedPerson
 
         self.settings = settings
-        self.tryon = settings.build(threads)
+        self.tryon = build_checked(settings, threads, models)
+        import ray  # after the check, which needs no Ray
+
         self.garments: dict[str, Photo] = ray.get(garments) if isinstance(garments, ray.ObjectRef) else garments
         self.from_bytes = ParsedPerson.from_bytes
 
@@ -121,9 +135,31 @@ def render_ray(settings: Settings, batches: list[tuple[Input, list[Input]]], poo
     try:
         _check_cpus(ray, pools, fixed=started and address is None)
         yield from _run(ray, settings, batches, pools)
+    except ray.exceptions.RayError as exc:
+        raise _tryon_cause(exc) or exc
     finally:
         if started:
             ray.shutdown()
+
+
+def _tryon_cause(error: Exception) -> TryonError | None:
+    """Ray reports an actor that could not start (models missing on a node, another
+    precision's graph absent) as the text of its traceback; a tryon error at its end is
+    made again, so that the command answers with its one line and exit code."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    for line in reversed([line.strip() for line in text.splitlines() if line.strip()]):
+        name, _, message = line.partition(": ")
+        module, _, kind = name.rpartition(".")
+        if not module.startswith("tryon."):
+            continue
+        try:
+            found = getattr(importlib.import_module(module), kind)
+        except (ImportError, AttributeError):
+            return None
+        if isinstance(found, type) and issubclass(found, TryonError):
+            return found(f"on a Ray worker: {message}")
+        return None
+    return None
 
 
 def _check_cpus(ray, pools: Pools, fixed: bool):
@@ -156,17 +192,18 @@ def _run(ray, settings: Settings, batches, pools: Pools):
         photo = read_photo(person)
         rows.append({"person": photo.name, "photo": photo.data or b"", "error": photo.error,
                      "batches": json.dumps(chunks)})
-    threads = pools.cpus_per_actor
+    threads, models = pools.cpus_per_actor, model_hashes(settings.models, settings.precision)
     dataset = (
         ray.data.from_items(rows, override_num_blocks=len(rows))
         .map_batches(ParseActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=pools.parse_actors),
-                     num_cpus=pools.cpus_per_actor, fn_constructor_kwargs={"settings": settings, "threads": threads})
+                     num_cpus=pools.cpus_per_actor, fn_constructor_kwargs={"settings": settings, "threads": threads, "models": models})
         # The cross is a few dictionary copies: it reserves no CPU, so it never waits for
         # the actors that hold them all.
         .flat_map(cross, num_cpus=0)
         .map_batches(DressActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=pools.dress_actors),
                      num_cpus=pools.cpus_per_actor,
-                     fn_constructor_kwargs={"settings": settings, "threads": threads, "garments": ray.put(garments)})
+                     fn_constructor_kwargs={"settings": settings, "threads": threads, "models": models,
+                                            "garments": ray.put(garments)})
     )
     for row in dataset.iter_rows():
         png = row["png"]

@@ -224,6 +224,14 @@ def test_the_throughput_benchmark_writes_a_record(tiny_models_dir, tmp_path):
         bench.parse_engine("ray:2x1")
 
 
+def test_an_actor_that_cannot_start_says_why_in_one_line(ray_cluster, tiny_models_dir, inputs, tmp_path):
+    persons, garments = inputs
+    done = catalogue(persons, garments, "-o", tmp_path / "out", "--models", tiny_models_dir, *FAST,
+                     "--engine", "ray", "--precision", "int8")
+    assert done.exit_code == 3, done.output  # models missing, as the local engine says it
+    assert "on a Ray worker:" in done.output and "has no int8 JPP-Net: run `tryon quantize" in done.output
+
+
 def test_more_actors_than_the_cluster_has_cpus_is_refused(ray_cluster):
     from tryon.runtime.catalogue_ray import Pools, _check_cpus
 
@@ -231,3 +239,17 @@ def test_more_actors_than_the_cluster_has_cpus_is_refused(ray_cluster):
     with pytest.raises(InputError, match="2 parse and 1 dress actors of 1 CPUs each need 3 CPUs; the Ray cluster has 2"):
         _check_cpus(ray_cluster, Pools(2, 1, 1), fixed=True)
     _check_cpus(ray_cluster, Pools(2, 1, 1), fixed=False)  # a cluster that may autoscale: a warning
+
+
+def test_an_actor_on_a_node_with_other_models_refuses_to_start(tiny_models_dir):
+    from tryon.runtime.catalogue import Settings, model_hashes
+    from tryon.runtime.catalogue_ray import DressActor, ParseActor
+
+    settings = Settings(str(tiny_models_dir), "cpu", scales=(1.0,), mirror=False)
+    driver = model_hashes(tiny_models_dir, "fp32")
+    assert ParseActor(settings, 1, driver).tryon is not None
+    other = {**driver, "tom": "0" * 64}
+    with pytest.raises(InputError, match="are not the ones this catalogue runs with"):
+        ParseActor(settings, 1, other)
+    with pytest.raises(InputError, match="give every node the same models folder"):
+        DressActor(settings, 1, other, {})
