@@ -56,14 +56,15 @@ def list_images(folder: Path, what: str) -> list[Path]:
 
 def name_inputs(paths: list[Path], what: str) -> list[Input]:
     """Output names: the stem, and the whole file name for files whose stems collide
-    (x.jpg and x.png become x.jpg and x.png). Names that still collide are refused."""
+    (x.jpg and x.png become x.jpg and x.png). Names that still collide are refused. Case
+    is ignored when comparing: X and x are one name on macOS's and Windows' file systems."""
     by_stem: dict[str, list[Path]] = {}
     for path in paths:
-        by_stem.setdefault(path.stem, []).append(path)
-    inputs = [Input(p, p.stem if len(by_stem[p.stem]) == 1 else p.name) for p in paths]
+        by_stem.setdefault(path.stem.casefold(), []).append(path)
+    inputs = [Input(p, p.stem if len(by_stem[p.stem.casefold()]) == 1 else p.name) for p in paths]
     by_name: dict[str, list[str]] = {}
     for item in inputs:
-        by_name.setdefault(item.name, []).append(item.path.name)
+        by_name.setdefault(item.name.casefold(), []).append(item.path.name)
     clashes = [" and ".join(files) for files in by_name.values() if len(files) > 1]
     if clashes:
         raise InputError(f"{what} files would share an output name: {'; '.join(clashes)}. Rename one of each")
@@ -133,7 +134,7 @@ def _listed_pairs(pairs_file: Path, persons: list[Input], garments: list[Input])
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--pairs {pairs_file}: cannot read it ({exc})") from None
     by_file = [{item.path.name: item for item in inputs} for inputs in (persons, garments)]
-    pairs, unknown = [], []
+    pairs, seen, unknown = [], set(), []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -144,7 +145,8 @@ def _listed_pairs(pairs_file: Path, persons: list[Input], garments: list[Input])
         found = [names.get(name) for names, name in zip(by_file, fields)]
         if None in found:
             unknown.append(f"line {number}: {line.strip()}")
-        elif Pair(*found) not in pairs:
+        elif tuple(fields) not in seen:  # a repeated line renders once
+            seen.add(tuple(fields))
             pairs.append(Pair(*found))
     if unknown:
         raise InputError(f"--pairs {pairs_file} names files that are not in the person and garment folders "

@@ -26,10 +26,10 @@ def touch(folder, *names):
 
 
 def test_colliding_stems_get_their_file_names_and_true_clashes_are_refused(tmp_path):
-    folder = touch(tmp_path / "p", "x.jpg", "x.png", "y.jpg")
-    assert [i.name for i in name_inputs(cat.list_images(folder, "person"), "person")] == ["x.jpg", "x.png", "y"]
+    folder = touch(tmp_path / "p", "X.jpg", "x.png", "y.jpg")
+    assert [i.name for i in name_inputs(cat.list_images(folder, "person"), "person")] == ["X.jpg", "x.png", "y"]
     touch(folder, "x.jpg.png")  # its stem, x.jpg, is the name x.jpg was given
-    with pytest.raises(InputError, match=r"share an output name: x\.jpg and x\.jpg\.png"):
+    with pytest.raises(InputError, match=r"share an output name: X\.jpg and x\.jpg\.png"):
         name_inputs(cat.list_images(folder, "person"), "person")
 
 
