@@ -150,9 +150,11 @@ class SQLiteStore(PersonStore):
     FILE = "persons.sqlite3"
     APPLICATION_ID = 0x7472796F  # "tryo": marks the file as ours
     VERSION = 1
-    SCHEMA = ("CREATE TABLE persons (id TEXT PRIMARY KEY, data BLOB NOT NULL, size INTEGER NOT NULL, "
+    # IF NOT EXISTS: two processes may both find the new file empty; the second to get the
+    # write lock then finds the table made (it failed with "table persons already exists").
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS persons (id TEXT PRIMARY KEY, data BLOB NOT NULL, size INTEGER NOT NULL, "
               "created REAL NOT NULL, used REAL NOT NULL);"
-              "CREATE INDEX persons_used ON persons(used);")
+              "CREATE INDEX IF NOT EXISTS persons_used ON persons(used);")
 
     def __init__(self, folder: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
                  clock: Callable[[], float] = time.time):
