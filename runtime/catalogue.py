@@ -241,6 +241,18 @@ def parse_photo(tryon, photo: Photo, options: ParseOptions):
         return None, f"{what}: {_explained(exc)}"
 
 
+def _explained(exc: Exception) -> str:
+    """A project error's own message; anything else with its kind, as a bug would show.
+    Errors of the machine rather than of the input (models, onnxruntime) go on up: they
+    would fail every pair alike."""
+    from .model_dir import ModelsMissingError
+    from .session import RuntimeSetupError
+
+    if isinstance(exc, (ModelsMissingError, RuntimeSetupError)):
+        raise exc
+    return str(exc) if isinstance(exc, TryonError) else f"unexpected {type(exc).__name__}: {exc}"
+
+
 def dress_batch(tryon, parsed, garments: list[Photo], options: DressOptions) -> list[Outcome]:
     """One Outcome per garment, in order: GMM/TOM over the garments that decode, together."""
     from .images import ImageError, load_rgb
@@ -275,11 +287,6 @@ def dress_batch(tryon, parsed, garments: list[Photo], options: DressOptions) -> 
 
 def failed_batch(garments: list[Photo], reason: str) -> list[Outcome]:
     return [Outcome("failed", reason=reason) for _ in garments]
-
-
-def _explained(exc: Exception) -> str:
-    """A project error's own message; anything else with its kind, as a bug would show."""
-    return str(exc) if isinstance(exc, TryonError) else f"unexpected {type(exc).__name__}: {exc}"
 
 
 def render_local(tryon, batches: list[tuple[Input, list[Input]]], settings: Settings) -> Iterator[tuple[str, str, Outcome]]:
