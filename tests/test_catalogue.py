@@ -253,3 +253,24 @@ def test_an_actor_on_a_node_with_other_models_refuses_to_start(tiny_models_dir):
         ParseActor(settings, 1, other)
     with pytest.raises(InputError, match="give every node the same models folder"):
         DressActor(settings, 1, other, {})
+
+
+def test_an_error_of_the_machine_stops_the_run_and_an_odd_photo_fails_alone():
+    import numpy as np
+
+    from tryon.runtime.images import encode
+    from tryon.runtime.options import ParseOptions
+    from tryon.runtime.session import RuntimeSetupError
+
+    class Pipeline:
+        def __init__(self, error):
+            self.error = error
+
+        def parse(self, *args, **kwargs):
+            raise self.error
+
+    photo = cat.Photo("a.png", encode(np.zeros((32, 32, 3), np.uint8)))
+    with pytest.raises(RuntimeSetupError):
+        cat.parse_photo(Pipeline(RuntimeSetupError("onnxruntime is not installed")), photo, ParseOptions())
+    parsed, why = cat.parse_photo(Pipeline(ZeroDivisionError("odd")), photo, ParseOptions())
+    assert parsed is None and why == "person photo a.png: unexpected ZeroDivisionError: odd"
