@@ -36,7 +36,7 @@ from tryon.runtime.benchmark import BenchSettings, run_benchmark
 from tryon.runtime.cpvton_stage import CpvtonStage
 from tryon.runtime.garments_benchmark import run_garments_benchmark
 from tryon.runtime.model_dir import ModelDir
-from tryon.runtime.parse_stage import ParseResult, check_photo, photo_to_bgr, pose_confidence
+from tryon.runtime.parse_stage import ParseResult, PoseHeatmaps, check_photo, photo_to_bgr, pose_confidence
 from tryon.runtime.tryon import TryOn
 
 
@@ -65,6 +65,7 @@ class TfParseStage:
         timings["tensorflow"] = _ms_since(start)
         start = time.perf_counter()
         keypoints = keypoints_of(heatmaps)
+        heatmaps = PoseHeatmaps.from_array(heatmaps)
         confidence = pose_confidence(heatmaps, keypoints)
         timings["merge"] = _ms_since(start)
         return ParseResult(labels.astype(np.uint8), keypoints, heatmaps, confidence, timings)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
-from tryon.runtime.parse_stage import photo_to_bgr, square_batch
+from tryon.runtime.parse_stage import photo_batch
 from tryon.runtime.session import SessionOptions, create_session
 
 from . import manifest, winograd
@@ -148,7 +148,7 @@ def validation_photo(height: int = 480, width: int = 320) -> np.ndarray:
 
 
 def validation_batch(side: int = VALIDATION_SIDE) -> np.ndarray:
-    return square_batch(photo_to_bgr(validation_photo()), side, mirror=True)
+    return photo_batch(validation_photo(), side, mirror=True)
 
 
 def _run_tensorflow(weights, config, batch):

@@ -11,6 +11,10 @@ All of that is linear or a pure selection, so it is done in the cheapest order: 
 swaps before resizing, the width resize and the mirror sum at the network's row count,
 one matrix product for the height resize of every scale together, and the pose merge on
 the coarse grid of cells where no scale's nearest-neighbour index changes.
+
+Nothing of the photo's size exists in float: the squares are resized from the uint8
+photo, the parsing merge runs in tiles (`merge_parsing`) and the pose heatmaps stay on
+their coarse grid (`PoseHeatmaps`), so a 40 MP photo costs a bounded amount of memory.
 """
 from __future__ import annotations
 
@@ -36,22 +40,55 @@ WINOGRAD = "jppnet_winograd"
 PARSING_MIRROR = np.array(tuple(range(14)) + (15, 14, 17, 16, 19, 18))
 POSE_MIRROR = np.array((5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 15, 14, 13, 12, 11, 10))
 UNSCORED_JOINTS = (0, 1, 4, 5)  # ankles and knees: the seed's confidence ignored them
+# The parsing merge's tiles: the height resize yields 20 float32 logits per pixel for at
+# most TILE_PIXELS pixels at once (80 MB), from the width resize of at most BAND_COLUMNS
+# photo columns (144 network rows x 16384 x 20 floats: 189 MB).
+TILE_PIXELS = 1 << 20
+BAND_COLUMNS = 1 << 14
+
+
+@dataclass
+class PoseHeatmaps:
+    """The merged HxWx16 pose heatmaps, stored once per cell of the grid where they are
+    constant (nearest-neighbour resizing repeats each network cell over a block of
+    pixels): pixel (y, x) holds cells[row_cell[y], col_cell[x]]."""
+    cells: np.ndarray  # (grid rows, grid columns, 16) float32
+    row_cell: np.ndarray  # (H,) grid row of each photo row
+    col_cell: np.ndarray  # (W,) grid column of each photo column
+
+    @classmethod
+    def from_array(cls, heatmaps: np.ndarray) -> "PoseHeatmaps":
+        """Full-resolution HxWx16 heatmaps, each pixel its own cell."""
+        return cls(heatmaps, np.arange(heatmaps.shape[0]), np.arange(heatmaps.shape[1]))
+
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        return len(self.row_cell), len(self.col_cell), self.cells.shape[2]
+
+    def take(self, ys, xs, joints) -> np.ndarray:
+        """What heatmaps[np.ix_(ys, xs, joints)] is on the full-resolution array."""
+        return self.cells[np.ix_(self.row_cell[ys], self.col_cell[xs], joints)]
+
+    def expand(self) -> np.ndarray:
+        """The full-resolution HxWx16 array: 64 bytes a pixel, 2.5 GB for 40 MP."""
+        return self.cells[np.ix_(self.row_cell, self.col_cell)]
 
 
 @dataclass
 class ParseResult:
     labels: np.ndarray  # HxW uint8, LIP labels 0..19
     keypoints: np.ndarray  # (16, 2) int64 (x, y), LIP joint order
-    heatmaps: np.ndarray  # HxWx16 float32, the merged pose heatmaps
+    heatmaps: PoseHeatmaps  # the merged pose heatmaps, HxWx16 on their coarse grid
     confidence: float
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
-def linear_taps(in_size: int, out_size: int):
+def linear_taps(in_size: int, out_size: int, start: int = 0, stop: int | None = None):
     """TF1 bilinear sampling (align_corners=False, half_pixel_centers=False), computed in
-    float32 like TF's kernel: source = dst * in/out, lower/upper neighbours and weight."""
+    float32 like TF's kernel: source = dst * in/out, lower/upper neighbours and weight,
+    for the output positions start..stop-1 (all by default)."""
     scale = np.float32(in_size) / np.float32(out_size)
-    source = np.arange(out_size, dtype=np.float32) * scale
+    source = np.arange(start, out_size if stop is None else stop).astype(np.float32) * scale
     lower = np.floor(source)
     upper = np.minimum(np.ceil(source).astype(np.int64), in_size - 1)
     return lower.astype(np.int64), upper, source - lower
@@ -69,15 +106,20 @@ def photo_to_bgr(rgb: np.ndarray) -> np.ndarray:
     return rgb[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
 
 
-def square_batch(bgr: np.ndarray, side: int, mirror: bool) -> np.ndarray:
-    """One network input: the photo (and its mirror) resized to a side x side square."""
+def photo_batch(rgb: np.ndarray, side: int, mirror: bool) -> np.ndarray:
+    """One network input from the uint8 RGB photo: it (and its mirror) as BGR minus the
+    mean, resized to a side x side square."""
     flips = (False, True) if mirror else (False,)
-    return np.stack([resize_bilinear(bgr, side, side, flip) for flip in flips])
+    return np.stack([resize_bilinear(rgb, side, side, flip, photo_to_bgr) for flip in flips])
 
 
-def resize_bilinear(image: np.ndarray, out_h: int, out_w: int, flip: bool = False) -> np.ndarray:
+def resize_bilinear(image: np.ndarray, out_h: int, out_w: int, flip: bool = False,
+                    convert=lambda samples: samples) -> np.ndarray:
     """TF1 resize_bilinear of an HxWxC float32 array, in TF's arithmetic order (width
-    first, then height). flip=True resizes the horizontal mirror without making it."""
+    first, then height). flip=True resizes the horizontal mirror without making it.
+    Only the pixels the resize reads are gathered and passed through `convert`: with
+    photo_to_bgr, a uint8 photo gives the floats its converted copy would give, without
+    that full-resolution copy."""
     y0, y1, fy = linear_taps(image.shape[0], out_h)
     x0, x1, fx = linear_taps(image.shape[1], out_w)
     if flip:
@@ -85,21 +127,28 @@ def resize_bilinear(image: np.ndarray, out_h: int, out_w: int, flip: bool = Fals
     fx = fx[:, None]
 
     def along_width(rows):
-        left = rows[:, x0]
-        return left + (rows[:, x1] - left) * fx
+        left = convert(image[np.ix_(rows, x0)])
+        return left + (convert(image[np.ix_(rows, x1)]) - left) * fx
 
-    top = along_width(image[y0])
-    return top + (along_width(image[y1]) - top) * fy[:, None, None]
+    top = along_width(y0)
+    return top + (along_width(y1) - top) * fy[:, None, None]
 
 
-def interpolation_matrix(in_size: int, out_size: int) -> np.ndarray:
-    """The (out, in) matrix of one axis of TF1's bilinear resize."""
-    lower, upper, frac = linear_taps(in_size, out_size)
-    matrix = np.zeros((out_size, in_size), dtype=np.float32)
-    rows = np.arange(out_size)
+def interpolation_matrix(in_size: int, out_size: int, start: int = 0, stop: int | None = None) -> np.ndarray:
+    """The (out, in) matrix of one axis of TF1's bilinear resize, or its rows start..stop-1."""
+    lower, upper, frac = linear_taps(in_size, out_size, start, stop)
+    matrix = np.zeros((len(frac), in_size), dtype=np.float32)
+    rows = np.arange(len(frac))
     np.add.at(matrix, (rows, lower), 1 - frac)
     np.add.at(matrix, (rows, upper), frac)
     return matrix
+
+
+def bands(size: int, most: int) -> list[slice]:
+    """0..size-1 in the fewest nearly equal slices of at most `most`: when there are two
+    or more, none is much shorter than most / 2."""
+    count = -(-size // most)
+    return [slice(size * i // count, size * (i + 1) // count) for i in range(count)]
 
 
 def merge_parsing(parsing: list[np.ndarray], height: int, width: int) -> np.ndarray:
@@ -107,20 +156,54 @@ def merge_parsing(parsing: list[np.ndarray], height: int, width: int) -> np.ndar
 
     Bilinear resizing is linear, so the mirrored half is channel-swapped at the network's
     size, resized along the width with the flipped matrix (= resize then flip) and added
-    to the direct half; then one product resizes every scale's rows at once."""
-    halves = parsing[0].shape[0]
-    weight = np.float32(1.0 / (len(parsing) * halves))  # the means over scales and halves
-    row_blocks, col_sums = [], []
-    for logits in parsing:
-        cols = interpolation_matrix(logits.shape[2], width)
-        summed = np.matmul(cols, logits[0])  # (h, W, 20)
-        if halves == 2:
-            summed += np.matmul(cols[::-1], logits[1][..., PARSING_MIRROR])
-        col_sums.append(summed)
-        row_blocks.append(interpolation_matrix(logits.shape[1], height) * weight)
-    stacked = np.concatenate(col_sums).reshape(-1, width * parsing[0].shape[3])
-    merged = np.matmul(np.concatenate(row_blocks, axis=1), stacked)
-    return merged.reshape(height, width, -1).argmax(axis=2).astype(np.uint8)
+    to the direct half; then one product resizes every scale's rows at once.
+
+    The photo is merged in tiles: bands of columns for the width resize, bands of rows in
+    those for the height resize. A band of a product is the product of the operands' bands,
+    each element summing the same terms in the same order, as long as BLAS runs the same
+    kernel; but small products run other kernels that round differently (NumPy's gemv for
+    a single row, OpenBLAS's small-matrix kernels up to M*N*K = 1e6). So a photo that fits
+    one tile is merged in one product as before, and the bands of a larger one stay far
+    from those sizes (M*N*K >= 1.5e9 for the height resize, 5.9e6 for the width resize).
+    tests/test_parse_memory.py holds the tiles to the whole-photo product bit for bit."""
+    labels = np.empty((height, width), np.uint8)
+    for rows, columns, logits in merged_parsing_tiles(parsing, height, width):
+        labels[rows, columns] = logits.argmax(axis=2)
+    return labels
+
+
+def merged_parsing_tiles(parsing: list[np.ndarray], height: int, width: int):
+    """(rows, columns, the merged logits of those photo pixels) for each tile of the photo.
+    The tiles share one buffer (reused, not page-faulted in again): each tile's logits are
+    overwritten by the next."""
+    for columns in bands(width, BAND_COLUMNS):
+        widened = resize_width(parsing, width, columns)
+        row_bands = bands(height, TILE_PIXELS // (columns.stop - columns.start))
+        buffer = np.empty((max(r.stop - r.start for r in row_bands), widened.shape[1]), np.float32)
+        for rows in row_bands:
+            logits = np.matmul(height_matrix(parsing, height, rows), widened, out=buffer[:rows.stop - rows.start])
+            yield rows, columns, logits.reshape(rows.stop - rows.start, columns.stop - columns.start, -1)
+
+
+def resize_width(parsing: list[np.ndarray], width: int, columns: slice) -> np.ndarray:
+    """Every scale's logits resized along the width to the photo's `columns`, the mirrored
+    half added: (network rows of every scale, len(columns) * 20)."""
+    count = columns.stop - columns.start
+    summed = np.empty((sum(p.shape[1] for p in parsing), count, parsing[0].shape[3]), np.float32)
+    for logits, rows in zip(parsing, np.split(summed, np.cumsum([p.shape[1] for p in parsing])[:-1])):
+        np.matmul(interpolation_matrix(logits.shape[2], width, columns.start, columns.stop), logits[0], out=rows)
+        if logits.shape[0] == 2:
+            flipped = interpolation_matrix(logits.shape[2], width, width - columns.stop, width - columns.start)[::-1]
+            rows += np.matmul(flipped, logits[1][..., PARSING_MIRROR])
+    return summed.reshape(len(summed), -1)
+
+
+def height_matrix(parsing: list[np.ndarray], height: int, rows: slice) -> np.ndarray:
+    """The photo rows `rows` of every scale's height resize side by side, each weighted by
+    the means over scales and halves."""
+    weight = np.float32(1.0 / (len(parsing) * parsing[0].shape[0]))
+    return np.concatenate([interpolation_matrix(p.shape[1], height, rows.start, rows.stop) * weight
+                           for p in parsing], axis=1)
 
 
 def _runs(keys: np.ndarray):
@@ -132,12 +215,12 @@ def _runs(keys: np.ndarray):
 
 
 def merge_pose(pose: list[np.ndarray], height: int, width: int):
-    """Per-scale stage-3 heatmaps [B, h, w, 16] -> (merged HxWx16 heatmaps, keypoints (16, 2) x/y).
+    """Per-scale stage-3 heatmaps [B, h, w, 16] -> (merged PoseHeatmaps, keypoints (16, 2) x/y).
 
     Nearest-neighbour resizing repeats source cells, so the merge is computed once per
-    cell of the grid where no scale's (or mirrored scale's) source index changes, then
-    expanded. The first maximum of that grid in row-major order is the first maximum of
-    the full map, which is what argmax over the full map returns."""
+    cell of the grid where no scale's (or mirrored scale's) source index changes. The
+    first maximum of that grid in row-major order is the first maximum of the full map,
+    which is what argmax over the full map returns."""
     rows = np.stack([nearest_index(p.shape[1], height) for p in pose])
     cols = np.stack([nearest_index(p.shape[2], width) for p in pose])
     row_starts, row_run = _runs(rows)
@@ -149,22 +232,22 @@ def merge_pose(pose: list[np.ndarray], height: int, width: int):
         merged = (merged + mirrored) / 2
     peak = merged.reshape(-1, merged.shape[2]).argmax(axis=0)
     keypoints = np.stack([col_starts[peak % len(col_starts)], row_starts[peak // len(col_starts)]], axis=1)
-    return merged[np.ix_(row_run, col_run)], keypoints
+    return PoseHeatmaps(merged, row_run, col_run), keypoints
 
 
-def pose_confidence(heatmaps: np.ndarray, keypoints: np.ndarray) -> float:
+def pose_confidence(heatmaps: PoseHeatmaps, keypoints: np.ndarray) -> float:
     """The seed's confidence with its bugs fixed: for each joint except ankles and knees,
     the mean of the 3x3 heatmap neighbourhood of its peak (9 terms over 9; at the border
     the indices are clipped to the image); the minimum over those joints."""
-    height, width = heatmaps.shape[:2]
+    height, width, joints = heatmaps.shape
     scores = []
-    for joint in range(heatmaps.shape[2]):
+    for joint in range(joints):
         if joint in UNSCORED_JOINTS:
             continue
         x, y = keypoints[joint]
         ys = np.clip(np.arange(y - 1, y + 2), 0, height - 1)
         xs = np.clip(np.arange(x - 1, x + 2), 0, width - 1)
-        scores.append(float(heatmaps[np.ix_(ys, xs, [joint])].mean()))
+        scores.append(float(heatmaps.take(ys, xs, [joint]).mean()))
     return min(scores)
 
 
@@ -224,8 +307,7 @@ class ParseStage:
         height, width = check_photo(rgb).shape[:2]
         timer = Timer()
         with timer("preprocess"):
-            bgr = photo_to_bgr(rgb)
-            batches = [square_batch(bgr, side, self.mirror) for side in self.sides]
+            batches = [photo_batch(rgb, side, self.mirror) for side in self.sides]
         parsing, pose = [], []
         for side, batch in zip(self.sides, batches):
             with timer(f"jppnet_{side}"):

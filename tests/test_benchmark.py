@@ -157,15 +157,15 @@ def test_calibration_runs_one_image_at_a_time_and_sees_what_the_parse_stage_runs
 
     from tryon.export.quantize import PhotoBatches
     from tryon.runtime.images import load_rgb
-    from tryon.runtime.parse_stage import photo_to_bgr, square_batch
+    from tryon.runtime.parse_stage import photo_batch
 
     reader = PhotoBatches([viton_pair[0]], (1.0, 0.5), mirror=True)
     assert len(reader) == 4
     images = [reader.get_next()["image"] for _ in range(4)]
     assert reader.get_next() is None and {i.shape[0] for i in images} == {1}
-    bgr = photo_to_bgr(load_rgb(viton_pair[0]))
+    photo = load_rgb(viton_pair[0])
     for pair, side in zip((images[:2], images[2:]), (384, 192)):
-        np.testing.assert_array_equal(np.concatenate(pair), square_batch(bgr, side, mirror=True))
+        np.testing.assert_array_equal(np.concatenate(pair), photo_batch(photo, side, mirror=True))
     reader.set_range(1, 2)  # the window strided calibration asks for
     np.testing.assert_array_equal(reader.get_next()["image"], images[1])
     assert reader.get_next() is None

@@ -10,8 +10,8 @@ from tryon.export.jppnet_reference import run_reference
 from tryon.export.jppnet_synth import CHECKPOINT_DIR, synthetic_weights, write_synthetic
 from tryon.runtime.model_dir import ModelDir, ModelsMissingError
 from tryon.runtime.parse_stage import (
-    FAST_SCALES, PARSING_MIRROR, POSE_MIRROR, ParseStage, check_photo, interpolation_matrix, merge_parsing,
-    merge_pose, nearest_index, pose_confidence, resize_bilinear,
+    FAST_SCALES, PARSING_MIRROR, POSE_MIRROR, ParseStage, PoseHeatmaps, check_photo, interpolation_matrix,
+    merge_parsing, merge_pose, nearest_index, pose_confidence, resize_bilinear,
 )
 
 SEED = 5
@@ -92,7 +92,7 @@ def test_merges_match_the_evaluate_scripts(height, width, halves):
     labels = merge_parsing(parsing, height, width)
     heatmaps, keypoints = merge_pose(pose, height, width)
     assert labels.dtype == np.uint8 and np.mean(labels == labels_tf) >= 0.9999
-    np.testing.assert_allclose(heatmaps, heat_tf, atol=1e-6)
+    np.testing.assert_allclose(heatmaps.expand(), heat_tf, atol=1e-6)
     flat = heat_tf.reshape(-1, 16).argmax(axis=0)
     np.testing.assert_array_equal(keypoints, np.stack([flat % width, flat // width], axis=1))
 
@@ -111,6 +111,7 @@ def test_mirrored_half_swaps_joints():
     pose[1, 4, 3, 8] = 5  # the neck stays the neck
     heatmaps, keypoints = merge_pose([pose], 48, 64)
     assert heatmaps.shape == (48, 64, 16)
+    heatmaps = heatmaps.expand()
     assert heatmaps[:, :, 0].max() == 0 and heatmaps[:, :, 5].max() == pytest.approx(2.5)
     assert tuple(keypoints[5]) == (64 - 1 - 15, 16)  # mirrored cell 1 covers columns 8..15
     assert tuple(keypoints[8]) == (64 - 1 - 31, 32)
@@ -119,7 +120,7 @@ def test_mirrored_half_swaps_joints():
 def test_keypoints_take_the_first_maximum_like_argmax():
     pose = np.ones((2, 6, 8, 16), np.float32)
     heatmaps, keypoints = merge_pose([pose, np.ones((2, 5, 5, 16), np.float32)], 30, 31)
-    assert (keypoints == 0).all() and np.allclose(heatmaps, 1)
+    assert (keypoints == 0).all() and np.allclose(heatmaps.expand(), 1)
 
 
 def test_confidence_is_the_smallest_3x3_mean_over_the_upper_body_joints():
@@ -129,11 +130,12 @@ def test_confidence_is_the_smallest_3x3_mean_over_the_upper_body_joints():
     heat[10, 10, :] = 1.4  # the peak: mean of the nine = (8 * 0.5 + 1.4) / 9 = 0.6
     heat[9:12, 9:12, 7] = 0.3  # thorax is the weakest of the scored joints
     heat[9:12, 9:12, [0, 1, 4, 5]] = 0.0  # ankles and knees do not count
-    assert pose_confidence(heat, keypoints) == pytest.approx(0.3)
+    heatmaps = PoseHeatmaps.from_array(heat)  # a view: the edits below show through
+    assert pose_confidence(heatmaps, keypoints) == pytest.approx(0.3)
     heat[9:12, 9:12, 7] = 0.5
-    assert pose_confidence(heat, keypoints) == pytest.approx(0.5)
+    assert pose_confidence(heatmaps, keypoints) == pytest.approx(0.5)
     heat[10, 10, 7] = 1.4
-    assert pose_confidence(heat, keypoints) == pytest.approx(0.6)
+    assert pose_confidence(heatmaps, keypoints) == pytest.approx(0.6)
 
 
 def test_confidence_clips_the_neighbourhood_at_the_border():
@@ -141,9 +143,10 @@ def test_confidence_clips_the_neighbourhood_at_the_border():
     heat[0, 0, :] = 0.9
     heat[0, 1, :] = heat[1, 0, :] = heat[1, 1, :] = 0.1
     # Corner (0, 0): rows and columns {0, 0, 1} -> 0.9 four times, 0.1 five times.
-    assert pose_confidence(heat, np.zeros((16, 2), np.int64)) == pytest.approx((4 * 0.9 + 5 * 0.1) / 9)
+    heatmaps = PoseHeatmaps.from_array(heat)
+    assert pose_confidence(heatmaps, np.zeros((16, 2), np.int64)) == pytest.approx((4 * 0.9 + 5 * 0.1) / 9)
     heat[19, 29, :] = 0.9
-    assert pose_confidence(heat, np.tile([[29, 19]], (16, 1))) == pytest.approx(4 * 0.9 / 9)
+    assert pose_confidence(heatmaps, np.tile([[29, 19]], (16, 1))) == pytest.approx(4 * 0.9 / 9)
 
 
 @pytest.mark.parametrize("bad,message", [
@@ -178,8 +181,9 @@ def test_parse_stage_matches_the_tensorflow_reference(models, weights, scales, m
     assert result.labels.shape == (301, 203) and result.heatmaps.shape == (301, 203, 16)
     assert np.mean(result.labels == reference.labels) >= 0.999
     np.testing.assert_array_equal(result.keypoints, reference.keypoints)
-    np.testing.assert_allclose(result.heatmaps, reference.heatmaps, atol=1e-4 * np.abs(reference.heatmaps).max())
-    assert result.confidence == pytest.approx(pose_confidence(reference.heatmaps, reference.keypoints), abs=1e-4)
+    np.testing.assert_allclose(result.heatmaps.expand(), reference.heatmaps, atol=1e-4 * np.abs(reference.heatmaps).max())
+    expected = pose_confidence(PoseHeatmaps.from_array(reference.heatmaps), reference.keypoints)
+    assert result.confidence == pytest.approx(expected, abs=1e-4)
     sides = [f"jppnet_{int(384 * s)}" for s in scales]
     assert list(result.timings_ms) == ["preprocess", *sides, "merge"]
     assert all(ms > 0 for ms in result.timings_ms.values())

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import typer
 
+from ..memory_budget import check_room_for
 from . import common
 from .errors import EXIT_ENVIRONMENT, friendly
 
@@ -25,6 +26,7 @@ def serve(models: Path = common.MODELS,
           max_body_mb: float = typer.Option(20, min=0.001, help="largest request body, MB"),
           provider: str = common.PROVIDER, threads: int = common.THREADS,
           scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION):
+    check_room_for(max_concurrent)  # first: a concurrency the memory cannot hold stops the start
     try:
         import uvicorn
 
