@@ -9,7 +9,7 @@ STAMP := $(VENV)/.installed-stamp
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e ".[cpu,export,serve,dev]"
+	$(BIN)/pip install -q -e ".[cpu,export,serve,ray,dev]"
 	touch $(STAMP)
 
 demo: $(STAMP)

@@ -8,6 +8,7 @@ request: it warns and the request runs as if nothing was cached.
 
 - `MemoryStore`: this process only (tests, `--no-cache`).
 - `SQLiteStore`: a file on this machine, shared safely by several processes (WAL mode).
+- `RedisStore` (person_store_redis.py): a Redis server shared by several hosts.
 """
 from __future__ import annotations
 
@@ -36,10 +37,15 @@ def default_cache_dir() -> Path:
 
 def open_store(location: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
                ttl_s: float = DEFAULT_TTL_S) -> "PersonStore":
-    """The store a location names: "memory" (this process only), or a folder for the SQLite
-    store (default: `default_cache_dir()`)."""
+    """The store a location names: "memory" (this process only), redis://HOST:PORT/DB (a
+    Redis server that several hosts share; its own maxmemory policy caps the size), or a
+    folder for the SQLite store (default: `default_cache_dir()`)."""
     if str(location) == "memory":
         return MemoryStore(max_bytes, ttl_s)
+    from .person_store_redis import RedisStore, is_redis_url
+
+    if is_redis_url(location):
+        return RedisStore(location, max_bytes, ttl_s)
     return SQLiteStore(Path(location) if location is not None else default_cache_dir(), max_bytes, ttl_s)
 
 
@@ -144,9 +150,11 @@ class SQLiteStore(PersonStore):
     FILE = "persons.sqlite3"
     APPLICATION_ID = 0x7472796F  # "tryo": marks the file as ours
     VERSION = 1
-    SCHEMA = ("CREATE TABLE persons (id TEXT PRIMARY KEY, data BLOB NOT NULL, size INTEGER NOT NULL, "
+    # IF NOT EXISTS: two processes may both find the new file empty; the second to get the
+    # write lock then finds the table made (it failed with "table persons already exists").
+    SCHEMA = ("CREATE TABLE IF NOT EXISTS persons (id TEXT PRIMARY KEY, data BLOB NOT NULL, size INTEGER NOT NULL, "
               "created REAL NOT NULL, used REAL NOT NULL);"
-              "CREATE INDEX persons_used ON persons(used);")
+              "CREATE INDEX IF NOT EXISTS persons_used ON persons(used);")
 
     def __init__(self, folder: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
                  clock: Callable[[], float] = time.time):

@@ -53,3 +53,18 @@ def private_cache_home(tmp_path_factory):
     import os
 
     os.environ["XDG_CACHE_HOME"] = str(tmp_path_factory.mktemp("xdg_cache"))
+
+
+@pytest.fixture(scope="session")
+def redis_server(tmp_path_factory):
+    """A real redis-server on a free loopback port for the whole session; skips without one."""
+    import shutil
+
+    from redis_process import INSTALL, RedisServer
+
+    if shutil.which("redis-server") is None:
+        pytest.skip(INSTALL)
+    pytest.importorskip("redis", reason="the redis package is missing: pip install 'tryon-onnx[redis]'")
+    server = RedisServer(tmp_path_factory.mktemp("redis") / "redis.log").start()
+    yield server
+    server.stop()

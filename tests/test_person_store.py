@@ -1,4 +1,4 @@
-"""The person stores: same rules for memory and SQLite; SQLite across processes and broken files."""
+"""The person stores: same rules for memory, SQLite and Redis; SQLite across processes and broken files."""
 import logging
 import multiprocessing
 import sqlite3
@@ -31,13 +31,29 @@ def person(n: int) -> ParsedPerson:
 SIZE = len(person(0).to_bytes())
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "redis"])
 def make_store(request, tmp_path):
+    if request.param == "redis":
+        server = request.getfixturevalue("redis_server")  # skips, saying how, without redis-server
+        server.flush()
+
     def make(**kwargs):
         if request.param == "memory":
             return MemoryStore(**kwargs)
+        if request.param == "redis":
+            from tryon.runtime.person_store_redis import RedisStore
+
+            return RedisStore(server.url, **kwargs)
         return SQLiteStore(tmp_path / "cache", **kwargs)
+    make.kind = request.param
     return make
+
+
+def on_our_clock(make_store):
+    """Tests that move a fake clock: Redis expires and evicts by its own clock and
+    maxmemory policy (test_redis_store.py tests those on a real server)."""
+    if make_store.kind == "redis":
+        pytest.skip("Redis expires entries by its own clock and caps size by its maxmemory policy")
 
 
 def test_a_stored_person_comes_back_whole(make_store):
@@ -61,6 +77,7 @@ def test_delete_and_clear_remove_at_once(make_store):
 
 
 def test_entries_expire_after_the_ttl_even_when_used(make_store):
+    on_our_clock(make_store)
     clock = Clock()
     store = make_store(ttl_s=3600, clock=clock)
     store.put(person(1))
@@ -71,6 +88,7 @@ def test_entries_expire_after_the_ttl_even_when_used(make_store):
 
 
 def test_the_least_recently_used_go_first_past_the_size_cap(make_store):
+    on_our_clock(make_store)
     clock = Clock()
     store = make_store(max_bytes=int(SIZE * 2.5), clock=clock)
     for n in (1, 2):

@@ -1,7 +1,7 @@
 """The `tryon` command: thin verbs over tryon.runtime (and tryon.export for model building)."""
 import typer
 
-from . import bench_cmd, cache_cmd, demo_cmd, info_cmd, models_cmd, run_cmd, serve_cmd
+from . import bench_cmd, cache_cmd, catalogue_cmd, demo_cmd, info_cmd, models_cmd, run_cmd, serve_cmd
 
 app = typer.Typer(
     help="Virtual try-on (JPP-Net + CP-VTON) on ONNX Runtime.\n\n"
@@ -11,5 +11,5 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-for module in (models_cmd, run_cmd, info_cmd, serve_cmd, bench_cmd, demo_cmd, cache_cmd):
+for module in (models_cmd, run_cmd, catalogue_cmd, info_cmd, serve_cmd, bench_cmd, demo_cmd, cache_cmd):
     module.register(app)

@@ -15,13 +15,20 @@ PROVIDER = typer.Option("auto", help="auto, cpu or cuda")
 THREADS = typer.Option(0, help="intra-op threads (0: one per core)")
 SCALES = typer.Option("1.0,0.75,1.25", help="JPP-Net scales of a 384 square, comma-separated")
 MIRROR = typer.Option(True, help="also run JPP-Net on the mirrored photo and merge")
-CACHE = typer.Option(None, "--cache", help="person store: a folder for its SQLite file "
-                                            "[default: ~/.cache/tryon-onnx]")
+CACHE = typer.Option(None, "--cache", "--store", help="person store: a folder for its SQLite file "
+                                                     "[default: ~/.cache/tryon-onnx], or redis://HOST:PORT/DB "
+                                                     "to share parsed persons between hosts")
 NO_CACHE = typer.Option(False, "--no-cache", help="keep parsed persons in memory for this run only")
 CACHE_TTL = typer.Option(24.0, "--cache-ttl-hours", min=0.001,
                          help="hours a parsed person is kept (a person photo is personal data)")
 CACHE_MB = typer.Option(512.0, "--cache-max-mb", min=1, help="size cap of the person store, MB (least "
                                                              "recently used persons go first)")
+# The seed's five predict() flags, for the verbs that take them.
+NEED_PRE = typer.Option(True, help="crop around the pose and resize to 256x192")
+NEED_BRIGHT = typer.Option(False, help="brighten the photo x1.3 first")
+KEEP_BACK = typer.Option(False, help="keep the photo outside the upper-clothes area")
+NEED_DILATE = typer.Option(False, help="soften the keep_back mask")
+CHECK_DIRTY = typer.Option(False, help="refuse photos with arms crossing the torso")
 JPEG_DCT = typer.Option("accurate", help="JPEG decode of person photos: accurate (the seed's PIL/OpenCV "
                                          "decode) or fast (LIP_JPPNet's TensorFlow decode_jpeg, bit for bit)")
 WARP_JPEG = typer.Option(False, help="hand the warped garment to TOM through a quality-75 JPEG, as "
@@ -67,8 +74,13 @@ def save_intermediates(folder: Path, stem: str, result, synthetic: bool) -> Path
     return folder / f"{stem}_sheet.png"
 
 
+def store_location(cache, no_cache: bool, ttl_hours: float, max_mb: float) -> tuple:
+    """The --cache options as person_store.open_store's arguments (location, max_bytes, ttl_s)."""
+    return "memory" if no_cache else cache, int(max_mb * 2**20), ttl_hours * 3600
+
+
 def open_store(cache, no_cache: bool, ttl_hours: float, max_mb: float):
     """The person store the --cache options name."""
     from ..person_store import open_store as open_named
 
-    return open_named("memory" if no_cache else cache, int(max_mb * 2**20), ttl_hours * 3600)
+    return open_named(*store_location(cache, no_cache, ttl_hours, max_mb))

@@ -1,0 +1,211 @@
+"""The Ray engine of `tryon catalogue`: the same batches as the local engine, on Ray Data.
+
+    persons --map_batches(ParseActor pool)--> parsed persons
+            --flat_map(cross with the garments)--> dress batches (one person, <= DRESS_BATCH garments)
+            --map_batches(DressActor pool)--> one row per pair: status, image (PNG bytes)
+            --> this process writes the images and the ledger (tryon.runtime.catalogue.record)
+
+Each actor loads the models once and runs ONNX Runtime with as many threads as it holds
+CPUs. The photos travel through Ray's object store (the garments once, put there by this
+process), and the images come back the same way: the worker nodes need the models folder
+but no shared file system. Only this module imports ray (the [ray] extra).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from .catalogue import (Input, Outcome, Photo, Settings, dress_batch, failed_batch, model_hashes, parse_photo,
+                        read_photo)
+from .errors import InputError, TryonError
+
+
+class RayMissingError(TryonError, RuntimeError):
+    """--engine ray without the [ray] extra."""
+
+
+def import_ray():
+    try:
+        import ray
+        import ray.data
+    except ImportError as exc:
+        raise RayMissingError(f"--engine ray needs Ray ({exc.name} missing): pip install 'tryon-onnx[ray]'") from None
+    return ray
+
+
+@dataclass(frozen=True)
+class Pools:
+    parse_actors: int = 1  # JPP-Net replicas (the heavy step)
+    dress_actors: int = 1  # GMM/TOM replicas
+    cpus_per_actor: int = 1  # CPUs each actor reserves, and its ONNX Runtime threads
+
+    def __post_init__(self):
+        if min(self.parse_actors, self.dress_actors, self.cpus_per_actor) < 1:
+            raise ValueError(f"actor counts and CPUs per actor must be >= 1, got {self}")
+
+
+def build_checked(settings: Settings, threads: int, models: dict):
+    """The actor's pipeline, after checking that its node has the models the driver records
+    in the ledger (a node with other files would write other images under the same hashes)."""
+    import socket
+
+    found = model_hashes(settings.models, settings.precision)
+    if found != models:
+        raise InputError(f"the models in {settings.models} on node {socket.gethostname()} are not the ones "
+                         f"this catalogue runs with ({found} != {models}): give every node the same models folder")
+    return settings.build(threads)
+
+
+class ParseActor:
+    """Holds one pipeline; parses one person photo per call."""
+
+    def __init__(self, settings: Settings, threads: int, models: dict):
+        self.settings = settings
+        self.tryon = build_checked(settings, threads, models)
+
+    def __call__(self, batch: dict) -> dict:
+        rows = {"person": [], "parsed": [], "error": [], "parse_ms": [], "batches": []}
+        for name, data, error, batches in zip(batch["person"], batch["photo"], batch["error"], batch["batches"]):
+            parsed, why = parse_photo(self.tryon, Photo(name, bytes(data) or None, error), self.settings.parse)
+            rows["person"].append(name)
+            rows["parsed"].append(parsed.to_bytes() if parsed is not None else b"")
+            rows["error"].append(why)
+            # to_bytes keeps no timings: the parse's travel beside it, for the ledger
+            rows["parse_ms"].append(json.dumps(parsed.timings_ms if parsed is not None else {}))
+            rows["batches"].append(batches)
+        return rows
+
+
+def cross(row: dict) -> list[dict]:
+    """A parsed person, once per dress batch of its garments."""
+    return [{"person": row["person"], "parsed": row["parsed"], "error": row["error"], "parse_ms": row["parse_ms"],
+             "garments": json.dumps(garments)} for garments in json.loads(row["batches"])]
+
+
+class DressActor:
+    """Holds one pipeline and every garment's bytes; dresses one batch per call."""
+
+    def __init__(self, settings: Settings, threads: int, models: dict, garments):
+        from .parsed_person import ParsedPerson
+
+        self.settings = settings
+        self.tryon = build_checked(settings, threads, models)
+        import ray  # after the check, which needs no Ray
+
+        self.garments: dict[str, Photo] = ray.get(garments) if isinstance(garments, ray.ObjectRef) else garments
+        self.from_bytes = ParsedPerson.from_bytes
+
+    def __call__(self, batch: dict) -> dict:
+        rows = {key: [] for key in ("person", "garment", "status", "confidence", "reason", "timings", "png")}
+        for person, parsed, error, garments, parse_ms in zip(batch["person"], batch["parsed"], batch["error"],
+                                                             batch["garments"], batch["parse_ms"]):
+            photos = [self.garments[name] for name in json.loads(garments)]
+            if error:
+                outcomes = failed_batch(photos, error)
+            else:
+                parsed = self.from_bytes(bytes(parsed))
+                parsed.timings_ms = json.loads(parse_ms)
+                outcomes = dress_batch(self.tryon, parsed, photos, self.settings.dress)
+            for photo, outcome in zip(photos, outcomes):
+                rows["person"].append(person)
+                rows["garment"].append(photo.name)
+                rows["status"].append(outcome.status)
+                rows["confidence"].append(outcome.confidence)
+                rows["reason"].append(outcome.reason)
+                rows["timings"].append(json.dumps(outcome.timings_ms))
+                rows["png"].append(outcome.png or b"")
+        return rows
+
+
+def render_ray(settings: Settings, batches: list[tuple[Input, list[Input]]], pools: Pools = Pools(),
+               address: str | None = None) -> Iterator[tuple[str, str, Outcome]]:
+    """Run the batches on Ray Data; yields (person file name, garment file name, outcome) as
+    pairs finish, in any order. Joins the Ray cluster this process is already part of, or
+    the one at `address`, or starts one on this machine (shut down again at the end)."""
+    ray = import_ray()
+    if not batches:
+        return
+    started = not ray.is_initialized()
+    if started:
+        ray.init(address=address, logging_level=logging.WARNING, include_dashboard=False)
+    try:
+        _check_cpus(ray, pools, fixed=started and address is None)
+        yield from _run(ray, settings, batches, pools)
+    except ray.exceptions.RayError as exc:
+        raise _tryon_cause(exc) or exc
+    finally:
+        if started:
+            ray.shutdown()
+
+
+def _tryon_cause(error: Exception) -> TryonError | None:
+    """Ray reports an actor that could not start (models missing on a node, another
+    precision's graph absent) as the text of its traceback; a tryon error at its end is
+    made again, so that the command answers with its one line and exit code."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    for line in reversed([line.strip() for line in text.splitlines() if line.strip()]):
+        name, _, message = line.partition(": ")
+        module, _, kind = name.rpartition(".")
+        if not module.startswith("tryon."):
+            continue
+        try:
+            found = getattr(importlib.import_module(module), kind)
+        except (ImportError, AttributeError):
+            return None
+        if isinstance(found, type) and issubclass(found, TryonError):
+            return found(f"on a Ray worker: {message}")
+        return None
+    return None
+
+
+def _check_cpus(ray, pools: Pools, fixed: bool):
+    """Every actor holds its CPUs for the whole run: a cluster with fewer would wait for
+    ever. A cluster started here cannot grow, so that is refused; another may autoscale."""
+    need = (pools.parse_actors + pools.dress_actors) * pools.cpus_per_actor
+    have = ray.cluster_resources().get("CPU", 0)
+    if need <= have:
+        return
+    message = (f"{pools.parse_actors} parse and {pools.dress_actors} dress actors of {pools.cpus_per_actor} "
+               f"CPUs each need {need:g} CPUs; the Ray cluster has {have:g}")
+    if fixed:
+        raise InputError(f"{message}: ask for fewer (--parse-actors, --dress-actors, --cpus-per-actor)")
+    logging.getLogger("tryon.catalogue").warning("%s: waiting for it to grow (autoscaling)", message)
+
+
+def _run(ray, settings: Settings, batches, pools: Pools):
+    context = ray.data.DataContext.get_current()
+    context.enable_progress_bars = False  # the CLI shows its own, per pair
+    logging.getLogger("ray.data").setLevel(logging.WARNING)  # not a log line per operator start and end
+    persons: dict[Input, list[list[str]]] = {}
+    garments: dict[str, Photo] = {}
+    for person, chunk in batches:
+        persons.setdefault(person, []).append([g.path.name for g in chunk])
+        for garment in chunk:
+            if garment.path.name not in garments:
+                garments[garment.path.name] = read_photo(garment)
+    rows = []
+    for person, chunks in persons.items():
+        photo = read_photo(person)
+        rows.append({"person": photo.name, "photo": photo.data or b"", "error": photo.error,
+                     "batches": json.dumps(chunks)})
+    threads, models = pools.cpus_per_actor, model_hashes(settings.models, settings.precision)
+    dataset = (
+        ray.data.from_items(rows, override_num_blocks=len(rows))
+        .map_batches(ParseActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=pools.parse_actors),
+                     num_cpus=pools.cpus_per_actor, fn_constructor_kwargs={"settings": settings, "threads": threads, "models": models})
+        # The cross is a few dictionary copies: it reserves no CPU, so it never waits for
+        # the actors that hold them all.
+        .flat_map(cross, num_cpus=0)
+        .map_batches(DressActor, batch_size=1, compute=ray.data.ActorPoolStrategy(size=pools.dress_actors),
+                     num_cpus=pools.cpus_per_actor,
+                     fn_constructor_kwargs={"settings": settings, "threads": threads, "models": models,
+                                            "garments": ray.put(garments)})
+    )
+    for row in dataset.iter_rows():
+        png = row["png"]
+        yield row["person"], row["garment"], Outcome(row["status"], float(row["confidence"]), row["reason"],
+                                                     json.loads(row["timings"]), bytes(png) if len(png) else None)

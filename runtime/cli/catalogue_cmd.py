@@ -1,0 +1,117 @@
+"""catalogue: every model photo in every garment, here or on a Ray cluster, resumable."""
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import typer
+
+from ..catalogue import LEDGER
+from . import common
+from .errors import EXIT_ENVIRONMENT, friendly
+
+EXIT_INCOMPLETE = 1
+ENGINES = ("local", "ray")
+
+
+def register(app: typer.Typer):
+    app.command(help="Render a catalogue: every person photo in PERSONS_DIR dressed in every garment in "
+                     "GARMENTS_DIR (or the pairs listed in --pairs), each person parsed once and its "
+                     "garments dressed in batches.\n\n"
+                     f"Writes OUT/<person>/<garment>.png and a ledger OUT/{LEDGER} (one line per pair: "
+                     "status, confidence, reason, timings, the models' sha256). A rerun skips the pairs the "
+                     "ledger shows done with the same models and settings; a bad photo is recorded and the "
+                     "run goes on; the exit code is 1 when any pair has no image.\n\n"
+                     "Examples:\n\n"
+                     "  tryon catalogue models/ garments/ -o catalogue/\n\n"
+                     "  tryon catalogue models/ garments/ -o catalogue/ --pairs pairs.txt   (lines: PERSON GARMENT)\n\n"
+                     "  tryon catalogue models/ garments/ -o catalogue/ --engine ray --parse-actors 3\n\n"
+                     "  tryon catalogue models/ garments/ -o catalogue/ --engine ray --address HEAD:6379")(catalogue)
+
+
+@friendly
+def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (model) photos"),
+              garments_dir: Path = typer.Argument(..., help="folder of garment photos"),
+              out: Path = typer.Option(..., "-o", "--out", help="output folder (images and the ledger)"),
+              pairs: Path = typer.Option(None, help="text file of 'PERSON GARMENT' lines (file names in the two "
+                                                    "folders) instead of every combination"),
+              engine: str = typer.Option("local", help="local (this process) or ray (Ray Data actor pools)"),
+              address: str = typer.Option(None, help="Ray cluster to join (--engine ray) [default: start one "
+                                                     "on this machine]"),
+              parse_actors: int = typer.Option(1, min=1, help="JPP-Net actors (--engine ray)"),
+              dress_actors: int = typer.Option(1, min=1, help="GMM/TOM actors (--engine ray)"),
+              cpus_per_actor: int = typer.Option(1, min=1, help="CPUs each actor reserves, and its ONNX Runtime "
+                                                                "threads (--engine ray)"),
+              need_pre: bool = common.NEED_PRE, need_bright: bool = common.NEED_BRIGHT,
+              keep_back: bool = common.KEEP_BACK, need_dilate: bool = common.NEED_DILATE,
+              check_dirty: bool = common.CHECK_DIRTY, jpeg_dct: str = common.JPEG_DCT,
+              warp_jpeg: bool = common.WARP_JPEG,
+              cache: str = common.CACHE, no_cache: bool = common.NO_CACHE, cache_ttl_hours: float = common.CACHE_TTL,
+              cache_max_mb: float = common.CACHE_MB,
+              models: Path = common.MODELS, provider: str = common.PROVIDER, threads: int = common.THREADS,
+              scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION):
+    from ..catalogue import Catalogue, Ledger, Settings, batch_pairs, pair_index, record, render_local
+    from ..model_dir import ModelDir
+    from ..options import DressOptions, ParseOptions
+
+    if engine not in ENGINES:
+        raise ValueError(f"--engine {engine!r}: choose local or ray")
+    parse_options = ParseOptions(need_pre, need_bright, check_dirty, jpeg_dct)
+    dress_options = DressOptions(keep_back, need_dilate, warp_jpeg)
+    settings = Settings(str(models), provider, threads, common.parse_scales(scales), mirror, precision,
+                        parse_options, dress_options,
+                        common.store_location(cache, no_cache, cache_ttl_hours, cache_max_mb))
+    identity = settings.identity()  # reads the manifest: a missing models folder stops here
+    plan = Catalogue.plan(persons_dir, garments_dir, out, pairs)
+    with Ledger(out) as ledger:
+        batches = plan.batches(ledger.done(plan, identity))
+        todo = batch_pairs(batches)
+        typer.echo(f"{len(plan.pairs)} pairs; {len(plan.pairs) - todo} done before, {todo} to render "
+                   f"({engine} engine)", err=True)
+        if not batches:
+            results = []
+        elif engine == "local":
+            results = render_local(settings.build(), batches, settings)
+        else:
+            results = _ray_results(settings, batches, address, parse_actors, dress_actors, cpus_per_actor)
+        index, start = pair_index(plan), time.perf_counter()
+        with typer.progressbar(length=todo, label="catalogue", hidden=todo == 0) as bar:
+            for person, garment, outcome in results:
+                record(out, ledger, index, person, garment, outcome, identity, engine)
+                bar.update(1)
+        elapsed = time.perf_counter() - start
+    if any(ModelDir.open(models).synthetic(name) for name in ("gmm", "tom")):
+        typer.secho(common.SYNTHETIC_NOTE, fg="yellow", err=True)
+    if not _summary(plan, Ledger(out), identity, todo, elapsed):
+        raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _ray_results(settings, batches, address, parse_actors, dress_actors, cpus_per_actor):
+    from ..catalogue_ray import Pools, RayMissingError, import_ray, render_ray
+
+    try:
+        import_ray()
+    except RayMissingError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(EXIT_ENVIRONMENT) from None
+    return render_ray(settings, batches, Pools(parse_actors, dress_actors, cpus_per_actor), address)
+
+
+def _summary(plan, ledger, identity, rendered: int, elapsed: float) -> bool:
+    """Print the catalogue's state; True when every pair has its image."""
+    from ..catalogue import summarize
+
+    by_status = summarize(plan, ledger, identity)
+    count = {status: len(lines) for status, lines in by_status.items()}
+    written = count.get("ok", 0) + count.get("low_confidence", 0)
+    rate = f" ({rendered / elapsed * 60:.1f} pairs/min)" if rendered and elapsed > 0 else ""
+    typer.echo(f"{plan.out}: {len(plan.pairs)} pairs, {written} images "
+               f"({count.get('low_confidence', 0)} below confidence 0.1), {count.get('refused', 0)} refused, "
+               f"{count.get('failed', 0)} failed" + (f", {count['pending']} not rendered" if count.get("pending") else "")
+               + f"; this run rendered {rendered} in {elapsed:.1f} s{rate}; ledger {plan.out / LEDGER}")
+    problems = by_status.get("refused", []) + by_status.get("failed", [])
+    for line in problems[:10]:
+        typer.secho(f"  {line['status']}: {line['person']} x {line['garment']}: {line['reason']}", fg="yellow", err=True)
+    if len(problems) > 10:
+        typer.secho(f"  ... and {len(problems) - 10} more (see the ledger)", fg="yellow", err=True)
+    return written == len(plan.pairs)

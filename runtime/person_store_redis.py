@@ -1,0 +1,144 @@
+"""A person store in Redis, for several hosts (or Ray replicas) that share parsed persons.
+
+The rules of `person_store.PersonStore`, kept the Redis way:
+
+- TTL: each person is SET with an expiry of `ttl_s` when it is parsed; reading it does not
+  extend it, and Redis removes it on time by its own clock.
+- Size: the cap is the Redis server's: its `maxmemory` and `maxmemory-policy` (set
+  `allkeys-lru` or `volatile-lru` for least-recently-used eviction). `max_bytes` is not
+  enforced here; `info()` reports the server's settings beside it.
+- `delete` removes a person at once; `clear` removes this store's keys only (SCAN + DEL on
+  its prefix), never the rest of the database.
+- Redis down or failing: the call answers as if nothing was cached, with one warning per
+  outage; the store tries the server again `retry_s` seconds later, and says when it is back.
+
+Needs the `redis` package (extra `[redis]`); imported when a store is made, not before.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from typing import Callable
+from urllib.parse import urlsplit, urlunsplit
+
+from .parsed_person import ParsedPerson, StoredPersonError
+from .person_store import DEFAULT_MAX_BYTES, DEFAULT_TTL_S, PersonStore
+from .session import RuntimeSetupError
+
+log = logging.getLogger("tryon.store")
+SCHEMES = ("redis", "rediss")
+
+
+def is_redis_url(location) -> bool:
+    return isinstance(location, str) and location.split("://", 1)[0] in SCHEMES and "://" in location
+
+
+def redacted(url: str) -> str:
+    """The URL without its password, for logs and info()."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname + (f":{parts.port}" if parts.port else "")
+    user = f"{parts.username}:***@" if parts.username else ":***@"
+    return urlunsplit(parts._replace(netloc=user + host))
+
+
+class RedisStore(PersonStore):
+    kind = "redis"
+    PREFIX = "tryon:person:"
+
+    def __init__(self, url: str, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
+                 clock: Callable[[], float] = time.time, retry_s: float = 30.0, timeout_s: float = 2.0,
+                 prefix: str = PREFIX):
+        super().__init__(max_bytes, ttl_s, clock)
+        try:
+            import redis
+        except ImportError:
+            raise RuntimeSetupError(f"the person store {redacted(url)} needs the redis package: "
+                                    "pip install 'tryon-onnx[redis]'") from None
+        try:
+            self._client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
+        except ValueError as exc:
+            raise ValueError(f"person store {redacted(url)}: {exc}; expected redis://HOST:PORT/DB") from None
+        self._errors = (redis.RedisError, OSError)
+        self.url = redacted(url)
+        self.prefix = prefix
+        self.retry_s = retry_s
+        self.down = ""  # why the server cannot be used now, when it cannot
+        self._retry_at = 0.0
+        self._lock = threading.Lock()
+
+    # -- the interface ------------------------------------------------------------------
+
+    def get(self, person_id):
+        data = self._call(lambda r: r.get(self.prefix + person_id), None)
+        if data is None:
+            return None
+        try:
+            return ParsedPerson.from_bytes(data)
+        except StoredPersonError:  # written by another version: as good as missing
+            self.delete(person_id)
+            return None
+
+    def put(self, parsed):
+        data = parsed.to_bytes()
+        self._call(lambda r: r.set(self.prefix + parsed.id, data, px=max(1, int(self.ttl_s * 1000))), None)
+
+    def delete(self, person_id):
+        return bool(self._call(lambda r: r.delete(self.prefix + person_id), 0))
+
+    def clear(self):
+        def remove_all(r):
+            removed = 0
+            batch = []
+            for key in r.scan_iter(match=self._pattern(), count=500):
+                batch.append(key)
+                if len(batch) == 500:
+                    removed += r.delete(*batch)
+                    batch = []
+            return removed + (r.delete(*batch) if batch else 0)
+        return self._call(remove_all, 0)
+
+    def info(self):
+        def read(r):
+            keys = list(r.scan_iter(match=self._pattern(), count=500))
+            pipe = r.pipeline(transaction=False)
+            for key in keys:
+                pipe.strlen(key)
+            stored = sum(pipe.execute()) if keys else 0
+            memory = r.info("memory")
+            return {"persons": len(keys), "bytes": stored,
+                    "server_maxmemory": memory.get("maxmemory"), "server_maxmemory_policy": memory.get("maxmemory_policy"),
+                    "server_used_memory": memory.get("used_memory")}
+        found = self._call(read, {"persons": 0, "bytes": 0})
+        return {**super().info(), "url": self.url, **found, "down": self.down,
+                "size_cap": "the Redis server's maxmemory and maxmemory-policy"}
+
+    # -- the server ---------------------------------------------------------------------
+
+    def _pattern(self) -> str:
+        return self.prefix.replace("[", "\\[").replace("*", "\\*").replace("?", "\\?") + "*"
+
+    def _call(self, command, fallback):
+        """Run `command(client)`. While the server is down, answer `fallback` without asking
+        it until `retry_s` has passed since the last failure."""
+        with self._lock:
+            if self.down and time.monotonic() < self._retry_at:
+                return fallback
+        try:
+            answer = command(self._client)
+        except self._errors as exc:
+            with self._lock:
+                first = not self.down
+                self.down = f"{type(exc).__name__}: {exc}"
+                self._retry_at = time.monotonic() + self.retry_s
+            if first:
+                log.warning("person store %s cannot be reached (%s): parsed persons are not cached; requests "
+                            "still run, and the store tries again every %.0f s", self.url, self.down, self.retry_s)
+            return fallback
+        with self._lock:
+            if self.down:
+                log.warning("person store %s is back (was: %s)", self.url, self.down)
+                self.down = ""
+        return answer
