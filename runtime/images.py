@@ -55,7 +55,10 @@ def check_header(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS)
         size = header_size(data, kind)
     except ImageError as exc:
         raise ImageError(f"{what}: {exc}") from None
-    if size is not None and size[0] * size[1] > max_pixels:
+    if size is None:  # no size, no pixel limit: refused rather than decoded blind
+        raise ImageError(f"{what}: the {kind.upper()} data has no frame header giving its size "
+                         "(corrupt or truncated)")
+    if size[0] * size[1] > max_pixels:
         raise TooManyPixels(f"{what}: {size[0]}x{size[1]} pixels is over the limit of {max_pixels:,} pixels")
     return kind
 
@@ -133,7 +136,9 @@ def _jpeg_size(data: bytes) -> tuple[int, int] | None:
     i = 2
     while i + 9 < len(data):
         if data[i] != 0xFF:
-            i += 1
+            i = data.find(b"\xff", i)  # skip garbage between markers at C speed
+            if i < 0:
+                break
             continue
         marker = data[i + 1]
         if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7 or marker == 0xFF:

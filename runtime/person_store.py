@@ -62,6 +62,11 @@ class PersonStore:
     def put(self, parsed: ParsedPerson) -> None:
         raise NotImplementedError
 
+    def stored_at(self, person_id: str) -> float | None:
+        """When the person was stored (it expires `ttl_s` later), or None when it is not there.
+        Does not count as a use."""
+        raise NotImplementedError
+
     def delete(self, person_id: str) -> bool:
         """True when the person was there."""
         raise NotImplementedError
@@ -113,6 +118,13 @@ class MemoryStore(PersonStore):
         total = sum(len(data) for _, data in self._entries.values())
         while total > self.max_bytes and self._entries:
             total -= len(self._entries.popitem(last=False)[1][1])
+
+    def stored_at(self, person_id):
+        with self._lock:
+            entry = self._entries.get(person_id)
+        if entry is None or self.clock() >= self.expires_at(entry[0]):
+            return None
+        return entry[0]
 
     def delete(self, person_id):
         with self._lock:
@@ -170,6 +182,11 @@ class SQLiteStore(PersonStore):
     def put(self, parsed):
         data = parsed.to_bytes()
         self._call(lambda db: self._insert(db, parsed.id, data), None)
+
+    def stored_at(self, person_id):
+        row = self._call(lambda db: db.execute("SELECT created FROM persons WHERE id = ? AND created > ?",
+                                               (person_id, self.clock() - self.ttl_s)).fetchone(), None)
+        return row[0] if row else None
 
     def delete(self, person_id):
         return self._call(lambda db: db.execute("DELETE FROM persons WHERE id = ?", (person_id,)).rowcount > 0,
