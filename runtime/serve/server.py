@@ -82,17 +82,24 @@ class GuardedH11Protocol(H11Protocol):
 
     limits = Connections()
     _head_timer = None
+    _refused = False
 
     def connection_made(self, transport):
         super().connection_made(transport)
         if len(self.connections) > self.limits.max_connections:
             log.warning("refused a connection: %d are open (--max-connections)", self.limits.max_connections)
+            self._refused = True
             transport.write(_busy_response(self.limits.max_connections))
-            transport.close()
+            # Half-close and drain for a moment: closing with the request unread would reset the
+            # connection, and the client would see the reset instead of the 503.
+            transport.write_eof()
+            self.loop.call_later(1.0, transport.close)
             return
         self._watch_head()
 
     def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
         super().data_received(data)
         self._watch_head()
 
