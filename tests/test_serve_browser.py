@@ -1,7 +1,6 @@
 """The /web page in headless Chromium against a real `tryon serve` process on loopback, on the
 full-size models: the photo is parsed once, then each garment click is a round trip of well
 under a second, measured in the page. /docs renders from the server alone."""
-import json
 import urllib.error
 import urllib.request
 from pathlib import Path

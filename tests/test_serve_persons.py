@@ -4,7 +4,7 @@ In-process on the tiny models; JPP-Net runs are counted on the parse stage's ses
 """
 import base64
 import warnings
-from datetime import datetime, timezone
+from datetime import datetime
 
 import numpy as np
 import pytest
