@@ -390,7 +390,7 @@ def serve_command(*args: str, port: int | None = None) -> subprocess.CompletedPr
     from serve_process import free_port
 
     code = "import sys; from tryon.runtime.cli import app; sys.exit(app())"
-    return subprocess.run([sys.executable, "-c", code, "serve", "--port", str(port or free_port()), *args],
+    return subprocess.run([sys.executable, "-c", code, "serve", "--port", str(port or free_port()), "--no-cache", *args],
                           capture_output=True, text=True, timeout=120)
 
 

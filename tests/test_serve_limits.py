@@ -3,14 +3,20 @@ items 5, 6, 7): stalled and dribbled uploads, idle connections, the connection c
 abandoned requests, clients that leave mid-upload. Raw sockets, bounded in count and time."""
 import json
 import socket
+import threading
 import time
 import urllib.request
+from pathlib import Path
 
 import pytest
 
-from serve_process import FAST, serve_process
+from serve_process import FAST, Server, free_port, serve_process
 from tryon.runtime.examples import EXAMPLE_PERSON
 from tryon.runtime.images import decode, encode
+from tryon.runtime.person_store import MemoryStore
+from tryon.runtime.serve import create_app
+from tryon.runtime.serve.server import Connections, listen, make_server
+from tryon.runtime.tryon import TryOn
 
 MAX_CONNECTIONS = 12
 LIMITS = ("--read-timeout", "1", "--upload-timeout", "3", "--keep-alive", "1",
@@ -112,25 +118,65 @@ def multipart_person(data: bytes) -> tuple[bytes, str]:
     return body, f"multipart/form-data; boundary={boundary}"
 
 
-def test_requests_whose_clients_left_are_dropped_not_computed(server):
-    rgb = decode(EXAMPLE_PERSON.read_bytes())
-    sockets = []
-    for n in range(6):
-        rgb[0, 0] = (n, 99, 99)  # six photos no store has seen: each would need a parse
-        body, content_type = multipart_person(encode(rgb, ".png"))
-        sock = connect(server)
-        sock.sendall(head(server, "/v1/persons", len(body), content_type) + body)
-        sockets.append(sock)
-    deadline = time.monotonic() + 30
-    while healthz(server)["in_flight"] < 4 and time.monotonic() < deadline:  # one parsing, the rest queued
-        time.sleep(0.05)
-    for sock in sockets:
-        sock.close()  # abandoned while queued: nobody will read the answers
-    deadline = time.monotonic() + 60
-    while healthz(server)["in_flight"] and time.monotonic() < deadline:
-        time.sleep(0.2)
-    dropped = server.log.read_text().count("waited for its turn; dropped")
-    assert dropped >= 3, server.log.read_text()[-3000:]
+class HeldParse(TryOn):
+    """The real pipeline whose parse waits for the test: the one inference slot stays busy
+    while other requests queue behind it."""
+
+    def __init__(self, tryon):
+        super().__init__(tryon.parse_stage, tryon.cpvton, tryon.models, tryon.jppnet_graph, MemoryStore())
+        self.entered, self.release, self.parses = threading.Event(), threading.Event(), 0
+
+    def parse(self, *args, **kwargs):
+        self.parses += 1
+        self.entered.set()
+        assert self.release.wait(30)
+        return super().parse(*args, **kwargs)
+
+
+def wait_until(condition, timeout_s: float = 30):
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.02)
+
+
+def test_requests_whose_clients_left_are_dropped_not_computed(tiny_models_dir):
+    """In-process (uvicorn in a thread) so that the test holds the slot for as long as it needs."""
+    held = HeldParse(TryOn.from_dir(tiny_models_dir, provider="cpu", scales=(1.0,), mirror=False))
+    app = create_app(held, max_concurrent=1, queue=8)
+    port = free_port()
+    server = make_server(app, Connections(), log_level="warning")
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [listen("127.0.0.1", port)]})
+    thread.start()
+    url = Server(f"http://127.0.0.1:{port}", 0, Path("-"))
+    try:
+        wait_until(lambda: server.started)
+        gate = app.state.service.gate
+        rgb = decode(EXAMPLE_PERSON.read_bytes())
+        sockets = []
+        for n in range(6):
+            rgb[0, 0] = (n, 99, 99)  # six photos no store has seen: each would need a parse
+            body, content_type = multipart_person(encode(rgb, ".png"))
+            sock = connect(url)
+            sock.sendall(head(url, "/v1/persons", len(body), content_type) + body)
+            sockets.append(sock)
+            if n == 0:
+                assert held.entered.wait(30)  # the first holds the slot
+        wait_until(lambda: gate.admitted == 6)  # the other five wait in the queue
+        for sock in sockets[1:]:
+            sock.close()  # abandoned: nobody will read those answers
+        time.sleep(0.5)  # the server sees the connections close
+        held.release.set()
+        answer = read_all(sockets[0])
+        wait_until(lambda: gate.admitted == 0)
+        assert answer.startswith(b"HTTP/1.1 201"), answer[:300]
+        assert held.parses == 1 and gate.dropped == 5
+    finally:
+        held.release.set()
+        server.should_exit = True
+        thread.join(30)
+        for sock in sockets:
+            sock.close()
 
 
 def test_a_client_leaving_mid_upload_is_one_log_line(server):

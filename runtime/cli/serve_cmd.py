@@ -61,13 +61,13 @@ def serve(models: Path = common.MODELS,
     origins = tuple(normal_origin(origin) for origin in allowed_origin)
     parsed_scales = common.parse_scales(scales)
     garments = Gallery.load(gallery)
-    store = common.open_store(cache, no_cache, cache_ttl_hours, cache_max_mb)
     try:
         sock = listen(host, port)
     except CannotListen as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(EXIT_CANNOT_LISTEN) from None
     with sock:
+        store = common.open_store(cache, no_cache, cache_ttl_hours, cache_max_mb)
         # Loaded before serving: a broken models folder stops the start, not the first request.
         tryon = TryOn.from_dir(models, provider=provider, threads=threads, scales=parsed_scales, mirror=mirror,
                                precision=precision, store=store)

@@ -141,22 +141,47 @@ class InferenceGate:
         self._seconds = 1.0  # a recent inference's duration, for Retry-After
 
     async def run(self, request, fn, *args):
-        """`fn(*args)` in a worker thread once a slot is free; `request` (a Starlette
-        request, or None) is checked for a disconnect before the work starts."""
+        """`fn(*args)` in a worker thread once a slot is free. While it waits, `request` (a
+        Starlette request whose body has been read, or None) is watched: when its client
+        disconnects, the wait ends with ClientGone and the queue place is free at once."""
         if self.admitted >= self.max_concurrent + self.queue:
             raise Overloaded(self.retry_after(), self.admitted)
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.max_concurrent)
         self.admitted += 1
         try:
-            async with self._limiter:
-                if request is not None and await request.is_disconnected():
-                    self.dropped += 1
-                    raise ClientGone(f"{request.method} {request.url.path}: the client went away while "
-                                     "the request waited for its turn; dropped")
+            await self._acquire(request)
+            try:
                 return await anyio.to_thread.run_sync(self._timed, fn, *args)
+            finally:
+                self._limiter.release()
         finally:
             self.admitted -= 1
+
+    async def _acquire(self, request) -> None:
+        if request is None:
+            return await self._limiter.acquire()
+        acquired = gone = False
+        async with anyio.create_task_group() as group:
+            async def watch():
+                # uvicorn answers receive() with http.disconnect once the connection is lost
+                # (and only reads the socket while someone waits here).
+                nonlocal gone
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+                gone = True
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch)
+            await self._limiter.acquire()
+            acquired = True
+            group.cancel_scope.cancel()
+        if gone:
+            if acquired:
+                self._limiter.release()
+            self.dropped += 1
+            raise ClientGone(f"{request.method} {request.url.path}: the client went away while the request "
+                             "waited for its turn; dropped")
 
     def _timed(self, fn, *args):
         start = time.perf_counter()
