@@ -67,7 +67,10 @@ def check_header(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS)
         size = header_size(data, kind)
     except ImageError as exc:
         raise ImageError(f"{what}: {exc}") from None
-    if size is not None and size[0] * size[1] > max_pixels:
+    if size is None:  # no size, no pixel limit: refused rather than decoded blind
+        raise ImageError(f"{what}: the {kind.upper()} data has no frame header giving its size "
+                         "(corrupt or truncated)")
+    if size[0] * size[1] > max_pixels:
         raise TooManyPixels(f"{what}: {size[0]}x{size[1]} pixels is over the limit of {max_pixels:,} pixels")
     return kind
 
@@ -246,8 +249,13 @@ def _jpeg_segments(data: bytes):
     """(marker, payload) of each segment before the first scan, where headers and metadata live."""
     i = 2
     while i + 4 <= len(data):
+        if data[i] != 0xFF:
+            i = data.find(b"\xff", i)  # skip stray bytes between segments at C speed
+            if i < 0:
+                return
+            continue
         marker = data[i + 1]
-        if data[i] != 0xFF or marker == 0xFF:  # stray bytes and fill bytes
+        if marker == 0xFF:  # fill bytes
             i += 1
             continue
         if marker in (0xDA, 0xD9):  # start of scan, end of image

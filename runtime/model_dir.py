@@ -1,17 +1,35 @@
-"""Finds the exported models and reads what manifest.json says about them."""
+"""Finds the exported models, reads what manifest.json says about them, and checks that
+each file is the one the export recorded.
+
+`ModelDir.file(name)` is the one way the runtime gets a model's path, so every loader
+(`tryon run`, `tryon serve`, `tryon bench`) refuses a file that was changed, swapped or
+damaged since the export: its size and sha256 must match the manifest. Hashing the
+full-size JPP-Net costs about a second, so a verified file's size, mtime and inode are
+remembered in `<models>/.verified.json` and a file whose stat has not changed since is
+not hashed again.
+"""
 from __future__ import annotations
 
+import hashlib
 import json
+import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import TryonError
 
 MODEL_FILES = {"jppnet": "jppnet.onnx", "gmm": "gmm.onnx", "tom": "tom.onnx"}
+VERIFIED = ".verified.json"
+SHAPE = '{"models": {"<name>": {"file": "<name>.onnx", "sha256": "...", ...}}}'
 
 
 class ModelsMissingError(TryonError, FileNotFoundError):
     """Exported ONNX files are not where they were looked for."""
+
+
+class ModelMismatchError(ModelsMissingError):
+    """A model file is not the one manifest.json recorded at export."""
 
 
 @dataclass(frozen=True)
@@ -29,12 +47,16 @@ class ModelDir:
             )
         try:
             manifest = json.loads(manifest_path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ModelsMissingError(f"{manifest_path} is not valid JSON ({exc}); re-run `tryon export`") from exc
+        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+            raise ModelsMissingError(f"{manifest_path} is not valid JSON ({exc}); re-run `tryon export`") from None
+        problem = _structure_problem(manifest)
+        if problem:
+            raise ModelsMissingError(f"{manifest_path} is not a tryon manifest ({problem}; expected {SHAPE}): "
+                                     "re-run `tryon export`")
         return cls(path, manifest)
 
     def entry(self, name: str) -> dict:
-        entry = self.manifest.get("models", {}).get(name)
+        entry = self.manifest["models"].get(name)
         if entry is None:
             raise ModelsMissingError(
                 f"{self.path} has no {name} model in manifest.json: run `tryon export` first"
@@ -42,13 +64,16 @@ class ModelDir:
         return entry
 
     def file(self, name: str) -> Path:
-        path = self.path / self.entry(name)["file"]
+        """The model's path, after checking it is the file the export recorded."""
+        entry = self.entry(name)
+        path = self.path / entry["file"]
         if not path.is_file():
             raise ModelsMissingError(f"{path} is listed in manifest.json but missing: re-run `tryon export`")
+        _verify(path, entry)
         return path
 
     def has(self, name: str) -> bool:
-        return name in self.manifest.get("models", {})
+        return name in self.manifest["models"]
 
     def synthetic(self, name: str) -> bool:
         return bool(self.entry(name).get("source", {}).get("synthetic", False))
@@ -56,4 +81,76 @@ class ModelDir:
     @property
     def family(self) -> str:
         """CP-VTON family of the exported GMM/TOM: 'grayxu' (20-channel agnostic) or 'cpvton' (22)."""
-        return self.entry("gmm")["family"]
+        family = self.entry("gmm").get("family")
+        if family not in ("grayxu", "cpvton"):
+            raise ModelsMissingError(f"{self.path}/manifest.json gives gmm no family (grayxu or cpvton), got "
+                                     f"{family!r}: re-run `tryon export`")
+        return family
+
+
+def _structure_problem(manifest) -> str:
+    """What makes `manifest` unusable, or "" when nothing does."""
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
+        return f"no \"models\" object at the top (found {type(manifest).__name__})"
+    for name, entry in manifest["models"].items():
+        if not isinstance(entry, dict):
+            return f"models.{name} is a {type(entry).__name__}, not an object"
+        file = entry.get("file")
+        if not isinstance(file, str) or not file or Path(file).name != file:
+            return f"models.{name}.file must be a file name in the models folder, got {file!r}"
+        for key, kind in (("source", dict), ("sha256", str), ("bytes", int), ("family", str)):
+            if key in entry and not isinstance(entry[key], kind):
+                return f"models.{name}.{key} must be {kind.__name__}, got {type(entry[key]).__name__}"
+    return ""
+
+
+def _verify(path: Path, entry: dict) -> None:
+    """Refuse a file whose size or sha256 differs from its manifest entry (entries without a
+    hash, written by hand, are taken as they are)."""
+    expected = entry.get("sha256")
+    if not expected:
+        return
+    stat = path.stat()
+    if "bytes" in entry and stat.st_size != entry["bytes"]:
+        raise ModelMismatchError(f"{path} is {stat.st_size:,} bytes but manifest.json recorded {entry['bytes']:,}: "
+                                 "it was changed, swapped or damaged after export; re-run `tryon export`")
+    seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino, "sha256": expected}
+    verified = _read_verified(path.parent)
+    if verified.get(path.name) == seen:
+        return
+    actual = _sha256(path)
+    if actual != expected:
+        raise ModelMismatchError(f"{path} does not match manifest.json (sha256 {actual[:12]}..., recorded "
+                                 f"{expected[:12]}...): it was changed, swapped or damaged after export; "
+                                 "re-run `tryon export`")
+    _write_verified(path.parent, {**verified, path.name: seen})
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _read_verified(folder: Path) -> dict:
+    try:
+        verified = json.loads((folder / VERIFIED).read_text())
+    except (OSError, ValueError):
+        return {}
+    return verified if isinstance(verified, dict) else {}
+
+
+def _write_verified(folder: Path, verified: dict) -> None:
+    """Best effort: a read-only models folder only means hashing again at the next load."""
+    try:
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=VERIFIED + ".")
+    except OSError:
+        return
+    try:
+        with os.fdopen(fd, "w") as out:
+            json.dump(verified, out)
+        os.replace(tmp, folder / VERIFIED)
+    except OSError:
+        Path(tmp).unlink(missing_ok=True)

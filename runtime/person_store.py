@@ -63,9 +63,29 @@ class PersonStore:
         self.clock = clock
 
     def get(self, person_id: str) -> ParsedPerson | None:
-        raise NotImplementedError
+        """The person, or None (never stored, expired, evicted, or written by another version)."""
+        data = self._read(person_id)
+        if data is None:
+            return None
+        try:
+            return ParsedPerson.from_bytes(data)
+        except StoredPersonError:  # as good as missing
+            self.delete(person_id)
+            return None
 
     def put(self, parsed: ParsedPerson) -> None:
+        self._write(parsed.id, parsed.to_bytes())
+
+    def _read(self, person_id: str) -> bytes | None:
+        """The stored bytes of a live entry, counted as a use."""
+        raise NotImplementedError
+
+    def _write(self, person_id: str, data: bytes) -> None:
+        raise NotImplementedError
+
+    def stored_at(self, person_id: str) -> float | None:
+        """When the person was stored (it expires `ttl_s` later), or None when it is not there.
+        Does not count as a use."""
         raise NotImplementedError
 
     def delete(self, person_id: str) -> bool:
@@ -94,7 +114,7 @@ class MemoryStore(PersonStore):
         self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, person_id):
+    def _read(self, person_id):
         with self._lock:
             entry = self._entries.get(person_id)
             if entry is None:
@@ -103,13 +123,12 @@ class MemoryStore(PersonStore):
                 del self._entries[person_id]
                 return None
             self._entries.move_to_end(person_id)
-        return ParsedPerson.from_bytes(entry[1])
+            return entry[1]
 
-    def put(self, parsed):
-        data = parsed.to_bytes()
+    def _write(self, person_id, data):
         with self._lock:
-            self._entries[parsed.id] = (self.clock(), data)
-            self._entries.move_to_end(parsed.id)
+            self._entries[person_id] = (self.clock(), data)
+            self._entries.move_to_end(person_id)
             self._evict()
 
     def _evict(self):
@@ -119,6 +138,13 @@ class MemoryStore(PersonStore):
         total = sum(len(data) for _, data in self._entries.values())
         while total > self.max_bytes and self._entries:
             total -= len(self._entries.popitem(last=False)[1][1])
+
+    def stored_at(self, person_id):
+        with self._lock:
+            entry = self._entries.get(person_id)
+        if entry is None or self.clock() >= self.expires_at(entry[0]):
+            return None
+        return entry[0]
 
     def delete(self, person_id):
         with self._lock:
@@ -165,19 +191,16 @@ class SQLiteStore(PersonStore):
 
     # -- the interface ------------------------------------------------------------------
 
-    def get(self, person_id):
-        row = self._call(lambda db: self._touch(db, person_id), None)
-        if row is None:
-            return None
-        try:
-            return ParsedPerson.from_bytes(row)
-        except StoredPersonError:  # written by another version: as good as missing
-            self.delete(person_id)
-            return None
+    def _read(self, person_id):
+        return self._call(lambda db: self._touch(db, person_id), None)
 
-    def put(self, parsed):
-        data = parsed.to_bytes()
-        self._call(lambda db: self._insert(db, parsed.id, data), None)
+    def _write(self, person_id, data):
+        self._call(lambda db: self._insert(db, person_id, data), None)
+
+    def stored_at(self, person_id):
+        row = self._call(lambda db: db.execute("SELECT created FROM persons WHERE id = ? AND created > ?",
+                                               (person_id, self.clock() - self.ttl_s)).fetchone(), None)
+        return row[0] if row else None
 
     def delete(self, person_id):
         return self._call(lambda db: db.execute("DELETE FROM persons WHERE id = ?", (person_id,)).rowcount > 0,

@@ -22,7 +22,6 @@ import time
 from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from .parsed_person import ParsedPerson, StoredPersonError
 from .person_store import DEFAULT_MAX_BYTES, DEFAULT_TTL_S, PersonStore
 from .session import RuntimeSetupError
 
@@ -71,19 +70,16 @@ class RedisStore(PersonStore):
 
     # -- the interface ------------------------------------------------------------------
 
-    def get(self, person_id):
-        data = self._call(lambda r: r.get(self.prefix + person_id), None)
-        if data is None:
-            return None
-        try:
-            return ParsedPerson.from_bytes(data)
-        except StoredPersonError:  # written by another version: as good as missing
-            self.delete(person_id)
-            return None
+    def _read(self, person_id):
+        return self._call(lambda r: r.get(self.prefix + person_id), None)
 
-    def put(self, parsed):
-        data = parsed.to_bytes()
-        self._call(lambda r: r.set(self.prefix + parsed.id, data, px=max(1, int(self.ttl_s * 1000))), None)
+    def _write(self, person_id, data):
+        self._call(lambda r: r.set(self.prefix + person_id, data, px=max(1, int(self.ttl_s * 1000))), None)
+
+    def stored_at(self, person_id):
+        """From the time the entry has left: Redis set it to expire `ttl_s` after the put."""
+        left_ms = self._call(lambda r: r.pttl(self.prefix + person_id), -2)
+        return None if left_ms < 0 else self.clock() - (self.ttl_s - left_ms / 1000)
 
     def delete(self, person_id):
         return bool(self._call(lambda r: r.delete(self.prefix + person_id), 0))

@@ -1,8 +1,11 @@
-"""Shared fixtures: tiny synthetic models exported once per test session.
+"""Shared fixtures: tiny synthetic models exported once per test session, and the full-size
+ones for the tests that need the published network sizes.
 
 The reduced JPP-Net is the same graph code at 1/8 width and fewer blocks, so the whole
-pipeline runs in seconds; full-size models are exercised by the slow parity tests.
+pipeline runs in seconds; full-size models are exercised by the slow tests.
 """
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -68,3 +71,31 @@ def redis_server(tmp_path_factory):
     server = RedisServer(tmp_path_factory.mktemp("redis") / "redis.log").start()
     yield server
     server.stop()
+
+
+@dataclass(frozen=True)
+class FullModels:
+    checkpoints: Path
+    jppnet_checkpoint: Path  # the TF1 checkpoint folder (JPPNet-s2)
+    models: Path  # jppnet.onnx, jppnet.winograd.onnx, gmm.onnx, tom.onnx, manifest.json
+    jppnet_write_s: float  # how long writing the synthetic JPP-Net checkpoint took
+
+
+@pytest.fixture(scope="session")
+def full_models(tmp_path_factory) -> FullModels:
+    """The published network sizes with synthetic weights (seed 0), written and exported once
+    per session for every slow test that needs them: 3-7 min on 2 cores."""
+    from tryon.export import cpvton_synth, jppnet_synth
+    from tryon.export.export_models import export_all
+    from tryon.export.jppnet_graph import FULL
+    from tryon.export.sources import mark_untrained
+
+    folder = tmp_path_factory.mktemp("full_size")
+    checkpoints = folder / "checkpoints"
+    mark_untrained(checkpoints)
+    start = time.perf_counter()
+    written = jppnet_synth.write_synthetic(checkpoints, seed=0, config=FULL, formats=("ckpt",))
+    write_s = time.perf_counter() - start
+    cpvton_synth.write_synthetic(checkpoints, "grayxu", seed=0)
+    export_all(checkpoints, folder / "models")
+    return FullModels(checkpoints, written["jppnet_ckpt"], folder / "models", write_s)

@@ -1,5 +1,4 @@
 """tf2onnx export of JPP-Net, its validation against TensorFlow and its manifest entry."""
-import time
 from collections import Counter
 
 import numpy as np
@@ -132,22 +131,21 @@ def test_keypoint_comparison_is_per_image_and_joint():
 
 
 @pytest.mark.slow
-def test_full_size_export_matches_tensorflow(tmp_path):
+def test_full_size_export_matches_tensorflow(full_models):
     """The published network size: synthetic checkpoint -> tf2onnx -> one 384 scale with
-    the mirror through ParseStage, against the TensorFlow reference."""
-    start = time.perf_counter()
-    written = write_synthetic(tmp_path / "checkpoints", seed=0, config=FULL, formats=("ckpt",))
-    write_s = time.perf_counter() - start
-    entry = export_jppnet(written["jppnet_ckpt"], tmp_path / "models")
+    the mirror through ParseStage, against the TensorFlow reference. The export is the
+    session's shared full-size one (conftest.full_models)."""
+    entry = manifest.load(full_models.models)["models"]["jppnet"]
     assert entry["variant"] == "full" and entry["source"]["synthetic"] and entry["validation"]["passed"]
     assert entry["bytes"] > 488e6 and entry["source"]["format"] == "ckpt"
-    winograd = manifest.load(tmp_path / "models")["models"]["jppnet_winograd"]
+    winograd = manifest.load(full_models.models)["models"]["jppnet_winograd"]
     assert winograd["validation"]["passed"] and winograd["winograd_convolutions"] == 27
     photo = validation_photo(301, 203)
-    result = ParseStage.from_dir(tmp_path / "models", scales=(1.0,), mirror=True).run(photo)
-    reference = run_reference(load_weights(written["jppnet_ckpt"]), photo, FULL, scales=(1.0,), mirror=True)
+    result = ParseStage.from_dir(full_models.models, scales=(1.0,), mirror=True).run(photo)
+    reference = run_reference(load_weights(full_models.jppnet_checkpoint), photo, FULL, scales=(1.0,), mirror=True)
     assert np.mean(result.labels == reference.labels) >= 0.999
     np.testing.assert_array_equal(result.keypoints, reference.keypoints)
     np.testing.assert_allclose(result.heatmaps.expand(), reference.heatmaps, atol=1e-4 * np.abs(reference.heatmaps).max())
+    write_s = full_models.jppnet_write_s
     assert write_s < 60, f"writing the full synthetic checkpoint took {write_s:.0f} s"
     print(f"full size: write {write_s:.1f} s, validation {entry['validation']}, parse timings {result.timings_ms}")

@@ -87,6 +87,21 @@ def test_entries_expire_after_the_ttl_even_when_used(make_store):
     assert store.get("id0001") is None
 
 
+def test_stored_at_is_the_time_of_the_put_until_the_person_expires(make_store):
+    on_our_clock(make_store)
+    clock = Clock()
+    store = make_store(ttl_s=3600, clock=clock)
+    parsed_at = clock.now
+    store.put(person(1))
+    clock.now += 10
+    assert store.stored_at("id0001") == parsed_at and store.stored_at("unknown") is None
+    assert store.expires_at(store.stored_at("id0001")) == parsed_at + 3600
+    clock.now = parsed_at + 3600
+    assert store.stored_at("id0001") is None
+    store.put(person(2))
+    assert store.delete("id0002") and store.stored_at("id0002") is None
+
+
 def test_the_least_recently_used_go_first_past_the_size_cap(make_store):
     on_our_clock(make_store)
     clock = Clock()

@@ -26,10 +26,12 @@ def test_open_store_names_redis_and_the_entries_live_ttl_from_the_put(redis_url)
 
     store = open_store(redis_url, ttl_s=1.5)
     assert type(store).__name__ == "RedisStore"
+    before = time.time()
     store.put(person(1))
     client = redis.Redis.from_url(redis_url)
     key = store.prefix + "id0001"
     assert 0 < client.pttl(key) <= 1500
+    assert before - 0.05 <= store.stored_at("id0001") <= time.time() + 0.05  # the put, from the time left
     time.sleep(0.5)
     assert store.get("id0001") is not None
     assert client.pttl(key) <= 1000  # reading did not extend it

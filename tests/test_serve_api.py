@@ -1,11 +1,17 @@
-"""The HTTP service in-process: every route, every refusal, and the overload path.
+"""The HTTP service in-process: the one-call routes, every refusal, Host and Origin, /docs,
+the overload path, and the start-up failures.
 
 Responses come from the real pipeline on the tiny exported models; only the overload test
-wraps predict, to hold the single inference slot busy while a second request arrives.
+holds dress, to keep the single inference slot busy while a second request arrives.
 """
 import base64
 import json
 import struct
+import asyncio
+import os
+import re
+import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -18,7 +24,9 @@ import numpy as np
 import pytest
 
 from tryon.runtime.images import decode, encode
-from tryon.runtime.serve import create_app
+from tryon.runtime.person_store import MemoryStore
+from tryon.runtime.serve import create_app, limits
+from tryon.runtime.serve.limits import Limits
 from tryon.runtime.serve.seed_route import SEED_FLAGS
 from tryon.runtime.tryon import TryOn
 from tryon.runtime.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
@@ -53,9 +61,17 @@ def tiny_tryon(tiny_models_dir):
 def client(tiny_tryon, tmp_path_factory):
     gallery = tmp_path_factory.mktemp("gallery")
     cv2.imwrite(str(gallery / "Red Shirt.jpg"), np.full((256, 192, 3), (0, 0, 200), np.uint8))
-    app = create_app(tiny_tryon, gallery=[gallery], max_body_bytes=2 * 2**20)
-    with TestClient(app) as client:
+    app = create_app(tiny_tryon, gallery=[gallery], limits=Limits(max_body_bytes=2 * 2**20))
+    with TestClient(app, base_url="http://localhost") as client:
         yield client
+
+
+def unseen_photo() -> bytes:
+    """The example photo with one pixel changed: a photo no store has parsed yet."""
+    unseen_photo.count = getattr(unseen_photo, "count", 0) + 1
+    rgb = decode(PERSON)
+    rgb[0, 0] = (unseen_photo.count % 256, unseen_photo.count // 256, 7)
+    return encode(rgb, ".png")
 
 
 def assert_refused(response, status: int, *words: str):
@@ -149,7 +165,8 @@ def test_tryon_json_with_a_gallery_garment_and_flags(client, tiny_tryon):
     response = client.post("/v1/tryon", files={"person": ("p.jpg", PERSON)}, data=form)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"confidence", "ok", "reason", "timings_ms", "image_png_base64", "synthetic"}
+    assert set(body) == {"confidence", "ok", "reason", "timings_ms", "image_png_base64", "synthetic", "person_id"}
+    assert body["person_id"] == tiny_tryon.parse(PERSON, need_pre=False, need_bright=True).id
     garment = decode(client.get("/v1/garments/red-shirt.png").content)
     assert garment[128, 96].tolist() == pytest.approx([200, 0, 0], abs=3)  # the added JPEG
     expected = tiny_tryon.predict(PERSON, garment, **flags)
@@ -158,7 +175,7 @@ def test_tryon_json_with_a_gallery_garment_and_flags(client, tiny_tryon):
 
 
 @pytest.mark.parametrize("files, data, status, words", [
-    ({}, {"garment": "garment_tshirt"}, 422, ["person: Field required"]),
+    ({}, {"garment": "garment_tshirt"}, 422, ["give a person", "person_id", "POST /v1/persons"]),
     ({"person": ("p.jpg", PERSON)}, {}, 422, ["give a garment", "/v1/garments"]),
     ({"person": ("p.jpg", PERSON), "cloth": ("c.png", CLOTH)}, {"garment": "garment_tshirt"}, 422, ["not both"]),
     ({"person": ("p.jpg", PERSON)}, {"garment": "nope"}, 422, ["'nope'", "garment_tshirt"]),
@@ -175,7 +192,7 @@ def test_tryon_refuses_bad_input_with_a_reason(client, files, data, status, word
 
 
 def test_tryon_refuses_what_is_not_a_form(client):
-    assert_refused(client.post("/v1/tryon", json={"person": b64(PERSON)}), 422, "person: Field required")
+    assert_refused(client.post("/v1/tryon", json={"person": b64(PERSON)}), 422, "give a person")
     response = client.post("/v1/tryon", content=b"--x\r\ngarbage", headers={"content-type": "multipart/form-data; boundary=x"})
     assert 400 <= response.status_code < 500 and isinstance(response.json()["detail"], str)
     big = {"person": ("p.jpg", bytes(3 * 2**20))}
@@ -223,26 +240,23 @@ def test_openapi_documents_the_routes_and_the_seed_differences(client):
 
 # --- overload --------------------------------------------------------------------------------
 
-class HeldPredict:
-    """The real pipeline behind a gate the test opens: holds the one slot busy on demand."""
+class HeldTryOn(TryOn):
+    """The real pipeline whose dress waits for the test: holds the one slot busy on demand."""
 
     def __init__(self, tryon):
-        self.tryon = tryon
+        super().__init__(tryon.parse_stage, tryon.cpvton, tryon.models, tryon.jppnet_graph, MemoryStore())
         self.entered = threading.Event()
         self.release = threading.Event()
 
-    def __getattr__(self, name):
-        return getattr(self.tryon, name)
-
-    def predict(self, *args, **kwargs):
+    def dress(self, *args, **kwargs):
         self.entered.set()
         assert self.release.wait(30)
-        return self.tryon.predict(*args, **kwargs)
+        return super().dress(*args, **kwargs)
 
 
 def test_beyond_the_queue_the_answer_is_503_with_retry_after(tiny_tryon):
-    held = HeldPredict(tiny_tryon)
-    with TestClient(create_app(held, max_concurrent=1, queue=0)) as client:
+    held = HeldTryOn(tiny_tryon)
+    with TestClient(create_app(held, max_concurrent=1, queue=0), base_url="http://localhost") as client:
         first: dict = {}
         request = dict(files={"person": ("p.jpg", PERSON)}, data={"garment": "garment_tshirt"})
         worker = threading.Thread(target=lambda: first.update(response=client.post("/v1/tryon", **request)))
@@ -255,6 +269,7 @@ def test_beyond_the_queue_the_answer_is_503_with_retry_after(tiny_tryon):
             assert int(busy.headers["retry-after"]) >= 1
             assert_refused(client.post("/cloth", json={"image_person": b64(PERSON), "image_cloth": b64(CLOTH)}),
                            503, "busy")
+            assert_refused(client.post("/v1/persons", files={"person": ("p.jpg", PERSON)}), 503, "busy")
         finally:
             held.release.set()
             worker.join(60)
@@ -263,26 +278,175 @@ def test_beyond_the_queue_the_answer_is_503_with_retry_after(tiny_tryon):
         assert_still_answers(client)
 
 
-# --- start-up ----------------------------------------------------------------------------------
+# --- hostile bodies (issue 12: items 4, 8) -----------------------------------------------------
 
-def serve_command(*args: str) -> subprocess.CompletedProcess:
+@pytest.mark.parametrize("body, words", [
+    (b"[" * 100_000 + b"]" * 100_000, ["nested too deeply"]),
+    (b'{"image_person": ' + b"9" * 5000 + b"}", ["4300 digits"]),
+    (b'{"image_person": 1e999999}', ["image_person must be a base64 string"]),
+])
+def test_cloth_refuses_json_that_python_cannot_hold(client, body, words):
+    response = client.post("/cloth", content=body)
+    assert 400 <= response.status_code < 500, response.text
+    assert_refused(response, response.status_code, *words)
+
+
+def test_a_jpeg_without_a_size_is_refused_and_headers_are_read_off_the_event_loop(client, monkeypatch):
+    on_loop = []
+    check_header = limits.check_header
+
+    def watched(*args):
+        try:
+            asyncio.get_running_loop()
+            on_loop.append(True)  # called from a coroutine: the event loop thread
+        except RuntimeError:
+            on_loop.append(False)
+        return check_header(*args)
+
+    monkeypatch.setattr(limits, "check_header", watched)
+    headerless = b"\xff\xd8\xff\xe0" + bytes(3 * 2**19)  # 1.5 MB, no frame header: no size to check
+    response = client.post("/v1/tryon", files={"person": ("p.jpg", headerless)}, data={"garment": "garment_tshirt"})
+    assert_refused(response, 422, "person photo", "no frame header")
+    assert on_loop == [False]
+
+
+# --- Host and Origin (issue 12: item 10) -------------------------------------------------------
+
+def counting_jppnet(tryon):
+    from test_parse_dress import CountingSession
+
+    counting = CountingSession(tryon.parse_stage.session)
+    tryon.parse_stage.session = counting
+    return counting
+
+
+@pytest.mark.parametrize("headers, status, words", [
+    ({"host": "evil.example"}, 400, ["'evil.example'", "--allowed-host"]),
+    ({"host": "rebound.example:8000"}, 400, ["not a name this server answers to"]),
+    ({"origin": "http://evil.example", "content-type": "text/plain"}, 403, ["http://evil.example",
+                                                                           "--allowed-origin"]),
+    ({"origin": "null"}, 403, ["from this server"]),
+])
+def test_other_hosts_and_other_sites_pages_are_refused_before_any_work(client, tiny_tryon, headers, status, words):
+    counting = counting_jppnet(tiny_tryon)
+    try:
+        body = json.dumps({"image_person": b64(unseen_photo()), "image_cloth": b64(CLOTH)})
+        assert_refused(client.post("/cloth", content=body, headers=headers), status, *words)
+    finally:
+        tiny_tryon.parse_stage.session = counting.session
+    assert counting.runs == 0
+
+
+@pytest.mark.parametrize("headers", [
+    {"host": "127.0.0.1:8000"}, {"host": "[::1]:8000"}, {"host": "localhost:8000", "origin": "http://localhost:8000"},
+])
+def test_ip_addresses_localhost_and_the_servers_own_page_pass(client, headers):
+    assert client.get("/healthz", headers=headers).status_code == 200
+
+
+def test_an_allowed_origin_gets_cors_and_an_allowed_host_passes(tiny_tryon):
+    app = create_app(tiny_tryon, allowed_hosts=("localhost", "tryon.example"), allowed_origins=("https://shop.example",))
+    with TestClient(app, base_url="http://tryon.example") as client:
+        preflight = client.options("/v1/tryon", headers={"origin": "https://shop.example",
+                                                         "access-control-request-method": "POST"})
+        assert preflight.status_code == 200
+        assert preflight.headers["access-control-allow-origin"] == "https://shop.example"
+        response = client.get("/v1/garments", headers={"origin": "https://shop.example"})
+        assert response.status_code == 200 and response.headers["access-control-allow-origin"] == "https://shop.example"
+        assert_refused(client.get("/v1/garments", headers={"origin": "https://other.example"}), 403, "other.example")
+
+
+# --- gallery, page, health, docs -------------------------------------------------------------
+
+def test_docs_load_nothing_from_elsewhere(client):
+    page = client.get("/docs")
+    assert page.status_code == 200
+    references = re.findall(r"""(?:src|href)=["']([^"']+)""", page.text) + re.findall(r"url: '([^']+)'", page.text)
+    assert len(references) >= 4, page.text
+    for reference in references:
+        assert reference.startswith("/") and not reference.startswith("//"), reference
+        assert client.get(reference).status_code == 200, reference
+    assert "http://" not in page.text and "https://" not in page.text
+    redoc = client.get("/redoc").text
+    assert "https://" not in redoc and "fonts.googleapis" not in redoc
+
+
+def test_openapi_declares_every_refusal_as_a_detail_string(client):
+    spec = client.get("/openapi.json").json()
+    assert spec["components"]["schemas"]["Problem"]["properties"]["detail"]["type"] == "string"
+    assert "HTTPValidationError" not in spec["components"]["schemas"]
+    for path, methods in spec["paths"].items():
+        for method, operation in methods.items():
+            for status, answer in operation["responses"].items():
+                if status.startswith(("4", "5")):
+                    assert answer["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Problem"}
+    for path in ("/cloth", "/v1/tryon", "/v1/persons", "/v1/persons/{person_id}/tryon"):
+        assert {"400", "403", "408", "413", "415", "422", "503"} <= set(spec["paths"][path]["post"]["responses"]), path
+
+
+# --- start-up (issue 12: items 12, 13, 14) ---------------------------------------------------------
+
+def serve_command(*args: str, port: int | None = None) -> subprocess.CompletedProcess:
+    from serve_process import free_port
+
     code = "import sys; from tryon.runtime.cli import app; sys.exit(app())"
-    return subprocess.run([sys.executable, "-c", code, "serve", "--port", "1", *args],
+    return subprocess.run([sys.executable, "-c", code, "serve", "--port", str(port or free_port()), "--no-cache", *args],
                           capture_output=True, text=True, timeout=120)
 
 
+def assert_one_line(done: subprocess.CompletedProcess, code: int, *words: str):
+    assert done.returncode == code, done.stderr
+    assert done.stderr.strip().count("\n") == 0 and "Traceback" not in done.stderr, done.stderr
+    for word in words:
+        assert word in done.stderr, done.stderr
+
+
+def copied_models(tiny_models_dir: Path, folder: Path) -> Path:
+    folder.mkdir()
+    for path in filter(Path.is_file, tiny_models_dir.iterdir()):
+        shutil.copy2(path, folder / path.name)
+    return folder
+
+
 def test_start_fails_in_one_line_without_models(tmp_path):
-    done = serve_command("--models", str(tmp_path / "none"))
-    assert done.returncode == 3, done.stderr
-    assert done.stderr.strip().count("\n") == 0 and "manifest.json missing" in done.stderr
+    assert_one_line(serve_command("--models", str(tmp_path / "none")), 3, "manifest.json missing")
 
 
 def test_start_fails_in_one_line_on_a_corrupt_model(tiny_models_dir, tmp_path):
-    models = tmp_path / "models"
-    models.mkdir()
-    for path in filter(Path.is_file, tiny_models_dir.iterdir()):
-        (models / path.name).write_bytes(path.read_bytes())
+    models = copied_models(tiny_models_dir, tmp_path / "models")
     (models / "gmm.onnx").write_bytes(b"not a model")
-    done = serve_command("--models", str(models))
-    assert done.returncode == 5, done.stderr
-    assert done.stderr.strip().count("\n") == 0 and "cannot load model" in done.stderr
+    assert_one_line(serve_command("--models", str(models)), 3, "gmm.onnx", "manifest.json recorded", "tryon export")
+
+
+def test_start_fails_in_one_line_on_swapped_models(tiny_models_dir, tmp_path):
+    models = copied_models(tiny_models_dir, tmp_path / "models")
+    os.rename(models / "gmm.onnx", models / "swap")
+    os.rename(models / "tom.onnx", models / "gmm.onnx")
+    os.rename(models / "swap", models / "tom.onnx")
+    assert_one_line(serve_command("--models", str(models)), 3, "manifest.json recorded", "swapped")
+
+
+@pytest.mark.parametrize("manifest", ['{"models": []}', '[1, 2]', '{"models": {"gmm": "gmm.onnx"}}'])
+def test_start_fails_in_one_line_on_a_manifest_of_the_wrong_structure(tmp_path, manifest):
+    (tmp_path / "manifest.json").write_text(manifest)
+    assert_one_line(serve_command("--models", str(tmp_path)), 3, "not a tryon manifest")
+
+
+@pytest.mark.parametrize("option, words", [
+    (["--port", "70000"], ["--port 70000", "1-65535"]),
+    (["--host", "no such host.invalid"], ["--host"]),
+    (["--allowed-origin", "evil.example"], ["--allowed-origin", "scheme://host"]),
+    (["--gallery", "/nonexistent"], ["--gallery", "not a folder"]),
+])
+def test_bad_options_fail_in_one_line_before_the_models_load(tmp_path, option, words):
+    # The models folder is missing too: a check made after loading would answer exit 3 instead.
+    done = serve_command("--models", str(tmp_path / "none"), *option)
+    assert_one_line(done, 4, *words)
+
+
+def test_a_busy_port_has_its_own_exit_code_and_says_so(tmp_path):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        done = serve_command("--models", str(tmp_path / "none"), port=busy.getsockname()[1])
+    assert_one_line(done, 8, "in use", "--port")

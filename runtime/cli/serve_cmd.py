@@ -1,6 +1,7 @@
 """serve: the HTTP service (needs the serve extra)."""
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 import typer
@@ -9,40 +10,76 @@ from ..memory_budget import check_room_for
 from . import common
 from .errors import EXIT_ENVIRONMENT, friendly
 
+EXIT_CANNOT_LISTEN = 8  # the port is in use, or the address cannot be listened on
+
 
 def register(app: typer.Typer):
-    app.command(help="Serve try-ons over HTTP: /v1/tryon, the seed's /cloth, a /web page, /docs.\n\n"
+    app.command(help="Serve try-ons over HTTP: /v1/persons, /v1/tryon, the seed's /cloth, a /web page, /docs.\n\n"
                      "Example: tryon serve --models models_onnx --host 127.0.0.1 --port 8000")(serve)
 
 
 @friendly
 def serve(models: Path = common.MODELS,
           host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
-          port: int = typer.Option(8000, help="TCP port"),
+          port: int = typer.Option(8000, help="TCP port (1-65535)"),
           max_concurrent: int = typer.Option(1, min=1, help="inferences running at once (on CPU each "
                                                              "already uses every core)"),
           queue: int = typer.Option(8, min=0, help="requests waiting for a slot; beyond: 503 + Retry-After"),
           gallery: list[Path] = typer.Option([], help="folder of garment images for the gallery (repeatable)"),
           max_body_mb: float = typer.Option(20, min=0.001, help="largest request body, MB"),
+          max_garments: int = typer.Option(16, min=1, help="garments per POST /v1/persons/{id}/tryon"),
+          max_connections: int = typer.Option(64, min=1, help="connections open at once; beyond: 503, closed"),
+          keep_alive: float = typer.Option(5, min=0.1, help="seconds an idle keep-alive connection stays open"),
+          read_timeout: float = typer.Option(10, min=0.1, help="seconds for a request's headers to arrive, "
+                                                               "and between two parts of its body"),
+          upload_timeout: float = typer.Option(60, min=0.1, help="seconds for a whole request body to arrive"),
+          allowed_host: list[str] = typer.Option([], help="a host name this server answers to, besides IP "
+                                                          "addresses, localhost and --host (repeatable; * for any)"),
+          allowed_origin: list[str] = typer.Option([], help="a site whose pages may call this server from the "
+                                                            "browser, e.g. https://shop.example (repeatable; * any)"),
+          cache: Path = common.CACHE, no_cache: bool = common.NO_CACHE,
+          cache_ttl_hours: float = common.CACHE_TTL, cache_max_mb: float = common.CACHE_MB,
           provider: str = common.PROVIDER, threads: int = common.THREADS,
           scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION):
     check_room_for(max_concurrent)  # first: a concurrency the memory cannot hold stops the start
     try:
-        import uvicorn
-
         from ..serve import create_app
+        from ..serve.server import Connections, listen, make_server
     except ImportError as exc:
         typer.secho(f"error: serve needs the serve extra ({exc.name} missing): "
                     "pip install 'tryon-onnx[serve,cpu]'", fg="red", err=True)
         raise typer.Exit(EXIT_ENVIRONMENT) from None
+    from ..serve.gallery import Gallery
+    from ..serve.guard import allowed_host_names, normal_origin
+    from ..serve.limits import Limits
+    from ..serve.server import CannotListen
     from ..tryon import TryOn
 
-    # Loaded before listening: a broken models folder stops the start, not the first request.
-    tryon = TryOn.from_dir(models, provider=provider, threads=threads,
-                           scales=common.parse_scales(scales), mirror=mirror, precision=precision)
-    app = create_app(tryon, gallery=gallery, max_concurrent=max_concurrent, queue=queue,
-                     max_body_bytes=int(max_body_mb * 2**20))
-    if tryon.synthetic:
-        typer.secho(common.SYNTHETIC_NOTE, fg="yellow", err=True)
-    typer.echo(f"serving http://{host}:{port}/web  (API docs: /docs)")
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    # Everything that can be wrong with the options fails here, in a second, before the models load.
+    limits = Limits(max_body_bytes=int(max_body_mb * 2**20), max_garments=max_garments,
+                    read_timeout_s=read_timeout, upload_timeout_s=upload_timeout)
+    connections = Connections(max_connections, keep_alive, read_timeout)
+    hosts = allowed_host_names(host, allowed_host)
+    origins = tuple(normal_origin(origin) for origin in allowed_origin)
+    parsed_scales = common.parse_scales(scales)
+    garments = Gallery.load(gallery)
+    try:
+        sock = listen(host, port)
+    except CannotListen as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(EXIT_CANNOT_LISTEN) from None
+    with sock:
+        store = common.open_store(cache, no_cache, cache_ttl_hours, cache_max_mb)
+        # Loaded before serving: a broken models folder stops the start, not the first request.
+        tryon = TryOn.from_dir(models, provider=provider, threads=threads, scales=parsed_scales, mirror=mirror,
+                               precision=precision, store=store)
+        app = create_app(tryon, gallery=garments, max_concurrent=max_concurrent, queue=queue, limits=limits,
+                         allowed_hosts=hosts, allowed_origins=origins)
+        if tryon.synthetic:
+            typer.secho(common.SYNTHETIC_NOTE, fg="yellow", err=True)
+        info = store.info()
+        kept = f"{info['kind']} store, persons kept {cache_ttl_hours:g} h" + \
+            (f" (off: {info['disabled']})" if info.get("disabled") else "")
+        typer.echo(f"serving http://{host}:{port}/web  (API docs: /docs; {kept})")
+        logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
+        make_server(app, connections).run(sockets=[sock])

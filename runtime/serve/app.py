@@ -1,47 +1,68 @@
 """The app factory: load the models once, then serve them.
 
-Stateless: nothing is written or remembered between requests, so several processes or hosts
-can serve behind a load balancer.
+Parsed persons live in a person store (`--cache`: SQLite on this machine by default), so
+several processes on one machine share them; across hosts, give every process the same
+shared store. Nothing else is kept between requests.
 """
 from __future__ import annotations
 
 from pathlib import Path
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 
-from ..images import MAX_PIXELS
-from . import errors, seed_route, v1_routes, web_routes
+from ..person_store import MemoryStore
+from . import errors, persons_routes, seed_route, v1_routes, web_routes
 from .gallery import Gallery
-from .limits import MAX_BODY_BYTES, BodyLimit, InferenceGate
+from .guard import LOCAL_NAMES, BrowserGuard
+from .limits import InferenceGate, Limits, UploadLimits
 from .service import TryOnService
 
 DESCRIPTION = """Virtual try-on (JPP-Net + CP-VTON) on ONNX Runtime.
 
-- `POST /v1/tryon`: multipart upload, PNG or JSON answer.
+- `POST /v1/persons`: parse a person photo once (seconds); `POST /v1/tryon` with its `person_id`,
+  or `POST /v1/persons/{person_id}/tryon` with several garments, then dresses it in a fraction
+  of a second per garment. `GET`/`DELETE /v1/persons/{person_id}`.
+- `POST /v1/tryon`: multipart upload (a photo or a person_id, and a garment), PNG or JSON answer.
 - `POST /cloth`: the seed service's JSON contract (base64 in, base64 BMP out).
 - `GET /v1/garments`: the gallery; `GET /web`: an upload page; `GET /healthz`.
 
-Refusals are 4xx JSON `{"detail": "..."}`: 413 for bodies or pixel counts over the limits,
-415 for formats other than JPEG/PNG/BMP/WebP, 422 for missing or garbled fields, 400 for
-a body that is not JSON. 503 with Retry-After when every inference slot and queue place
-is taken."""
+Refusals are JSON `{"detail": "..."}` saying what was wrong and what is accepted: 400 for a body
+that cannot be read or a Host this server does not answer to, 403 for a browser request from
+another site, 404 for an unknown or expired person, 408 for a stalled upload, 413 for bodies or
+pixel counts over the limits, 415 for formats other than JPEG/PNG/BMP/WebP, 422 for missing or
+garbled fields, 503 with Retry-After when every inference slot and queue place is taken (or when
+more connections are open than the server keeps)."""
 
 
-def create_app(tryon, *, gallery=(), max_concurrent: int = 1, queue: int = 8,
-               max_body_bytes: int = MAX_BODY_BYTES, max_pixels: int = MAX_PIXELS) -> FastAPI:
-    """`tryon`: a loaded TryOn, or a models folder to load one from. `gallery`: folders of
-    garment images added to the bundled T-shirt."""
+def create_app(tryon, *, store=None, gallery=(), max_concurrent: int = 1, queue: int = 8,
+               limits: Limits = Limits(), allowed_hosts=LOCAL_NAMES, allowed_origins=()) -> FastAPI:
+    """`tryon`: a loaded TryOn, or a models folder to load one from. `store`: the person store
+    (put on the TryOn; default: the TryOn's own, else one in memory). `gallery`: a Gallery, or
+    folders of garment images added to the bundled T-shirt. `allowed_hosts` / `allowed_origins`:
+    see guard.py."""
     if isinstance(tryon, (str, Path)):
         from ..tryon import TryOn
 
         tryon = TryOn.from_dir(tryon)
-    service = TryOnService(tryon, Gallery.load(gallery), InferenceGate(max_concurrent, queue), max_pixels)
-    app = FastAPI(title="tryon-onnx", description=DESCRIPTION, version="0.1.0")
-    app.state.service = service
-    app.add_middleware(BodyLimit, max_bytes=max_body_bytes)
+    if store is not None or tryon.store is None:
+        tryon.store = store or MemoryStore()
+    if not isinstance(gallery, Gallery):
+        gallery = Gallery.load(gallery)
+    app = FastAPIOffline(title="tryon-onnx", description=DESCRIPTION, version="0.1.0",
+                         responses=errors.refusals(*errors.ANY_REQUEST))
+    app.state.service = TryOnService(tryon, gallery, InferenceGate(max_concurrent, queue), limits)
+    app.add_middleware(UploadLimits, limits=limits)
+    if allowed_origins:
+        app.add_middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_methods=["GET", "POST", "DELETE"],
+                           allow_headers=["*"], expose_headers=["X-Tryon-Confidence", "X-Tryon-Ok",
+                                                                "X-Tryon-Synthetic", "X-Tryon-Reason",
+                                                                "X-Tryon-Person-Id", "Server-Timing", "Retry-After"])
+    app.add_middleware(BrowserGuard, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)  # outermost
     errors.install(app)
-    for module in (seed_route, v1_routes, web_routes):
+    for module in (seed_route, v1_routes, persons_routes, web_routes):
         app.include_router(module.router)
     app.mount("/web/static", StaticFiles(directory=web_routes.STATIC), name="static")
     return app

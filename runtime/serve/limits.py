@@ -1,60 +1,92 @@
 """What the service refuses before doing real work, and how much work it does at once.
 
-- `BodyLimit`: request bodies over the limit get a 413 before they are parsed (from the
-  Content-Length header, or by counting when the client streams without one).
-- `check_image`: format and pixel count from the header, so a decompression bomb costs
-  nothing.
+- `UploadLimits`: request bodies over the size limit get a 413 before they are parsed (from
+  the Content-Length header, or by counting when the client streams without one); a body
+  whose next chunk takes longer than `read_timeout_s`, or that is not all in after
+  `upload_timeout_s`, gets a 408 and the connection is closed.
+- `check_image`: format and pixel count from the header, in a worker thread (a 20 MB file
+  must not stall the event loop), so a decompression bomb costs nothing.
 - `InferenceGate`: a bounded number of inferences in worker threads, a bounded queue in
-  front of them, and a 503 with Retry-After for anything beyond.
+  front of them, a 503 with Retry-After for anything beyond, and queued work dropped when
+  its client has gone away.
 """
 from __future__ import annotations
 
 import math
 import time
+from dataclasses import dataclass
 
 import anyio
 from fastapi import HTTPException
 from starlette.responses import JSONResponse
 
-from ..images import FORMATS, ImageError, TooManyPixels, UnsupportedFormat, check_header
+from ..images import FORMATS, MAX_PIXELS, ImageError, TooManyPixels, UnsupportedFormat, check_header
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
 
 
-class BodyTooLarge(HTTPException):
-    def __init__(self, max_bytes: int, size: int | None = None):
-        got = f" ({size:,} bytes)" if size is not None else ""
-        super().__init__(413, f"the request body{got} is over the limit of {max_bytes:,} bytes "
-                              f"({max_bytes / 2**20:g} MB)")
+@dataclass(frozen=True)
+class Limits:
+    """Per-request limits (the connection limits are in `server.Connections`)."""
+    max_body_bytes: int = MAX_BODY_BYTES
+    max_pixels: int = MAX_PIXELS
+    max_garments: int = 16  # per POST /v1/persons/{id}/tryon: two GMM/TOM batches
+    read_timeout_s: float = 10.0  # longest wait for the next piece of a request body
+    upload_timeout_s: float = 60.0  # longest time to receive a whole body
+
+    def __post_init__(self):
+        if min(self.max_body_bytes, self.max_pixels, self.max_garments) < 1 or \
+                min(self.read_timeout_s, self.upload_timeout_s) <= 0:
+            raise ValueError(f"every limit must be positive, got {self}")
 
 
-class BodyLimit:
-    """ASGI middleware in front of the routes, so that none of them parses an oversized body."""
+def _closing(status: int, detail: str) -> HTTPException:
+    # The rest of the body is never read, so the connection cannot carry another request.
+    return HTTPException(status, detail, headers={"Connection": "close"})
 
-    def __init__(self, app, max_bytes: int):
+
+def body_too_large(max_bytes: int, size: int | None = None) -> HTTPException:
+    got = f" ({size:,} bytes)" if size is not None else ""
+    return _closing(413, f"the request body{got} is over the limit of {max_bytes:,} bytes ({max_bytes / 2**20:g} MB)")
+
+
+class UploadLimits:
+    """ASGI middleware in front of the routes: no route parses an oversized body or waits
+    for a stalled one."""
+
+    def __init__(self, app, limits: Limits):
         self.app = app
-        self.max_bytes = max_bytes
+        self.limits = limits
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
+        limits = self.limits
         declared = _content_length(scope)
-        if declared is not None and declared > self.max_bytes:
-            error = BodyTooLarge(self.max_bytes, declared)
-            response = JSONResponse({"detail": error.detail}, 413, headers={"Connection": "close"})
-            return await response(scope, receive, send)
-        received = 0
+        if declared is not None and declared > limits.max_body_bytes:
+            error = body_too_large(limits.max_body_bytes, declared)
+            return await JSONResponse({"detail": error.detail}, 413, headers=error.headers)(scope, receive, send)
+        received, finished = 0, False
+        deadline = time.monotonic() + limits.upload_timeout_s
 
-        async def counting_receive():
-            nonlocal received
-            message = await receive()
-            received += len(message.get("body", b""))
-            if received > self.max_bytes:
-                # Raised inside the route's body read, so FastAPI's handlers turn it into the 413.
-                raise BodyTooLarge(self.max_bytes)
-            return message
+        async def limited_receive():
+            nonlocal received, finished
+            if finished:  # the body is in: later calls only listen for a disconnect
+                return await receive()
+            wait = min(limits.read_timeout_s, deadline - time.monotonic())
+            with anyio.move_on_after(max(wait, 0)):
+                message = await receive()
+                received += len(message.get("body", b""))
+                if received > limits.max_body_bytes:
+                    # Raised inside the route's body read, so FastAPI's handlers turn it into the 413.
+                    raise body_too_large(limits.max_body_bytes)
+                finished = message["type"] != "http.request" or not message.get("more_body", False)
+                return message
+            raise _closing(408, f"the request body stalled: each part must arrive within "
+                                f"{limits.read_timeout_s:g} s and the whole body within "
+                                f"{limits.upload_timeout_s:g} s ({received:,} bytes arrived)")
 
-        await self.app(scope, counting_receive, send)
+        await self.app(scope, limited_receive, send)
 
 
 def _content_length(scope) -> int | None:
@@ -67,12 +99,12 @@ def _content_length(scope) -> int | None:
     return None
 
 
-def check_image(data: bytes, what: str, max_pixels: int) -> None:
+async def check_image(data: bytes, what: str, max_pixels: int) -> None:
     """Refuse what `images.decode` would refuse, with the HTTP status that says why."""
     if not data:
         raise HTTPException(422, f"{what}: the upload is empty; send a {FORMATS} file")
     try:
-        check_header(data, what, max_pixels)
+        await anyio.to_thread.run_sync(check_header, data, what, max_pixels)
     except UnsupportedFormat as exc:
         raise HTTPException(415, str(exc)) from None
     except TooManyPixels as exc:
@@ -88,10 +120,15 @@ class Overloaded(Exception):
         self.retry_after = retry_after
 
 
+class ClientGone(Exception):
+    """The client disconnected while its request waited for a slot; its work is dropped."""
+
+
 class InferenceGate:
     """At most `max_concurrent` inferences run, each in a worker thread so the event loop keeps
     answering; at most `queue` more wait. Refusing the rest at once keeps latency and memory
-    bounded, and a load balancer can send the retry elsewhere."""
+    bounded, and a load balancer can send the retry elsewhere. A request whose client left
+    while it waited is dropped when its turn comes instead of computed for nobody."""
 
     def __init__(self, max_concurrent: int, queue: int):
         if max_concurrent < 1 or queue < 0:
@@ -99,19 +136,52 @@ class InferenceGate:
         self.max_concurrent = max_concurrent
         self.queue = queue
         self.admitted = 0
+        self.dropped = 0  # requests whose client left before their turn
         self._limiter = None  # anyio wants it created on the running event loop
         self._seconds = 1.0  # a recent inference's duration, for Retry-After
 
-    async def run(self, fn, *args):
+    async def run(self, request, fn, *args):
+        """`fn(*args)` in a worker thread once a slot is free. While it waits, `request` (a
+        Starlette request whose body has been read, or None) is watched: when its client
+        disconnects, the wait ends with ClientGone and the queue place is free at once."""
         if self.admitted >= self.max_concurrent + self.queue:
             raise Overloaded(self.retry_after(), self.admitted)
         if self._limiter is None:
             self._limiter = anyio.CapacityLimiter(self.max_concurrent)
         self.admitted += 1
         try:
-            return await anyio.to_thread.run_sync(self._timed, fn, *args, limiter=self._limiter)
+            await self._acquire(request)
+            try:
+                return await anyio.to_thread.run_sync(self._timed, fn, *args)
+            finally:
+                self._limiter.release()
         finally:
             self.admitted -= 1
+
+    async def _acquire(self, request) -> None:
+        if request is None:
+            return await self._limiter.acquire()
+        acquired = gone = False
+        async with anyio.create_task_group() as group:
+            async def watch():
+                # uvicorn answers receive() with http.disconnect once the connection is lost
+                # (and only reads the socket while someone waits here).
+                nonlocal gone
+                while (await request.receive())["type"] != "http.disconnect":
+                    pass
+                gone = True
+                group.cancel_scope.cancel()
+
+            group.start_soon(watch)
+            await self._limiter.acquire()
+            acquired = True
+            group.cancel_scope.cancel()
+        if gone:
+            if acquired:
+                self._limiter.release()
+            self.dropped += 1
+            raise ClientGone(f"{request.method} {request.url.path}: the client went away while the request "
+                             "waited for its turn; dropped")
 
     def _timed(self, fn, *args):
         start = time.perf_counter()

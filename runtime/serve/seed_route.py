@@ -8,6 +8,9 @@ import json
 from fastapi import APIRouter, HTTPException, Request
 from pydantic import BaseModel, Field
 
+from ..options import split_flags
+from .errors import WITH_BODY, refusals
+
 router = APIRouter(tags=["seed-compatible"])
 
 # What the seed's /cloth passed to predict(); its clients' photos were tuned to this.
@@ -33,7 +36,8 @@ DESCRIPTION = f"""The seed's contract: a JSON body {CONTRACT} in, `status` and `
 The body is read whatever its Content-Type (the seed's get.py sent none) and may contain the
 line breaks of wrapped base64 (the seed removed them; so do we).
 
-The seed's flags are kept: need_bright, keep_back and need_dilate on.
+The seed's flags are kept: need_bright, keep_back and need_dilate on. A photo sent before is
+found in the person store (kept for the server's TTL) instead of parsed again.
 
 **Differences from the seed.** The seed rotated the photo 90 degrees, mirrored it and cut
 [60:580, 45:435] out of it: the framing of one phone app's camera. We use the photo as sent
@@ -47,12 +51,14 @@ fields; old clients ignore them."""
 
 @router.post("/cloth", response_model=ClothResponse, summary="Try on (the seed's JSON contract)",
              description=DESCRIPTION, openapi_extra={"requestBody": {"required": True, "content": {
-                 "application/json": {"schema": ClothRequest.model_json_schema()}}}})
+                 "application/json": {"schema": ClothRequest.model_json_schema()}}}},
+             responses=refusals(*WITH_BODY, 415, 422, 503))
 async def cloth(request: Request) -> ClothResponse:
     """The seed's /cloth without its camera-specific rotate, mirror and [60:580, 45:435] crop;
     answers the seed's base64 BMP (see DESCRIPTION for why)."""
     person, garment = parse_body(await request.body())
-    result, bmp = await request.app.state.service.predict(person, garment, SEED_FLAGS, ".bmp")
+    _, result, bmp = await request.app.state.service.tryon_one(request, person, garment, *split_flags(**SEED_FLAGS),
+                                                               ".bmp")
     return ClothResponse(status="ok" if result.ok else "failure",
                          output_image=base64.b64encode(bmp).decode("ascii"),
                          confidence=result.confidence, timings_ms=result.timings_ms, reason=result.reason)
@@ -63,8 +69,10 @@ def parse_body(body: bytes) -> tuple[bytes, bytes]:
     text = body.replace(b"\r", b"").replace(b"\n", b"")
     try:
         data = json.loads(text)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise HTTPException(400, f"the body is not JSON ({exc}); send {CONTRACT}") from None
+    except (UnicodeDecodeError, ValueError, RecursionError) as exc:
+        # ValueError: not JSON, or an integer over Python's 4,300 digits; RecursionError: nested too deep.
+        why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
+        raise HTTPException(400, f"the body is not JSON this service can read ({why}); send {CONTRACT}") from None
     if not isinstance(data, dict):
         raise HTTPException(422, f"the body is JSON but not an object; send {CONTRACT}")
     return tuple(_base64_field(data, name) for name in FIELDS)

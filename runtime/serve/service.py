@@ -1,37 +1,113 @@
-"""The one object the routes share: the loaded pipeline, the gallery and the inference gate."""
+"""The one object the routes share: the loaded pipeline, its person store, the gallery, the
+limits and the inference gate. Every inference (parse, dress) goes through the gate; every
+image header is checked before, in a worker thread."""
 from __future__ import annotations
 
+import datetime
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from ..images import MAX_PIXELS, encode
+import anyio
+from fastapi import HTTPException
+
+from ..images import encode
+from ..options import DressOptions, ParseOptions
+from ..parsed_person import ParsedPerson
 from ..session import providers_in_use
 from .gallery import Gallery
-from .limits import InferenceGate, check_image
+from .limits import InferenceGate, Limits, check_image
 
 if TYPE_CHECKING:
-    from ..tryon import TryOn
+    from ..tryon import TryOn, TryOnResult
+
+UPLOAD_AGAIN = "upload the photo again (POST /v1/persons) for a new person_id"
 
 
 @dataclass
 class TryOnService:
-    tryon: "TryOn"
+    tryon: "TryOn"  # with a person store (create_app sees to it)
     gallery: Gallery
     gate: InferenceGate
-    max_pixels: int = MAX_PIXELS
+    limits: Limits = Limits()
 
-    async def predict(self, person: bytes, cloth, flags: dict, image_format: str):
-        """(TryOnResult, the result image encoded as `image_format`). `cloth` is uploaded
-        bytes or a gallery garment's RGB array."""
-        check_image(person, "person photo", self.max_pixels)
-        if isinstance(cloth, bytes):
-            check_image(cloth, "garment photo", self.max_pixels)
-        return await self.gate.run(self._predict, person, cloth, flags, image_format)
+    @property
+    def store(self):
+        return self.tryon.store
 
-    def _predict(self, person, cloth, flags, image_format):
+    @property
+    def synthetic(self) -> bool:
+        return bool(self.tryon.synthetic)
+
+    # -- inference --------------------------------------------------------------------------
+
+    async def parse(self, request, photo: bytes, options: ParseOptions) -> ParsedPerson:
+        """Parse a photo, or find it in the store (then without running JPP-Net)."""
+        await check_image(photo, "person photo", self.limits.max_pixels)
+        return await self.gate.run(request, self.tryon.parse, photo, options)
+
+    async def tryon_one(self, request, person, garment, parse_options: ParseOptions, dress_options: DressOptions,
+                        image_format: str) -> tuple[ParsedPerson, "TryOnResult", bytes]:
+        """One try-on: `person` is photo bytes (parsed, or found in the store) or a ParsedPerson;
+        `garment` uploaded bytes or a gallery garment's RGB array. Returns the parsed person,
+        the result and its image encoded as `image_format`."""
+        if isinstance(person, bytes):
+            await check_image(person, "person photo", self.limits.max_pixels)
+        if isinstance(garment, bytes):
+            await check_image(garment, "garment photo", self.limits.max_pixels)
+        return await self.gate.run(request, self._tryon_one, person, garment, parse_options, dress_options,
+                                   image_format)
+
+    def _tryon_one(self, person, garment, parse_options, dress_options, image_format):
         # Decoding and encoding run here, in the worker thread, to keep the event loop free.
-        result = self.tryon.predict(person, cloth, **flags)
-        return result, encode(result.image, image_format)
+        parsed = person if isinstance(person, ParsedPerson) else self.tryon.parse(person, parse_options)
+        result = self.tryon.dress(parsed, [garment], dress_options)[0]
+        if parsed is not person:
+            result.timings_ms = joined_timings(parsed.timings_ms, result.timings_ms)
+        return parsed, result, encode(result.image, image_format)
+
+    async def dress(self, request, parsed: ParsedPerson, garments: list, options: DressOptions):
+        """[(result, PNG bytes)] for each garment (uploaded bytes or gallery RGB arrays), GMM
+        and TOM batched over them."""
+        for index, garment in enumerate(garments):
+            if isinstance(garment, bytes):
+                await check_image(garment, f"garment photo cloth[{index}]", self.limits.max_pixels)
+        return await self.gate.run(request, self._dress, parsed, garments, options)
+
+    def _dress(self, parsed, garments, options):
+        results = self.tryon.dress(parsed, garments, options)
+        return [(result, encode(result.image, ".png")) for result in results]
+
+    # -- the store ---------------------------------------------------------------------------
+
+    async def person(self, person_id: str) -> ParsedPerson:
+        """A stored person, or a 404 that says what to do."""
+        found = await anyio.to_thread.run_sync(self.store.get, person_id) if _plausible(person_id) else None
+        if found is None:
+            raise self.not_found(person_id)
+        return found
+
+    def not_found(self, person_id: str) -> HTTPException:
+        return HTTPException(404, f"no person {person_id[:64]!r}: unknown, deleted or expired (persons are "
+                                  f"kept {self.store.ttl_s / 3600:g} h); {UPLOAD_AGAIN}")
+
+    async def expires_at(self, person_id: str) -> str | None:
+        """When the stored person expires (ISO 8601, UTC), or None when it is not stored."""
+        stored = await anyio.to_thread.run_sync(self.store.stored_at, person_id)
+        if stored is None:
+            return None
+        moment = datetime.datetime.fromtimestamp(self.store.expires_at(stored), datetime.timezone.utc)
+        return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
+
+    async def delete(self, person_id: str) -> bool:
+        return _plausible(person_id) and await anyio.to_thread.run_sync(self.store.delete, person_id)
+
+    async def store_info(self) -> dict:
+        info = await anyio.to_thread.run_sync(self.store.info)
+        # The store's path stays private: it names a folder of the machine serving.
+        return {"kind": info["kind"], "persons": info.get("persons", 0), "bytes": info.get("bytes", 0),
+                "max_bytes": info["max_bytes"], "ttl_s": info["ttl_s"], "disabled": info.get("disabled", "")}
+
+    # -- what /healthz reports ---------------------------------------------------------------
 
     def family(self) -> str:
         return self.tryon.models.family
@@ -44,3 +120,23 @@ class TryOnService:
         """What the sessions actually run on, not what was asked for."""
         sessions = (self.tryon.parse_stage.session, self.tryon.cpvton.gmm, self.tryon.cpvton.tom)
         return list(dict.fromkeys(p for session in sessions for p in providers_in_use(session)))
+
+
+def joined_timings(parse_ms: dict[str, float], dress_ms: dict[str, float]) -> dict[str, float]:
+    """One request's timings: the parse's steps, then the dress's; the totals add up."""
+    joined = {name: ms for name, ms in parse_ms.items() if name != "total"}
+    for name, ms in dress_ms.items():
+        if name != "total":
+            joined[name] = joined.get(name, 0.0) + ms
+    joined["total"] = parse_ms.get("total", 0.0) + dress_ms.get("total", 0.0)
+    return joined
+
+
+def _plausible(person_id: str) -> bool:
+    """Ids are short hex digests; anything else is unknown without asking the store."""
+    return 0 < len(person_id) <= 64 and all(c in "0123456789abcdef" for c in person_id)
+
+
+def was_cached(parsed: ParsedPerson) -> bool:
+    """True when this parse came from the store: JPP-Net did not run (no parse.* timings)."""
+    return not any(name.startswith("parse.") for name in parsed.timings_ms)

@@ -1,55 +1,87 @@
-"""/v1: multipart try-on and the garment gallery."""
+"""/v1: the one-call multipart try-on and the garment gallery."""
 from __future__ import annotations
 
-import base64
 import json
+from dataclasses import asdict
 from typing import Literal
 
 from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from ..images import FORMATS
+from ..options import DressOptions, ParseOptions
+from .answers import GalleryAnswer, TryOnAnswer, tryon_answer
+from .errors import WITH_BODY, refusals
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
-PNG_HEADERS_DOC = ("X-Tryon-Confidence, X-Tryon-Ok, X-Tryon-Synthetic, X-Tryon-Reason, and the "
-                   "per-stage timings as a standard Server-Timing header (milliseconds).")
+PNG_HEADERS_DOC = ("X-Tryon-Confidence, X-Tryon-Ok, X-Tryon-Synthetic, X-Tryon-Reason, X-Tryon-Person-Id, and "
+                   "the per-stage timings as a standard Server-Timing header (milliseconds).")
+PARSE_FLAG_DOC = " (a parse flag: with `person_id`, leave it out or give the value the person was parsed with)"
 
 
-@router.post("/tryon", summary="Dress a person photo in a garment",
-             description="Multipart form: `person` (a photo), and either `cloth` (a garment photo) "
-                         f"or `garment` (an id from GET /v1/garments). Images: {FORMATS}.\n\n"
+@router.post("/tryon", summary="Dress a person in a garment",
+             description="Multipart form. The person: `person` (a photo), or `person_id` (from POST "
+                         "/v1/persons: no JPP-Net, a fraction of a second); exactly one of them. The "
+                         "garment: `cloth` (a photo) or `garment` (an id from GET /v1/garments); exactly one. "
+                         f"Images: {FORMATS}. A photo sent before with the same parse flags is found in the "
+                         "person store instead of parsed again.\n\n"
                          "`format=png` (default) answers image/png, 192x256, with " + PNG_HEADERS_DOC +
-                         " `format=json` answers {confidence, ok, reason, timings_ms, "
-                         "image_png_base64, synthetic}.\n\nok is confidence >= 0.1 (the seed's "
-                         "threshold); when a photo is refused (no framable person, crossed arms "
-                         "with check_dirty) the image is the framed photo and reason says why.",
-             responses={200: {"content": {"image/png": {}, "application/json": {}}}})
+                         " `format=json` answers {confidence, ok, reason, timings_ms, image_png_base64, "
+                         "synthetic, person_id}.\n\nok is confidence >= 0.1 (the seed's threshold); when a "
+                         "photo is refused (no framable person, crossed arms with check_dirty) the image is "
+                         "the framed photo and reason says why.",
+             response_class=Response,
+             responses={200: {"model": TryOnAnswer, "description": "the try-on",
+                              "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+                        **refusals(404, *WITH_BODY, 415, 422, 503)})
 async def tryon(request: Request,
-                person: UploadFile = File(description="person photo"),
+                person: UploadFile | None = File(None, description="person photo (or give `person_id`)"),
+                person_id: str | None = Form(None, description="a person from POST /v1/persons (or upload `person`)"),
                 cloth: UploadFile | None = File(None, description="garment photo (or give `garment`)"),
                 garment: str | None = Form(None, description="gallery id (or upload `cloth`)"),
-                need_pre: bool = Form(True, description="crop around the pose, resize to 256x192"),
-                need_bright: bool = Form(False, description="brighten the photo x1.3 first"),
+                need_pre: bool | None = Form(None, description="crop around the pose, resize to 256x192 "
+                                                               "[default: true]" + PARSE_FLAG_DOC),
+                need_bright: bool | None = Form(None, description="brighten the photo x1.3 first "
+                                                                  "[default: false]" + PARSE_FLAG_DOC),
+                check_dirty: bool | None = Form(None, description="refuse arms crossing the torso "
+                                                                  "[default: false]" + PARSE_FLAG_DOC),
                 keep_back: bool = Form(False, description="keep the photo outside the upper clothes"),
                 need_dilate: bool = Form(False, description="soften the keep_back mask"),
-                check_dirty: bool = Form(False, description="refuse arms crossing the torso"),
                 format: Literal["png", "json"] = Form("png", description="png or json")):
     service = request.app.state.service
-    cloth_input = await _garment(service.gallery, cloth, garment)
-    flags = dict(need_pre=need_pre, need_bright=need_bright, keep_back=keep_back,
-                 need_dilate=need_dilate, check_dirty=check_dirty)
-    result, png = await service.predict(await person.read(), cloth_input, flags, ".png")
-    synthetic = bool(service.tryon.synthetic)
+    given = {k: v for k, v in dict(need_pre=need_pre, need_bright=need_bright, check_dirty=check_dirty).items()
+             if v is not None}
+    photo = await person.read() if person is not None else b""  # a browser's untouched file input: empty
+    if photo and person_id:
+        raise HTTPException(422, "give either a person photo or a person_id, not both")
+    if person_id:
+        subject = await service.person(person_id)
+        _check_same_parse(subject.options, given)
+    elif person is not None:
+        subject = photo
+    else:
+        raise HTTPException(422, "give a person: a `person` photo, or a `person_id` from POST /v1/persons")
+    garment_input = await _garment(service.gallery, cloth, garment)
+    parsed, result, png = await service.tryon_one(request, subject, garment_input, ParseOptions(**given),
+                                                  DressOptions(keep_back, need_dilate), ".png")
     if format == "json":
-        return JSONResponse({"confidence": result.confidence, "ok": result.ok, "reason": result.reason,
-                             "timings_ms": result.timings_ms, "synthetic": synthetic,
-                             "image_png_base64": base64.b64encode(png).decode("ascii")})
+        return JSONResponse(tryon_answer(result, png, service.synthetic, parsed.id))
     return Response(png, media_type="image/png", headers={
         "X-Tryon-Confidence": f"{result.confidence:.6f}", "X-Tryon-Ok": json.dumps(result.ok),
-        "X-Tryon-Synthetic": json.dumps(synthetic),
+        "X-Tryon-Synthetic": json.dumps(service.synthetic), "X-Tryon-Person-Id": parsed.id,
         "X-Tryon-Reason": result.reason.encode("ascii", "replace").decode("ascii"),
         "Server-Timing": ", ".join(f"{name};dur={ms:.1f}" for name, ms in result.timings_ms.items())})
+
+
+def _check_same_parse(options: ParseOptions, given: dict) -> None:
+    parsed_with = asdict(options)
+    changed = {name: value for name, value in given.items() if parsed_with[name] != value}
+    if changed:
+        wanted = ", ".join(f"{name}={json.dumps(value)}" for name, value in changed.items())
+        was = ", ".join(f"{name}={json.dumps(parsed_with[name])}" for name in changed)
+        raise HTTPException(422, f"this person was parsed with {was}; a parse flag cannot change without a new "
+                                 f"parse: upload the photo with {wanted} (POST /v1/persons), or leave it out")
 
 
 async def _garment(gallery, cloth: UploadFile | None, garment_id: str | None):
@@ -58,25 +90,30 @@ async def _garment(gallery, cloth: UploadFile | None, garment_id: str | None):
     if garment_id:
         if data:
             raise HTTPException(422, "give either a cloth file or a garment id, not both")
-        found = gallery.get(garment_id)
-        if found is None:
-            raise HTTPException(422, f"garment {garment_id!r} is not in the gallery; "
-                                     f"GET /v1/garments lists: {', '.join(gallery.garments)}")
-        return found.rgb
+        return gallery_garment(gallery, garment_id)
     if cloth is None:
         raise HTTPException(422, "give a garment: a `cloth` file or a `garment` id from GET /v1/garments")
     return data
 
 
-@router.get("/garments", summary="The garment gallery")
+def gallery_garment(gallery, garment_id: str):
+    found = gallery.get(garment_id)
+    if found is None:
+        raise HTTPException(422, f"garment {garment_id[:64]!r} is not in the gallery; "
+                                 f"GET /v1/garments lists: {', '.join(gallery.garments)}")
+    return found.rgb
+
+
+@router.get("/garments", summary="The garment gallery", response_model=GalleryAnswer)
 async def garments(request: Request) -> dict:
     return {"garments": request.app.state.service.gallery.listing()}
 
 
-@router.get("/garments/{garment_id}.png", summary="One gallery garment as PNG",
-            responses={200: {"content": {"image/png": {}}}, 404: {"description": "no such garment"}})
+@router.get("/garments/{garment_id}.png", summary="One gallery garment as PNG", response_class=Response,
+            responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                             "description": "the garment"}, **refusals(404, 422)})
 async def garment_png(garment_id: str, request: Request) -> Response:
     found = request.app.state.service.gallery.get(garment_id)
     if found is None:
-        raise HTTPException(404, f"no garment {garment_id!r}; GET /v1/garments lists the ids")
+        raise HTTPException(404, f"no garment {garment_id[:64]!r}; GET /v1/garments lists the ids")
     return Response(found.png, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})

@@ -1,10 +1,13 @@
 """GET /web (the page), GET /healthz, and / pointing at the page."""
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 
 from fastapi import APIRouter, Request
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+
+from .answers import HealthAnswer
 
 STATIC = Path(__file__).resolve().parent / "static"
 
@@ -15,7 +18,8 @@ PAGE_POLICY = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'
                "connect-src 'self'; form-action 'self'; base-uri 'none'; frame-ancestors 'none'")
 
 
-@router.get("/web", response_class=HTMLResponse, summary="Upload page", tags=["web"])
+@router.get("/web", summary="Upload page", tags=["web"], response_class=Response,
+            responses={200: {"content": {"text/html": {"schema": {"type": "string"}}}, "description": "the page"}})
 async def web() -> HTMLResponse:
     return HTMLResponse((STATIC / "index.html").read_text(encoding="utf-8"),
                         headers={"Content-Security-Policy": PAGE_POLICY})
@@ -26,11 +30,13 @@ async def root() -> RedirectResponse:
     return RedirectResponse("/web")
 
 
-@router.get("/healthz", summary="Models loaded, providers and JPP-Net graph in use, synthetic flag", tags=["web"])
+@router.get("/healthz", summary="Models, providers, JPP-Net graph, synthetic flag, queue, person store, limits",
+            tags=["web"], response_model=HealthAnswer)
 async def healthz(request: Request) -> dict:
     service = request.app.state.service
-    return {"status": "ok", "models_loaded": True, "synthetic": bool(service.tryon.synthetic),
+    return {"status": "ok", "models_loaded": True, "synthetic": service.synthetic,
             "providers": service.providers(), "family": service.family(),
             "jppnet_graph": service.jppnet_file(),
             "max_concurrent": service.gate.max_concurrent, "queue": service.gate.queue,
-            "in_flight": service.gate.admitted}
+            "in_flight": service.gate.admitted, "store": await service.store_info(),
+            "limits": asdict(service.limits)}

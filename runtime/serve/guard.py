@@ -1,0 +1,101 @@
+"""Which hosts and which web pages may use the service.
+
+A server on localhost is reachable by every page the user's browser opens: a page on
+another site can POST a `text/plain` body to /cloth without any CORS preflight and make it
+compute, and a site whose name it re-points at 127.0.0.1 (DNS rebinding) can even read the
+answers. Two checks stop both:
+
+- Host: a request must name this server: an IP address (a rebinding attack needs a name),
+  `localhost`, the address it was started on, or a name given with `--allowed-host`
+  (`*` turns the check off, e.g. behind a proxy that checks it).
+- Origin: a browser request from a page served elsewhere is refused unless its origin is
+  given with `--allowed-origin` (then it also gets CORS headers, so the page can read the
+  answer). Requests without an Origin header (curl, apps, the seed's clients, following a
+  link) are not browser requests from another page and pass.
+"""
+from __future__ import annotations
+
+import ipaddress
+from urllib.parse import urlsplit
+
+from starlette.responses import JSONResponse
+
+LOCAL_NAMES = ("localhost",)
+
+
+def normal_origin(origin: str) -> str:
+    """`scheme://host[:port]`, lower case, no path: how browsers write an Origin header."""
+    parts = urlsplit(origin.strip())
+    if origin.strip() == "*":
+        return "*"
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or \
+            parts.query or parts.fragment:
+        raise ValueError(f"--allowed-origin {origin!r}: expected scheme://host[:port], e.g. https://shop.example")
+    return f"{parts.scheme}://{parts.netloc.lower()}"
+
+
+def allowed_host_names(bound_host: str, extra=()) -> tuple[str, ...]:
+    """The default names (localhost and the address the server listens on) plus `extra`."""
+    extra = [name.strip().lower() for name in extra]
+    for name in extra:
+        if not name or any(c in name for c in "/:@ ") and not _is_ip(name):
+            raise ValueError(f"--allowed-host {name!r}: expected a host name such as shop.example (no scheme or port)")
+    return tuple(dict.fromkeys([*LOCAL_NAMES, bound_host.strip("[]").lower(), *extra]))
+
+
+class BrowserGuard:
+    """ASGI middleware: the Host and Origin checks above, before anything else runs."""
+
+    def __init__(self, app, allowed_hosts=LOCAL_NAMES, allowed_origins=()):
+        self.app = app
+        self.any_host = "*" in allowed_hosts
+        self.hosts = frozenset(allowed_hosts)
+        self.origins = frozenset(allowed_origins)
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        headers = {name.decode(): value.decode("latin-1") for name, value in scope["headers"]
+                   if name in (b"host", b"origin")}
+        host = headers.get("host", "")
+        refusal = self._host_refusal(host) or self._origin_refusal(headers.get("origin"), host)
+        if refusal:
+            return await JSONResponse({"detail": refusal[1]}, refusal[0])(scope, receive, send)
+        await self.app(scope, receive, send)
+
+    def _host_refusal(self, host: str):
+        if not host or self.any_host:  # no Host header: HTTP/1.0, never a browser
+            return None
+        name = _host_name(host)
+        if name is not None and (_is_ip(name) or name in self.hosts):
+            return None
+        return 400, (f"Host {host!r} is not a name this server answers to (allowed: IP addresses, "
+                     f"{', '.join(sorted(self.hosts))}); start it with --allowed-host NAME to add one")
+
+    def _origin_refusal(self, origin: str | None, host: str):
+        if origin is None or "*" in self.origins:
+            return None
+        netloc = urlsplit(origin).netloc.lower()
+        if origin.lower() in self.origins or (netloc and netloc == host.lower()):
+            return None  # allowed, or the page is one this server served (same host and port)
+        allow = ("open the page from this server instead" if origin == "null" else  # a local file, a sandbox
+                 f"start it with --allowed-origin {origin} to let that site use it")
+        return 403, (f"a browser request from the page at {origin!r} was refused: this server answers its own "
+                     f"page ({host or 'this host'}) and clients that send no Origin; {allow}")
+
+
+def _host_name(host: str) -> str | None:
+    """The name in a Host header (without port, IPv6 brackets removed), or None if garbled."""
+    try:
+        name = urlsplit(f"//{host}").hostname
+    except ValueError:
+        return None
+    return name.lower() if name else None
+
+
+def _is_ip(name: str) -> bool:
+    try:
+        ipaddress.ip_address(name)
+        return True
+    except ValueError:
+        return False

@@ -1,0 +1,111 @@
+"""/v1/persons: parse a photo once, then dress it in any number of garments.
+
+JPP-Net is 98% of a try-on and never sees the garment, so a client uploads the photo once
+(POST /v1/persons, seconds), keeps the `person_id`, and each garment after that costs GMM
+and TOM only (POST /v1/tryon with person_id, or several at once with POST
+/v1/persons/{person_id}/tryon). The parsed person (the framed 256x192 photo, its labels and
+pose; never the upload) is kept in the person store until it expires or is deleted.
+"""
+from __future__ import annotations
+
+from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi.responses import JSONResponse, Response
+
+from ..images import FORMATS, encode
+from ..options import DressOptions, ParseOptions
+from ..sheet import colour_labels
+from .answers import GarmentAnswer, ParsedAnswer, PersonAnswer, person_answer, tryon_answer
+from .errors import WITH_BODY, refusals
+from .service import was_cached
+from .v1_routes import gallery_garment
+
+router = APIRouter(prefix="/v1/persons", tags=["persons"])
+
+PERSONAL = {"Cache-Control": "no-store"}  # a person's data stays out of shared caches
+
+
+@router.post("", summary="Parse a person photo once, for many garments", status_code=201,
+             description="Multipart form: `person` (a photo: " + FORMATS + ") and the parse flags. Answers "
+                         "**201** with the new `person_id` after running JPP-Net, or **200** at once, with the "
+                         "same `person_id` and `cached: true`, when this photo was parsed before with the same "
+                         "flags and is still stored. The id then dresses the person in garments (POST /v1/tryon "
+                         "with person_id, POST /v1/persons/{person_id}/tryon) until `expires_at`, or until "
+                         "DELETE /v1/persons/{person_id}.",
+             response_model=ParsedAnswer,
+             responses={200: {"model": ParsedAnswer, "description": "parsed before: found in the store"},
+                        201: {"description": "parsed now"}, **refusals(*WITH_BODY, 415, 422, 503)})
+async def create_person(request: Request,
+                        person: UploadFile = File(description="person photo"),
+                        need_pre: bool = Form(True, description="crop around the pose, resize to 256x192"),
+                        need_bright: bool = Form(False, description="brighten the photo x1.3 first"),
+                        check_dirty: bool = Form(False, description="refuse arms crossing the torso")):
+    service = request.app.state.service
+    parsed = await service.parse(request, await person.read(), ParseOptions(need_pre, need_bright, check_dirty))
+    expires_at = await service.expires_at(parsed.id)
+    if expires_at is None:
+        store = await service.store_info()
+        raise HTTPException(503, "the person store could not keep the parsed person"
+                                 f"{' (' + store['disabled'] + ')' if store['disabled'] else ''}; "
+                                 "POST /v1/tryon with the photo works without it", headers={"Retry-After": "5"})
+    cached = was_cached(parsed)
+    body = {**person_answer(parsed, expires_at, service.synthetic), "cached": cached,
+            "timings_ms": parsed.timings_ms}
+    return JSONResponse(body, 200 if cached else 201, headers={**PERSONAL, "Location": f"/v1/persons/{parsed.id}"})
+
+
+@router.get("/{person_id}", summary="A parsed person: confidence, flags, keypoints, expiry",
+            response_model=PersonAnswer, responses=refusals(404, 422))
+async def get_person(person_id: str, request: Request):
+    service = request.app.state.service
+    parsed = await service.person(person_id)
+    expires_at = await service.expires_at(person_id)
+    if expires_at is None:  # expired between the two reads
+        raise service.not_found(person_id)
+    return JSONResponse(person_answer(parsed, expires_at, service.synthetic), headers=PERSONAL)
+
+
+@router.get("/{person_id}/labels.png", summary="A parsed person's body-part labels, coloured (192x256 PNG)",
+            response_class=Response,
+            responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                             "description": "the LIP labels in LIP_JPPNet's palette"}, **refusals(404, 422)})
+async def person_labels(person_id: str, request: Request) -> Response:
+    parsed = await request.app.state.service.person(person_id)
+    return Response(encode(colour_labels(parsed.labels), ".png"), media_type="image/png", headers=PERSONAL)
+
+
+@router.delete("/{person_id}", summary="Forget a parsed person now", status_code=204,
+               response_class=Response, responses={204: {"description": "deleted"}, **refusals(404, 422)})
+async def delete_person(person_id: str, request: Request) -> Response:
+    service = request.app.state.service
+    if not await service.delete(person_id):
+        raise service.not_found(person_id)
+    return Response(status_code=204)
+
+
+@router.post("/{person_id}/tryon", summary="Dress a parsed person in several garments at once",
+             description="Multipart form: any number of `cloth` files and/or `garment` ids (GET "
+                         "/v1/garments), one garment at least and at most the server's `max_garments` "
+                         "(GET /healthz; 16 unless `--max-garments` says otherwise). GMM and TOM run over "
+                         "them in batches. Answers a list with one result per garment: the uploaded files "
+                         "first (`garment` is cloth[0], cloth[1], ...), then the gallery ids, each in the "
+                         "order sent.",
+             response_model=list[GarmentAnswer], responses=refusals(404, *WITH_BODY, 415, 422, 503))
+async def dress_person(person_id: str, request: Request,
+                       cloth: list[UploadFile] = File([], description="garment photos"),
+                       garment: list[str] = Form([], description="gallery ids"),
+                       keep_back: bool = Form(False, description="keep the photo outside the upper clothes"),
+                       need_dilate: bool = Form(False, description="soften the keep_back mask")):
+    service = request.app.state.service
+    uploads = [data for data in [await part.read() for part in cloth] if data]  # empty parts: untouched inputs
+    count, most = len(uploads) + len(garment), service.limits.max_garments
+    if not count:
+        raise HTTPException(422, "give one garment at least: `cloth` files and/or `garment` ids from GET /v1/garments")
+    if count > most:
+        raise HTTPException(422, f"{count} garments is over the limit of {most} per request; send them in "
+                                 f"several requests")
+    garments = uploads + [gallery_garment(service.gallery, garment_id) for garment_id in garment]
+    parsed = await service.person(person_id)
+    dressed = await service.dress(request, parsed, garments, DressOptions(keep_back, need_dilate))
+    names = [f"cloth[{i}]" for i in range(len(uploads))] + list(garment)
+    return JSONResponse([tryon_answer(result, png, service.synthetic, parsed.id, garment=name)
+                         for name, (result, png) in zip(names, dressed)])

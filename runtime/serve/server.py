@@ -1,0 +1,128 @@
+"""The listening socket and uvicorn, with the connection limits uvicorn lacks.
+
+uvicorn closes a keep-alive connection idle for `timeout_keep_alive`, but a connection that
+opens and sends nothing, or dribbles its request head a byte at a time, stays open for
+ever, and nothing caps how many are open. `GuardedH11Protocol` adds both: a connection
+beyond `max_connections` gets a JSON 503 and is closed at once, and a request head (the
+request line and headers, at most 16 KB: h11's limit) must be complete within
+`head_timeout_s`. Bodies are timed by `limits.UploadLimits`.
+
+The socket is bound before the models load, so a busy port fails the start in a second.
+"""
+from __future__ import annotations
+
+import errno
+import json
+import logging
+import socket
+from dataclasses import dataclass
+
+import h11
+from uvicorn import Config, Server
+from uvicorn.protocols.http.h11_impl import H11Protocol
+
+from ..errors import TryonError
+
+log = logging.getLogger("tryon.serve")
+
+
+@dataclass(frozen=True)
+class Connections:
+    max_connections: int = 64  # open at once; beyond: 503 and closed
+    keep_alive_s: float = 5.0  # an idle keep-alive connection is closed after this
+    head_timeout_s: float = 10.0  # a request's line and headers must arrive within this
+
+    def __post_init__(self):
+        if self.max_connections < 1 or min(self.keep_alive_s, self.head_timeout_s) <= 0:
+            raise ValueError(f"connection limits must be positive, got {self}")
+
+
+class CannotListen(TryonError, OSError):
+    """The address cannot be listened on (port in use, no permission, no such address)."""
+
+
+def listen(host: str, port: int) -> socket.socket:
+    """A listening socket on host:port, or CannotListen saying why not."""
+    if not 0 < port < 65536:
+        raise ValueError(f"--port {port}: a TCP port is 1-65535")
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        raise ValueError(f"--host {host!r} is not an address this machine can listen on ({exc})") from None
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(address)
+        sock.listen(2048)
+    except OSError as exc:
+        sock.close()
+        why = {errno.EADDRINUSE: "the port is in use (another server?): choose another --port",
+               errno.EACCES: "permission denied (ports below 1024 need privileges): choose a port above 1023",
+               errno.EADDRNOTAVAIL: "this machine has no such address: check --host"}.get(exc.errno, exc.strerror)
+        raise CannotListen(f"cannot listen on {host}:{port}: {why}") from None
+    return sock
+
+
+def make_server(app, connections: Connections, log_level: str = "info") -> Server:
+    """uvicorn over `app` with these limits; `.run(sockets=[listen(...)])` serves."""
+    protocol = type("GuardedH11Protocol", (GuardedH11Protocol,), {"limits": connections})
+    return Server(Config(app, http=protocol, timeout_keep_alive=connections.keep_alive_s, log_level=log_level,
+                         lifespan="off"))
+
+
+def _busy_response(limit: int) -> bytes:
+    body = json.dumps({"detail": f"busy: {limit} connections are open, the most this server keeps; "
+                                 "retry in a moment"}).encode()
+    return (b"HTTP/1.1 503 Service Unavailable\r\ncontent-type: application/json\r\nretry-after: 1\r\n"
+            b"connection: close\r\ncontent-length: %d\r\n\r\n%s" % (len(body), body))
+
+
+class GuardedH11Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a cap on open connections and a deadline for request heads."""
+
+    limits = Connections()
+    _head_timer = None
+    _refused = False
+
+    def connection_made(self, transport):
+        super().connection_made(transport)
+        if len(self.connections) > self.limits.max_connections:
+            log.warning("refused a connection: %d are open (--max-connections)", self.limits.max_connections)
+            self._refused = True
+            transport.write(_busy_response(self.limits.max_connections))
+            # Half-close and drain for a moment: closing with the request unread would reset the
+            # connection, and the client would see the reset instead of the 503.
+            transport.write_eof()
+            self.loop.call_later(1.0, transport.close)
+            return
+        self._watch_head()
+
+    def data_received(self, data: bytes) -> None:
+        if self._refused:
+            return
+        super().data_received(data)
+        self._watch_head()
+
+    def connection_lost(self, exc):
+        self._stop_head_timer()
+        super().connection_lost(exc)
+
+    def _watch_head(self):
+        """A timer runs while a request head is awaited and the connection is not idle
+        between requests (uvicorn's keep-alive timer covers that)."""
+        awaiting = self.conn.their_state is h11.IDLE and not self.transport.is_closing() and \
+            self.timeout_keep_alive_task is None
+        if awaiting and self._head_timer is None:
+            self._head_timer = self.loop.call_later(self.limits.head_timeout_s, self._head_late)
+        elif not awaiting:
+            self._stop_head_timer()
+
+    def _stop_head_timer(self):
+        if self._head_timer is not None:
+            self._head_timer.cancel()
+            self._head_timer = None
+
+    def _head_late(self):
+        self._head_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            self.transport.close()
