@@ -39,6 +39,7 @@ class ParsedPerson:
     reason: str = ""
     options: ParseOptions = ParseOptions()
     timings_ms: dict[str, float] = field(default_factory=dict)  # this call's; not stored
+    from_store: bool = False  # this call found it in the person store (JPP-Net did not run); not stored
 
     @property
     def ok(self) -> bool:

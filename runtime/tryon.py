@@ -50,7 +50,7 @@ class TryOnResult:
 
 
 class TryOn:
-    def __init__(self, parse_stage: ParseStage, cpvton: CpvtonStage, models: ModelDir,
+    def __init__(self, parse_stage: ParseStage | None, cpvton: CpvtonStage, models: ModelDir,
                  jppnet_graph: str = "jppnet", store: PersonStore | None = None):
         self.parse_stage = parse_stage
         self.cpvton = cpvton
@@ -58,16 +58,22 @@ class TryOn:
         self.jppnet_graph = jppnet_graph  # the manifest entry JPP-Net runs from
         self.store = store
         # What makes JPP-Net's answer for a photo: the graph's bytes and how it is run.
-        self.parser_key = f"{models.entry(jppnet_graph).get('sha256', '')}|{parse_stage.identity()}"
+        self.parser_key = (f"{models.entry(jppnet_graph).get('sha256', '')}|{parse_stage.identity()}"
+                           if parse_stage is not None else "")
 
     @classmethod
     def from_dir(cls, path: str | Path = "models_onnx", provider: str = "auto", threads: int = 0,
                  scales=(1.0, 0.75, 1.25), mirror: bool = True, precision: str = "fp32",
-                 store: PersonStore | None = None) -> "TryOn":
+                 store: PersonStore | None = None, load_jppnet: bool = True) -> "TryOn":
+        """load_jppnet=False: a pipeline that only dresses persons parsed elsewhere (a dress
+        replica), without JPP-Net's memory; its parse takes only given labels and keypoints."""
         models = ModelDir.open(path)
         options = SessionOptions(provider=provider, threads=threads)
-        graph, jppnet = open_jppnet(models, options, precision)
-        return cls(ParseStage(jppnet, scales, mirror), CpvtonStage.from_dir(path, options), models, graph, store)
+        graph, parse_stage = "jppnet", None
+        if load_jppnet:
+            graph, jppnet = open_jppnet(models, options, precision)
+            parse_stage = ParseStage(jppnet, scales, mirror)
+        return cls(parse_stage, CpvtonStage.from_dir(path, options), models, graph, store)
 
     @property
     def synthetic(self) -> bool:
@@ -94,7 +100,7 @@ class TryOn:
                 with timer("store"):
                     found = store.get(pid)
                 if found is not None:
-                    found.timings_ms = timer.ms
+                    found.timings_ms, found.from_store = timer.ms, True
                     return found
             parsed = self._parse_photo(pid, rgb, options, given, timer)
             if store is not None:
@@ -108,6 +114,9 @@ class TryOn:
                 rgb = brightness.enhance(rgb)
         if given:
             labels, keypoints, confidence = (*given, 1.0)
+        elif self.parse_stage is None:
+            raise InputError("this pipeline was loaded to dress only (load_jppnet=False): it parses no photo "
+                             "without given labels and keypoints")
         else:
             result = self.parse_stage.run(rgb)
             timer.add("parse", result.timings_ms)

@@ -154,7 +154,8 @@ def test_a_store_hit_runs_no_jppnet(tiny_models_dir, viton_pair):
     first = tryon.parse(person)
     assert counting.runs == 1
     again = tryon.parse(person.read_bytes())
-    assert counting.runs == 1 and again.id == first.id and "store" in again.timings_ms
+    assert counting.runs == 1 and again.id == first.id and "store" in again.timings_ms and again.from_store
+    assert not first.from_store
     assert not any(name.startswith("parse.") for name in again.timings_ms)
     assert np.array_equal(again.labels, first.labels) and np.array_equal(again.keypoints, first.keypoints)
     assert tryon.predict(person, cloth).confidence == pytest.approx(first.confidence)
@@ -259,3 +260,14 @@ def test_warp_jpeg_hands_tom_the_jpeg_of_the_warp(fast_tryon, viton_pair):
     jpeg = fast_tryon.dress(parsed, cloth, warp_jpeg=True, intermediates=True)[0]
     assert np.array_equal(jpeg.intermediates["warped_cloth"], jpeg_round_trip(plain.intermediates["warped_cloth"][None])[0])
     assert not np.array_equal(jpeg.image, plain.image)
+
+
+def test_a_dress_only_pipeline_dresses_what_another_parsed(tiny_models_dir, fast_tryon, viton_pair):
+    person, cloth = viton_pair
+    dresser = TryOn.from_dir(tiny_models_dir, provider="cpu", load_jppnet=False)
+    assert dresser.parse_stage is None
+    parsed = fast_tryon.parse(person, need_pre=False)
+    shipped = ParsedPerson.from_bytes(parsed.to_bytes())  # as it travels between replicas
+    assert np.array_equal(dresser.dress(shipped, cloth)[0].image, fast_tryon.dress(parsed, cloth)[0].image)
+    with pytest.raises(ValueError, match="dress only"):
+        dresser.parse(person)

@@ -16,7 +16,6 @@ from ..options import DressOptions, ParseOptions
 from ..sheet import colour_labels
 from .answers import GarmentAnswer, ParsedAnswer, PersonAnswer, person_answer, tryon_answer
 from .errors import WITH_BODY, refusals
-from .service import was_cached
 from .v1_routes import gallery_garment
 
 router = APIRouter(prefix="/v1/persons", tags=["persons"])
@@ -47,7 +46,7 @@ async def create_person(request: Request,
         raise HTTPException(503, "the person store could not keep the parsed person"
                                  f"{' (' + store['disabled'] + ')' if store['disabled'] else ''}; "
                                  "POST /v1/tryon with the photo works without it", headers={"Retry-After": "5"})
-    cached = was_cached(parsed)
+    cached = parsed.from_store
     body = {**person_answer(parsed, expires_at, service.synthetic), "cached": cached,
             "timings_ms": parsed.timings_ms}
     return JSONResponse(body, 200 if cached else 201, headers={**PERSONAL, "Location": f"/v1/persons/{parsed.id}"})

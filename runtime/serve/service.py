@@ -14,6 +14,7 @@ from ..images import encode
 from ..options import DressOptions, ParseOptions
 from ..parsed_person import ParsedPerson
 from ..session import providers_in_use
+from ..tryon import join_timings
 from .gallery import Gallery
 from .limits import InferenceGate, Limits, check_image
 
@@ -62,7 +63,7 @@ class TryOnService:
         parsed = person if isinstance(person, ParsedPerson) else self.tryon.parse(person, parse_options)
         result = self.tryon.dress(parsed, [garment], dress_options)[0]
         if parsed is not person:
-            result.timings_ms = joined_timings(parsed.timings_ms, result.timings_ms)
+            result.timings_ms = join_timings(parsed.timings_ms, result.timings_ms)
         return parsed, result, encode(result.image, image_format)
 
     async def dress(self, request, parsed: ParsedPerson, garments: list, options: DressOptions):
@@ -122,21 +123,6 @@ class TryOnService:
         return list(dict.fromkeys(p for session in sessions for p in providers_in_use(session)))
 
 
-def joined_timings(parse_ms: dict[str, float], dress_ms: dict[str, float]) -> dict[str, float]:
-    """One request's timings: the parse's steps, then the dress's; the totals add up."""
-    joined = {name: ms for name, ms in parse_ms.items() if name != "total"}
-    for name, ms in dress_ms.items():
-        if name != "total":
-            joined[name] = joined.get(name, 0.0) + ms
-    joined["total"] = parse_ms.get("total", 0.0) + dress_ms.get("total", 0.0)
-    return joined
-
-
 def _plausible(person_id: str) -> bool:
     """Ids are short hex digests; anything else is unknown without asking the store."""
     return 0 < len(person_id) <= 64 and all(c in "0123456789abcdef" for c in person_id)
-
-
-def was_cached(parsed: ParsedPerson) -> bool:
-    """True when this parse came from the store: JPP-Net did not run (no parse.* timings)."""
-    return not any(name.startswith("parse.") for name in parsed.timings_ms)
