@@ -6,6 +6,8 @@ from pathlib import Path
 
 import cv2
 
+from serve_process import free_port
+
 TRYON = str(Path(sys.executable).parent / "tryon")
 
 
@@ -58,7 +60,8 @@ def test_errors_a_shell_user_can_act_on(tiny_models_dir, viton_pair, tmp_path):
 
 
 def test_fast_modes_that_cannot_run_say_what_to_do(tiny_models_dir, viton_pair, tmp_path):
-    fp16 = tryon("serve", "--models", tiny_models_dir, "--provider", "cpu", "--precision", "fp16", "--port", "1")
+    fp16 = tryon("serve", "--models", tiny_models_dir, "--provider", "cpu", "--precision", "fp16",
+                 "--port", free_port())  # bound before the models load: a port anyone may bind
     assert fp16.returncode == 4 and "fp16 is for the CUDA provider" in fp16.stderr
     int8 = tryon("run", *viton_pair, "-o", tmp_path / "o.png", "--models", tiny_models_dir,
                  "--provider", "cpu", "--precision", "int8")
