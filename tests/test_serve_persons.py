@@ -11,6 +11,7 @@ import pytest
 
 from test_parse_dress import CountingSession
 from test_person_store import Clock
+from test_serve_api import assert_refused
 from tryon.runtime.images import decode, encode
 from tryon.runtime.person_store import MemoryStore, SQLiteStore
 from tryon.runtime.serve import create_app
@@ -62,14 +63,6 @@ def runs(tryon) -> int:
 def post_person(client, data: bytes, **flags):
     return client.post("/v1/persons", files={"person": ("p.png", data)},
                        data={k: str(v).lower() for k, v in flags.items()})
-
-
-def assert_refused(response, status: int, *words: str):
-    assert response.status_code == status, response.text
-    detail = response.json()["detail"]
-    assert isinstance(detail, str)
-    for word in words:
-        assert word in detail, detail
 
 
 def test_a_photo_is_parsed_once_then_found(client, tryon, clock):
