@@ -16,7 +16,8 @@ THREADS = typer.Option(0, help="intra-op threads (0: one per core)")
 SCALES = typer.Option("1.0,0.75,1.25", help="JPP-Net scales of a 384 square, comma-separated")
 MIRROR = typer.Option(True, help="also run JPP-Net on the mirrored photo and merge")
 PRECISION = typer.Option("fp32", help="fp32 (matches the source frameworks), or a JPP-Net from `tryon quantize`: "
-                                       "int8 (CPU) or fp16 (CUDA)")
+                                       "int8 (CPU), fp16 (CUDA) or bf16 (a CPU with avx512_bf16 or AMX, "
+                                       "through tryon-onnx[openvino])")
 
 
 def parse_scales(text: str) -> tuple[float, ...]:
