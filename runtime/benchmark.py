@@ -19,7 +19,7 @@ from pathlib import Path
 import numpy as np
 
 from .model_dir import ModelDir
-from .parse_stage import JPPNET_BY_PRECISION
+from .parse_stage import JPPNET_BY_PRECISION, ParseStage
 from .session import import_onnxruntime, providers_in_use
 from .tryon import TryOn
 from .versions import installed_versions
@@ -261,10 +261,10 @@ def _stages(samples: dict[str, list[float]]) -> dict[str, dict]:
 
 
 def _providers(tryon) -> list[str]:
-    """The providers that run JPP-Net (where it runs on ONNX Runtime: the reference's parse
-    stage has no session) and GMM, JPP-Net's first."""
-    sessions = [getattr(tryon.parse, "session", None), tryon.cpvton.gmm]
-    return list(dict.fromkeys(p for session in sessions if session is not None for p in providers_in_use(session)))
+    """The providers that run JPP-Net (where ONNX Runtime runs it: the reference's parse stage
+    is TensorFlow) and GMM, JPP-Net's first."""
+    sessions = [tryon.parse.session] if isinstance(tryon.parse, ParseStage) else []
+    return list(dict.fromkeys(p for session in [*sessions, tryon.cpvton.gmm] for p in providers_in_use(session)))
 
 
 def format_table(record: dict) -> str:

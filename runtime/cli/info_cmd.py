@@ -30,8 +30,8 @@ def info(models: Path = common.MODELS, provider: str = common.PROVIDER):
     typer.echo(f"python {platform.python_version()} on {platform.machine()} ({platform.system()})")
     for name, version in installed_versions(*PACKAGES).items():
         typer.echo(f"  {name} {version}")
-    typer.echo(f"providers available (onnxruntime {import_onnxruntime().__version__}): "
-               f"{', '.join(available_providers())}")
+    typer.echo(f"providers available: {', '.join(available_providers())} "
+               f"(onnxruntime {import_onnxruntime().__version__})")
     try:
         model_dir = ModelDir.open(models)
     except ModelsMissingError as exc:
