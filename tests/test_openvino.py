@@ -91,12 +91,12 @@ def test_bench_times_a_baseline_run_for_run_in_the_same_process(int8_models_dir,
 
 @pytest.fixture(scope="module")
 def bf16_models_dir(tiny_models_dir, tmp_path_factory, viton_pair):
-    from tryon.export.quantize import quantize_jppnet
-
     if _why_no_bf16():
         pytest.skip(_why_no_bf16())
     folder = models_copy(tiny_models_dir, tmp_path_factory.mktemp("bf16") / "models")
-    quantize_jppnet(folder, [viton_pair[0]], scales=(1.0,), mirror=True, precision="bf16")
+    done = tryon("quantize", "--precision", "bf16", "--scales", "1.0", "--models", folder, viton_pair[0])
+    assert done.returncode == 0, done.stderr
+    assert f"recorded bf16 in {folder / 'manifest.json'}: jppnet.onnx on {OPENVINO}" in done.stdout
     return folder
 
 

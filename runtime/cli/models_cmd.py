@@ -81,7 +81,9 @@ def quantize(photos: list[Path] = typer.Argument(..., help="real person photos: 
     from .common import parse_scales
 
     entry = quantize_jppnet(models, photos, parse_scales(scales), mirror, precision)
-    typer.echo(f"wrote {models / entry['file']}; agreement with fp32: {entry['agreement']}")
+    done = (f"recorded bf16 in {models / 'manifest.json'}: {entry['file']} on {entry['execution_provider']['name']}"
+            if precision == "bf16" else f"wrote {models / entry['file']}")
+    typer.echo(f"{done}; agreement with fp32: {entry['agreement']}")
 
 
 def _print_validation(entries: dict[str, dict]):
