@@ -4,7 +4,10 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test
+OV_VENV := .venv-openvino
+OV_STAMP := $(OV_VENV)/.installed-stamp
+
+.PHONY: demo test test-openvino
 
 $(STAMP): pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -17,3 +20,16 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The bf16 fast mode needs onnxruntime-openvino, which replaces onnxruntime: it gets a venv of
+# its own. That venv borrows everything else (TensorFlow, torch, pytest) from .venv through a
+# .pth file instead of installing it twice; its own onnxruntime comes first on sys.path.
+$(OV_STAMP): pyproject.toml $(STAMP)
+	$(PY) -m venv $(OV_VENV)
+	$(BIN)/python -c "import sys; print('\n'.join(p for p in sys.path if p.endswith('site-packages')))" \
+		> "$$($(OV_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/borrowed-from-venv.pth"
+	$(OV_VENV)/bin/pip install -q -e ".[openvino]"
+	touch $(OV_STAMP)
+
+test-openvino: $(OV_STAMP)
+	$(OV_VENV)/bin/python -m pytest -q tests/test_openvino.py

@@ -1,5 +1,5 @@
-"""The declared fast modes: JPP-Net in int8 for the CPU, in fp16 for CUDA, each recorded
-with its agreement with fp32 on real photos.
+"""The declared fast modes: JPP-Net in int8 for the CPU, in fp16 for CUDA, in bf16 for a CPU
+with bf16 instructions, each recorded with its agreement with fp32 on real photos.
 
 int8 (jppnet.onnx -> jppnet.int8.onnx) is static: QDQ format, per-channel s8 weights and
 u8 activations (ONNX Runtime fuses them into QLinearConv, fast on AVX-512 VNNI).
@@ -13,9 +13,15 @@ fp16 (jppnet.onnx -> jppnet.fp16.onnx) folds the batch norms in float64 first, t
 stores every weight and activation in fp16; the input and outputs stay float32, so the
 parse stage feeds it unchanged. It is for the CUDA provider (on the CPU it runs no
 faster than fp32); its agreement is measured on CUDA where this machine has it, else
-on the CPU, and the entry says which. The runtime uses either only when asked for.
+on the CPU, and the entry says which.
 
-    tryon quantize --models models_onnx [--precision int8|fp16] PHOTO [PHOTO ...]
+bf16 writes no file: it is jppnet.onnx run by ONNX Runtime's OpenVINO execution provider
+with bf16 arithmetic (onnxruntime-openvino, a CPU with avx512_bf16 or AMX). Its entry names
+that graph and the provider's options, with the agreement measured through them.
+
+The runtime uses each only when asked for.
+
+    tryon quantize --models models_onnx [--precision int8|fp16|bf16] PHOTO [PHOTO ...]
 """
 from __future__ import annotations
 
@@ -28,15 +34,19 @@ from tryon.runtime.examples import EXAMPLE_GARMENT
 from tryon.runtime.images import load_rgb
 from tryon.runtime.model_dir import ModelDir
 from tryon.runtime.parse_stage import (
-    BASE_SIZE, JPPNET_BY_PRECISION, REFERENCE_SCALES, ParseStage, photo_to_bgr, resize_bilinear,
+    BASE_SIZE, BF16_GRAPH, JPPNET_BY_PRECISION, REFERENCE_SCALES, ParseStage, photo_to_bgr, resize_bilinear,
 )
-from tryon.runtime.session import PROVIDERS, SessionOptions, create_session, resolve_providers
+from tryon.runtime.session import (
+    OPENVINO, PROVIDERS, SessionOptions, check_openvino_bf16, create_session, import_onnxruntime,
+    openvino_bf16_options, providers_in_use, resolve_providers,
+)
 from tryon.runtime.tryon import TryOn
 
 from . import manifest
 from .batch_norm_folding import fold_batch_norms
 
-FILES = {"int8": "jppnet.int8.onnx", "fp16": "jppnet.fp16.onnx"}
+PRECISIONS = ("int8", "fp16", "bf16")
+FILES = {"int8": "jppnet.int8.onnx", "fp16": "jppnet.fp16.onnx"}  # bf16 is a provider setting, not a file
 METHODS = {
     "int8": {"format": "QDQ", "weights": "s8 per-channel", "activations": "u8", "calibration": "MinMax"},
     "fp16": {"weights": "fp16, batch norms folded in float64 first", "activations": "fp16",
@@ -113,12 +123,12 @@ def agreement_provider(precision: str) -> str:
     return "cuda" if precision == "fp16" and resolve_providers("auto") == PROVIDERS["cuda"] else "cpu"
 
 
-def agreement(models: ModelDir, low_path: Path, photos, scales, mirror: bool, provider: str = "cpu") -> dict:
-    """How far a reduced precision moves the outputs a user sees, photo by photo, against
-    fp32 (jppnet.onnx on the same provider)."""
+def agreement(models: ModelDir, low_session, photos, scales, mirror: bool, provider: str = "cpu") -> dict:
+    """How far a reduced-precision JPP-Net session moves the outputs a user sees, photo by
+    photo, against fp32 (jppnet.onnx on `provider`, which also runs GMM and TOM)."""
     options = SessionOptions(provider=provider)
     fp32 = ParseStage(create_session(models.file("jppnet"), options), scales, mirror)
-    low = ParseStage(create_session(low_path, options), scales, mirror)
+    low = ParseStage(low_session, scales, mirror)
     # GMM/TOM on each parse, with a fixed garment and without the pose crop: moving the
     # crop would count as an image difference that is not the network's.
     dress = TryOn(fp32, CpvtonStage.from_dir(models.path, options), models)
@@ -134,6 +144,7 @@ def agreement(models: ModelDir, low_path: Path, photos, scales, mirror: bool, pr
         image_diffs.append(float(np.mean(np.abs(images[0].astype(np.int16) - images[1]))))
     distances = np.concatenate(distances)
     return {"photos": len(photos), "scales": list(scales), "mirror": mirror, "provider": provider,
+            "jppnet_providers": providers_in_use(low_session),
             "label_agreement": float(np.mean(labels)), "label_agreement_min": float(np.min(labels)),
             "keypoint_px_median": float(np.median(distances)), "keypoint_px_max": float(distances.max()),
             f"keypoints_within_{KEYPOINT_RADIUS}px": float(np.mean(distances <= KEYPOINT_RADIUS)),
@@ -142,10 +153,12 @@ def agreement(models: ModelDir, low_path: Path, photos, scales, mirror: bool, pr
 
 def quantize_jppnet(models_dir: str | Path, photos, scales=REFERENCE_SCALES, mirror: bool = True,
                    precision: str = "int8") -> dict:
-    """Write jppnet.<precision>.onnx beside jppnet.onnx and record it with its agreement;
-    returns the manifest entry."""
-    if precision not in FILES:
-        raise ValueError(f"precision {precision!r} is not one of {', '.join(FILES)}")
+    """Write jppnet.<precision>.onnx beside jppnet.onnx (none for bf16) and record it with its
+    agreement; returns the manifest entry."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if precision == "bf16":
+        check_openvino_bf16("cpu")
     photos = [Path(p) for p in photos]
     if not photos:
         raise ValueError(f"{precision} JPP-Net needs real photos to measure its agreement with fp32"
@@ -154,16 +167,34 @@ def quantize_jppnet(models_dir: str | Path, photos, scales=REFERENCE_SCALES, mir
     for photo in photos:  # a bad photo stops it before minutes of work, with its name
         load_rgb(photo, "photo")
     models = ModelDir.open(models_dir)
+    if precision == "bf16":
+        low, method = _openvino_bf16(models)
+    else:
+        low, method = _write_low_precision(models, precision, photos, scales, mirror)
+    entry = {"file": method.pop("file"), "variant": models.entry("jppnet").get("variant"), "precision": precision,
+             **method,
+             "source": {"fp32": models.entry("jppnet")["file"], "sha256": models.entry("jppnet")["sha256"],
+                        "synthetic": models.synthetic("jppnet")},
+             "agreement": {**agreement(models, low, photos, scales, mirror, agreement_provider(precision)),
+                           "calibrated_on_these_photos": precision == "int8"}}
+    return manifest.record(models.path, JPPNET_BY_PRECISION[precision], entry)
+
+
+def _write_low_precision(models: ModelDir, precision: str, photos, scales, mirror: bool):
+    """(session, entry fields) of a newly written jppnet.int8.onnx or jppnet.fp16.onnx."""
     path = models.path / FILES[precision]
     if precision == "int8":
         quantize_file(models.file("jppnet"), path, photos, scales, mirror)
     else:
         half_file(models.file("jppnet"), path)
-    entry = {"file": FILES[precision], "variant": models.entry("jppnet").get("variant"), "precision": precision,
-             "quantization": {**METHODS[precision],
-                              **({"photos": [p.name for p in photos]} if precision == "int8" else {})},
-             "source": {"fp32": models.entry("jppnet")["file"], "sha256": models.entry("jppnet")["sha256"],
-                        "synthetic": models.synthetic("jppnet")},
-             "agreement": {**agreement(models, path, photos, scales, mirror, agreement_provider(precision)),
-                           "calibrated_on_these_photos": precision == "int8"}}
-    return manifest.record(models.path, JPPNET_BY_PRECISION[precision], entry)
+    method = {**METHODS[precision], **({"photos": [p.name for p in photos]} if precision == "int8" else {})}
+    session = create_session(path, SessionOptions(provider=agreement_provider(precision)))
+    return session, {"file": FILES[precision], "quantization": method}
+
+
+def _openvino_bf16(models: ModelDir):
+    """(session, entry fields) of the graph bf16 runs, on the OpenVINO execution provider."""
+    session = create_session(models.file(BF16_GRAPH),
+                             SessionOptions(provider="cpu", openvino_bf16=True, memory_pattern=False))
+    provider = {"name": OPENVINO, "options": openvino_bf16_options(), "onnxruntime": import_onnxruntime().__version__}
+    return session, {"file": models.entry(BF16_GRAPH)["file"], "execution_provider": provider}

@@ -13,13 +13,14 @@ import resource
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from .model_dir import ModelDir
-from .parse_stage import JPPNET_BY_PRECISION
+from .parse_stage import JPPNET_BY_PRECISION, ParseStage
+from .session import import_onnxruntime, providers_in_use
 from .tryon import TryOn
 from .versions import installed_versions
 
@@ -43,10 +44,16 @@ class BenchSettings:
     batch: int = 1
     runs: int = 5
     warmup: int = 1
+    # A second precision timed in the same process, run for run in turn with `precision`:
+    # on a busy machine the ratio of the two holds where each one's own time does not.
+    baseline: str | None = None
 
     def __post_init__(self):
-        if self.precision not in PRECISIONS:
-            raise ValueError(f"precision {self.precision!r} is not one of {', '.join(PRECISIONS)}")
+        for name, value in (("precision", self.precision), ("baseline", self.baseline)):
+            if value is not None and value not in PRECISIONS:
+                raise ValueError(f"{name} {value!r} is not one of {', '.join(PRECISIONS)}")
+        if self.baseline == self.precision:
+            raise ValueError(f"baseline {self.baseline!r} is the precision being timed: choose another one")
         if self.runs < 1 or self.warmup < 0 or self.batch < 1:
             raise ValueError("runs and batch must be >= 1, warmup >= 0")
 
@@ -129,7 +136,9 @@ def model_sizes_mb(models: ModelDir) -> dict[str, float]:
 def machine() -> dict:
     return {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gb": _memory_gb(),
             "platform": platform.platform(), "python": platform.python_version(),
-            "versions": installed_versions("onnxruntime", "onnxruntime-gpu", "numpy", "opencv-python-headless")}
+            "versions": installed_versions("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "numpy",
+                                           "opencv-python-headless"),
+            "onnxruntime_imported": import_onnxruntime().__version__}
 
 
 def _cpu_model() -> str:
@@ -150,8 +159,9 @@ def _memory_gb() -> float | None:
     return round(kib / 2**20, 1)
 
 
-def time_pipeline(tryon, person, cloth, settings: BenchSettings) -> dict[str, list[float]]:
-    """Per-stage milliseconds of `settings.runs` requests after `settings.warmup` discarded ones.
+def time_pipelines(tryons, person, cloth, settings: BenchSettings) -> list[dict[str, list[float]]]:
+    """Per-stage milliseconds of `settings.runs` requests after `settings.warmup` discarded ones,
+    for each pipeline; with several, each run goes through them in turn.
 
     A request is `batch` pairs of the garment with different photos (the example photo, then
     copies of it one pixel apart, so that each is parsed as another shopper's would be); its
@@ -166,16 +176,17 @@ def time_pipeline(tryon, person, cloth, settings: BenchSettings) -> dict[str, li
     # No pose crop: untrained weights give keypoints no crop can frame, and a refused
     # photo would skip GMM and TOM. Resizing instead costs the same and always reaches them.
     options = ParseOptions(need_pre=False)
-    samples: dict[str, list[float]] = {}
+    samples: list[dict[str, list[float]]] = [{} for _ in tryons]
     for i in range(settings.warmup + settings.runs):
-        start = time.perf_counter()
-        result = tryon.predict_batch(pairs, options)[0]
-        wall = (time.perf_counter() - start) * 1e3
-        if i < settings.warmup:
-            continue
-        parse = sum(ms for name, ms in result.timings_ms.items() if name.startswith("parse."))
-        for name, ms in {**result.timings_ms, "parse": parse, "request": wall}.items():
-            samples.setdefault(name, []).append(ms)
+        for tryon, timed in zip(tryons, samples):
+            start = time.perf_counter()
+            result = tryon.predict_batch(pairs, options)[0]
+            wall = (time.perf_counter() - start) * 1e3
+            if i < settings.warmup:
+                continue
+            parse = sum(ms for name, ms in result.timings_ms.items() if name.startswith("parse."))
+            for name, ms in {**result.timings_ms, "parse": parse, "request": wall}.items():
+                timed.setdefault(name, []).append(ms)
     return samples
 
 
@@ -219,8 +230,11 @@ def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict
     tryon = tryon_factory(settings)
     load_ms = (time.perf_counter() - start) * 1e3
     rss_loaded = peak_rss_mb()
-    samples = time_pipeline(tryon, person, cloth, settings)
-    stages = {name: summarize(samples[name]) for name in pipeline_order(samples)}
+    tryons = [tryon]
+    if settings.baseline:
+        tryons.append(tryon_factory(replace(settings, precision=settings.baseline, baseline=None)))
+    samples = time_pipelines(tryons, person, cloth, settings)
+    stages = _stages(samples[0])
     record = {
         "settings": asdict(settings),
         "providers": _providers(tryon),
@@ -240,11 +254,27 @@ def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict
     if settings.precision != "fp32":
         entry = tryon.models.entry(JPPNET_BY_PRECISION[settings.precision])
         record[f"{settings.precision}_agreement"] = entry.get("agreement")
+    if settings.baseline:
+        baseline = _stages(samples[1])
+        ratios = speedups(stages, baseline)
+        record["baseline"] = {"precision": settings.baseline, "providers": _providers(tryons[1]),
+                              "jppnet_graph": tryons[1].models.entry(tryons[1].jppnet_graph)["file"],
+                              "stages": baseline,
+                              "note": "timed in this process, run for run in turn with the precision above; "
+                                      "peak_rss_mb.after_runs holds both pipelines"}
+        record["speedup_vs_baseline"] = {"end_to_end": ratios.get("total"), "stages": ratios}
     return record
 
 
+def _stages(samples: dict[str, list[float]]) -> dict[str, dict]:
+    return {name: summarize(samples[name]) for name in pipeline_order(samples)}
+
+
 def _providers(tryon) -> list[str]:
-    return list(tryon.cpvton.gmm.get_providers())
+    """The providers that run JPP-Net (where ONNX Runtime runs it: the reference's parse stage
+    is TensorFlow) and GMM, JPP-Net's first."""
+    sessions = [tryon.parse.session] if isinstance(tryon.parse, ParseStage) else []
+    return list(dict.fromkeys(p for session in [*sessions, tryon.cpvton.gmm] for p in providers_in_use(session)))
 
 
 def format_table(record: dict) -> str:
@@ -265,6 +295,12 @@ def format_table(record: dict) -> str:
     if "reference" in record:
         rows.append(f"reference peak RSS {record['reference']['peak_rss_mb']['after_runs']:.0f} MB, "
                     f"load {record['reference']['load_ms']:.0f} ms")
+    if "baseline" in record:
+        baseline, ratios = record["baseline"], record["speedup_vs_baseline"]["stages"]
+        rows.append(f"{record['settings']['precision']} against {baseline['precision']} ({baseline['jppnet_graph']}), "
+                    "run for run in turn in this process: "
+                    + ", ".join(f"{name} {baseline['stages'][name]['median_ms']:.1f} ms -> {ratios[name]:.2f}x"
+                                for name in ("parse", "total") if name in ratios))
     precision = record["settings"]["precision"]
     if record.get(f"{precision}_agreement"):
         rows.append(f"{precision} agreement with fp32: {record[f'{precision}_agreement']}")

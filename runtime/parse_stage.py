@@ -24,7 +24,7 @@ from pathlib import Path
 import numpy as np
 
 from .model_dir import ModelDir, ModelsMissingError
-from .session import PROVIDERS, SessionOptions, create_session, resolve_providers
+from .session import PROVIDERS, SessionOptions, check_openvino_bf16, create_session, resolve_providers
 from .timing import Timer
 
 LIP_MEAN_BGR = np.array((104.00698793, 116.66876762, 122.67891434), dtype=np.float32)
@@ -32,10 +32,14 @@ BASE_SIZE = 384
 REFERENCE_SCALES = (1.0, 0.75, 1.25)  # what LIP_JPPNet evaluates: 384, 288, 480 squares
 FAST_SCALES = (1.0,)  # with mirror=False: one network pass instead of six
 MIN_SIDE = 16
-# fp32 reproduces the source frameworks; int8 (CPU) and fp16 (CUDA) are the declared fast
-# modes `tryon quantize` writes, each with its agreement with fp32 in the manifest.
-JPPNET_BY_PRECISION = {"fp32": "jppnet", "int8": "jppnet_int8", "fp16": "jppnet_fp16"}
+# fp32 reproduces the source frameworks; int8 (CPU), fp16 (CUDA) and bf16 (CPU, OpenVINO) are
+# the declared fast modes `tryon quantize` records, each with its agreement with fp32 in the
+# manifest. bf16 is a setting of the OpenVINO execution provider, not a file: its entry names
+# the graph it runs, the plain one (in bf16 the Winograd graph's transforms lose too much:
+# 87% of labels equal to fp32 at 384, against 98% for the plain graph).
+JPPNET_BY_PRECISION = {"fp32": "jppnet", "int8": "jppnet_int8", "fp16": "jppnet_fp16", "bf16": "jppnet_bf16"}
 WINOGRAD = "jppnet_winograd"
+BF16_GRAPH = "jppnet"
 # Channel c of the mirrored half, seen from the unmirrored photo (left/right swapped).
 PARSING_MIRROR = np.array(tuple(range(14)) + (15, 14, 17, 16, 19, 18))
 POSE_MIRROR = np.array((5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 15, 14, 13, 12, 11, 10))
@@ -266,7 +270,7 @@ def open_jppnet(models: ModelDir, options: SessionOptions, precision: str = "fp3
     provider runs the Winograd graph where the export wrote one (the same weights,
     validated against TensorFlow like jppnet.onnx, fewer multiplications); CUDA runs
     the plain graph and lets cuDNN choose its own algorithms. fp16 is refused on the CPU,
-    where it runs no faster than fp32."""
+    where it runs no faster than fp32; bf16 on CUDA, and where this machine cannot run it."""
     if precision not in JPPNET_BY_PRECISION:
         raise ValueError(f"precision {precision!r} is not one of {', '.join(JPPNET_BY_PRECISION)}")
     name = JPPNET_BY_PRECISION[precision]
@@ -274,6 +278,9 @@ def open_jppnet(models: ModelDir, options: SessionOptions, precision: str = "fp3
     if precision == "fp16" and on_cpu:
         raise ValueError("precision fp16 is for the CUDA provider (on the CPU it runs no faster than fp32): "
                          "use --provider cuda, or --precision int8 for the fast CPU mode")
+    if precision == "bf16":
+        check_openvino_bf16(options.provider)  # first: where it fails, `tryon quantize` cannot record bf16 either
+        options = replace(options, openvino_bf16=True)
     if precision != "fp32" and not models.has(name):
         raise ModelsMissingError(f"{models.path} has no {precision} JPP-Net: run "
                                  f"`tryon quantize --precision {precision} PHOTO ...` first (real person photos)")

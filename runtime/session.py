@@ -11,11 +11,17 @@ the onnxruntime version and the CPU's instruction sets; later loads map that fil
 optimise nothing. ONNX Runtime keeps the weights it replaced while optimising, so the
 plain load of the 489 MB JPP-Net held 1.2 GB; from the cache it holds one mapped copy
 and loads in milliseconds. Where the cache cannot be written, the model loads as it is.
+
+`openvino_bf16` runs a graph on ONNX Runtime's OpenVINO execution provider with bf16
+arithmetic on the CPU (JPP-Net's bf16 fast mode); ONNX Runtime's own CPU kernels have no
+bf16 on x86. It is refused, never quietly turned into float32, on a CPU without bf16
+instructions or an onnxruntime without that provider (the onnxruntime-openvino package).
 """
 from __future__ import annotations
 
 import glob
 import hashlib
+import json
 import os
 import platform
 import re
@@ -31,6 +37,10 @@ PROVIDERS = {
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
 }
 OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+OPENVINO = "OpenVINOExecutionProvider"
+# x86 instructions with bf16 arithmetic (dot products into float32): without one of them
+# OpenVINO has no fast bf16 (depending on its version it emulates bf16 or runs float32).
+BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
 class RuntimeSetupError(TryonError, RuntimeError):
@@ -64,6 +74,8 @@ class SessionOptions:
     # for a network run at several sizes (JPP-Net's scales) per-tensor allocation holds
     # less (the Winograd JPP-Net at 384/288/480: 1.48 GB planned, 1.28 GB per tensor).
     memory_pattern: bool = True
+    # On the OpenVINO execution provider's CPU device in bf16 (see the module docstring).
+    openvino_bf16: bool = False
 
     def __post_init__(self):
         if self.provider not in ("auto", *PROVIDERS):
@@ -96,14 +108,47 @@ def resolve_providers(provider: str) -> list[str]:
 CACHE_DIR = ".ort-cache"
 
 
-def _cpu_signature() -> str:
-    """The instruction sets ONNX Runtime picks kernels and weight layouts by."""
+def cpu_flags() -> set[str]:
+    """The CPU's instruction sets as /proc/cpuinfo names them (empty where it cannot be read)."""
     try:
         with open("/proc/cpuinfo") as info:
             flags = next((line for line in info if line.startswith(("flags", "Features"))), "")
     except OSError:
         flags = ""
-    return f"{platform.machine()} {platform.processor()} {' '.join(sorted(flags.split(':')[-1].split()))}"
+    return set(flags.split(":")[-1].split())
+
+
+def _cpu_signature() -> str:
+    """The instruction sets ONNX Runtime picks kernels and weight layouts by."""
+    return f"{platform.machine()} {platform.processor()} {' '.join(sorted(cpu_flags()))}"
+
+
+def check_openvino_bf16(provider: str):
+    """Raise unless `provider` is the CPU (ValueError), this CPU has bf16 instructions and
+    this onnxruntime has the OpenVINO execution provider (RuntimeSetupError)."""
+    if resolve_providers(provider) != PROVIDERS["cpu"]:
+        raise ValueError("precision bf16 is for the CPU (OpenVINO): use --provider cpu, or --precision fp16 on CUDA")
+    if not cpu_flags() & set(BF16_CPU_FLAGS):
+        raise RuntimeSetupError(
+            f"precision bf16 needs a CPU with bf16 instructions ({' or '.join(BF16_CPU_FLAGS)} in "
+            "/proc/cpuinfo) and this one has neither: use --precision fp32, "
+            "or int8 for the fast CPU mode")
+    ort = import_onnxruntime()
+    if OPENVINO not in ort.get_available_providers():
+        raise RuntimeSetupError(
+            f"precision bf16 runs on ONNX Runtime's {OPENVINO}, which this onnxruntime {ort.__version__} "
+            f"lacks (it has {', '.join(ort.get_available_providers())}): install 'tryon-onnx[openvino]' "
+            "(onnxruntime-openvino) in an environment without the cpu or gpu extra, since it replaces "
+            "the onnxruntime package")
+
+
+def openvino_bf16_options(threads: int = 0) -> dict[str, str]:
+    """The OpenVINO execution provider's options for bf16 on the CPU, for one latency-bound
+    request at a time on `threads` cores (0: OpenVINO picks)."""
+    config = {"INFERENCE_PRECISION_HINT": "bf16", "PERFORMANCE_HINT": "LATENCY"}
+    if threads:
+        config["INFERENCE_NUM_THREADS"] = str(threads)
+    return {"device_type": "CPU", "load_config": json.dumps({"CPU": config})}
 
 
 def cached_model_path(path: Path, options: SessionOptions) -> Path:
@@ -156,6 +201,8 @@ def _session_options(ort, options: SessionOptions):
         "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
     }[options.optimization]
     so.log_severity_level = 3
+    # Lets providers_in_use name the providers that were given nodes, not just those asked for.
+    so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
     return so
 
 
@@ -164,7 +211,10 @@ def create_session(path: str | Path, options: SessionOptions = SessionOptions())
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"model file {path} does not exist (run `tryon export` first)")
-    providers = resolve_providers(options.provider)
+    providers, provider_options = resolve_providers(options.provider), None
+    if options.openvino_bf16:
+        check_openvino_bf16(options.provider)
+        providers, provider_options = [OPENVINO, *PROVIDERS["cpu"]], [openvino_bf16_options(options.threads), {}]
     so = _session_options(ort, options)
     disabled = [] if options.fold_constants else ["ConstantFolding"]
     try:
@@ -172,7 +222,8 @@ def create_session(path: str | Path, options: SessionOptions = SessionOptions())
             session = _cached_session(ort, path, options, disabled)
             if session is not None:
                 return session
-        return ort.InferenceSession(str(path), so, providers=providers, disabled_optimizers=disabled)
+        return ort.InferenceSession(str(path), so, providers=providers, provider_options=provider_options,
+                                    disabled_optimizers=disabled)
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         if isinstance(exc, RuntimeSetupError):
             raise
@@ -201,4 +252,12 @@ def _open_optimized(ort, cached: Path, options: SessionOptions):
 
 
 def providers_in_use(session) -> list[str]:
-    return list(session.get_providers())
+    """The providers that run some of the graph, in the session's order of preference: a
+    provider that was asked for but given no node is left out. Where this onnxruntime
+    cannot say, every provider the session holds."""
+    held = list(session.get_providers())
+    try:
+        given = {subgraph.ep_name for subgraph in session.get_provider_graph_assignment_info()}
+    except (AttributeError, RuntimeError):
+        return held
+    return [name for name in held if name in given] or held

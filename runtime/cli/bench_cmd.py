@@ -27,6 +27,7 @@ def register(app: typer.Typer):
                      "Examples:\n\n"
                      "  tryon bench --runs 5\n\n"
                      "  tryon bench --precision int8 --no-reference\n\n"
+                     "  tryon bench --precision bf16 --baseline fp32 --runs 5\n\n"
                      "  tryon bench --scales 1.0 --no-mirror --threads 2\n\n"
                      "  tryon bench --garments 10 --runs 2      (one person in 10 garments: parse once "
                      "against parsing again)")(bench)
@@ -40,6 +41,10 @@ def bench(models: Path = common.MODELS,
           threads: int = common.THREADS, scales: str = common.SCALES, mirror: bool = common.MIRROR,
           precision: str = common.PRECISION,
           batch: int = typer.Option(1, help="pairs per request"),
+          baseline: str = typer.Option(None, help="also time this precision in the same process, run for run in "
+                                                  "turn with --precision, and record the ratio (e.g. --precision "
+                                                  "bf16 --baseline fp32); on a busy machine the ratio is steadier "
+                                                  "than either time"),
           reference: bool = typer.Option(True, help="also time TensorFlow + eager PyTorch (needs the export "
                                                     "extra and a source checkout)"),
           garments: int = typer.Option(0, help="time one person in this many garments instead: N predicts "
@@ -49,10 +54,11 @@ def bench(models: Path = common.MODELS,
 
     settings = BenchSettings(models=str(models), provider=provider, threads=threads,
                              scales=common.parse_scales(scales), mirror=mirror, precision=precision,
-                             batch=batch, runs=runs, warmup=warmup)
+                             batch=batch, runs=runs, warmup=warmup, baseline=baseline)
     if garments:
         return _bench_garments(settings, garments, reference, out)
-    typer.echo(f"timing the ONNX Runtime pipeline ({runs} runs after {warmup} warm-up)...", err=True)
+    pipelines = f"{precision} and {baseline} in turn" if baseline else precision
+    typer.echo(f"timing the ONNX Runtime pipeline, {pipelines} ({runs} runs after {warmup} warm-up)...", err=True)
     record = run_benchmark(build_tryon, settings, EXAMPLE_PERSON, EXAMPLE_GARMENT)
     if reference and _reference_available():
         typer.echo("timing the TensorFlow + eager PyTorch reference in its own process...", err=True)

@@ -34,7 +34,8 @@ JPEG_DCT = typer.Option("accurate", help="JPEG decode of person photos: accurate
 WARP_JPEG = typer.Option(False, help="hand the warped garment to TOM through a quality-75 JPEG, as "
                                      "cp-vton's test pipeline did (the seed casts it to uint8 in memory)")
 PRECISION = typer.Option("fp32", help="fp32 (matches the source frameworks), or a JPP-Net from `tryon quantize`: "
-                                       "int8 (CPU) or fp16 (CUDA)")
+                                       "int8 (CPU), fp16 (CUDA) or bf16 (a CPU with avx512_bf16 or AMX, "
+                                       "through tryon-onnx[openvino])")
 
 
 def parse_scales(text: str) -> tuple[float, ...]:

@@ -8,13 +8,16 @@ import typer
 
 from ..model_dir import MODEL_FILES, ModelDir, ModelsMissingError
 from ..parse_stage import JPPNET_BY_PRECISION, open_jppnet
-from ..session import SessionOptions, available_providers, create_session, providers_in_use
+from ..session import (
+    RuntimeSetupError, SessionOptions, available_providers, check_openvino_bf16, create_session,
+    import_onnxruntime, providers_in_use,
+)
 from ..versions import installed_versions
 from . import common
 from .errors import friendly
 
-PACKAGES = ("tryon-onnx", "onnxruntime", "onnxruntime-gpu", "numpy", "opencv-python-headless",
-            "torch", "tensorflow-cpu", "tf2onnx", "onnx")
+PACKAGES = ("tryon-onnx", "onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "numpy",
+            "opencv-python-headless", "torch", "tensorflow-cpu", "tf2onnx", "onnx")
 
 
 def register(app: typer.Typer):
@@ -27,7 +30,8 @@ def info(models: Path = common.MODELS, provider: str = common.PROVIDER):
     typer.echo(f"python {platform.python_version()} on {platform.machine()} ({platform.system()})")
     for name, version in installed_versions(*PACKAGES).items():
         typer.echo(f"  {name} {version}")
-    typer.echo(f"providers available: {', '.join(available_providers())}")
+    typer.echo(f"providers available: {', '.join(available_providers())} "
+               f"(onnxruntime {import_onnxruntime().__version__})")
     try:
         model_dir = ModelDir.open(models)
     except ModelsMissingError as exc:
@@ -48,13 +52,23 @@ def info(models: Path = common.MODELS, provider: str = common.PROVIDER):
         typer.echo(f"fp32 JPP-Net runs {model_dir.entry(graph)['file']} with these providers")
     for precision, name in JPPNET_BY_PRECISION.items():
         if precision != "fp32":
-            typer.echo(f"--precision {precision}: {_fast_mode(model_dir, name, precision)}")
+            typer.echo(f"--precision {precision}: {_fast_mode(model_dir, name, precision, options)}")
 
 
-def _fast_mode(model_dir: ModelDir, name: str, precision: str) -> str:
+def _fast_mode(model_dir: ModelDir, name: str, precision: str, options: SessionOptions) -> str:
+    if precision == "bf16":  # a provider setting: whether it runs depends on this machine
+        try:
+            check_openvino_bf16(options.provider)
+        except (ValueError, RuntimeSetupError) as exc:
+            return f"cannot run here: {exc}"
     if not model_dir.has(name):
-        return f"not written (`tryon quantize --precision {precision} PHOTO ...`)"
+        return (f"not {'recorded' if precision == 'bf16' else 'written'} "
+                f"(`tryon quantize --precision {precision} PHOTO ...`)")
     entry = model_dir.entry(name)
+    runs_on = ""
+    if precision == "bf16":
+        runs_on = f" in bf16 on {', '.join(providers_in_use(open_jppnet(model_dir, options, precision)[1]))}"
     agreement = entry.get("agreement", {})
-    return (f"{entry['file']}; labels {agreement.get('label_agreement', float('nan')):.2%} equal to fp32 on "
-            f"{agreement.get('photos', '?')} photos (measured on {agreement.get('provider', 'cpu')})")
+    measured_on = ", ".join(agreement.get("jppnet_providers", [])) or agreement.get("provider", "cpu")
+    return (f"{entry['file']}{runs_on}; labels {agreement.get('label_agreement', float('nan')):.2%} equal to fp32 "
+            f"on {agreement.get('photos', '?')} photos (measured on {measured_on})")

@@ -16,11 +16,13 @@ def register(app: typer.Typer):
     app.command(help="Convert checkpoints to ONNX and validate them against TensorFlow/PyTorch.\n\n"
                      "Example: tryon export --checkpoints checkpoints --out models_onnx")(export)
     app.command(help="Write a reduced-precision JPP-Net and record its agreement with fp32 on real person "
-                     "photos: int8 (static QDQ, calibrated on the photos) for the CPU, or fp16 for CUDA. "
-                     "Used only where --precision int8 / fp16 is asked for.\n\n"
+                     "photos: int8 (static QDQ, calibrated on the photos) for the CPU, fp16 for CUDA, or "
+                     "bf16 (no file: jppnet.onnx on the OpenVINO execution provider, tryon-onnx[openvino]) "
+                     "for a CPU with avx512_bf16 or AMX. Used only where --precision asks for it.\n\n"
                      "Examples:\n\n"
                      "  tryon quantize ../shared/data/viton/person/*.jpg --models models_onnx\n\n"
-                     "  tryon quantize --precision fp16 ../shared/data/viton/person/*.jpg")(quantize)
+                     "  tryon quantize --precision fp16 ../shared/data/viton/person/*.jpg\n\n"
+                     "  tryon quantize --precision bf16 ../shared/data/viton/person/*.jpg")(quantize)
     app.command(help="Re-run the framework-vs-ONNX validation for already exported models.\n\n"
                      "Example: tryon validate --checkpoints checkpoints --models models_onnx")(validate)
 
@@ -70,7 +72,7 @@ def validate(checkpoints: Path = typer.Option(Path("checkpoints"), help="folder 
 def quantize(photos: list[Path] = typer.Argument(..., help="real person photos: to calibrate int8 on, "
                                                           "and to measure the agreement with fp32"),
              models: Path = typer.Option(Path("models_onnx"), help="folder with the exported models"),
-             precision: str = typer.Option("int8", help="int8 (CPU) or fp16 (CUDA)"),
+             precision: str = typer.Option("int8", help="int8 (CPU), fp16 (CUDA) or bf16 (CPU, OpenVINO)"),
              scales: str = typer.Option("1.0,0.75,1.25", help="JPP-Net scales to calibrate and compare at"),
              mirror: bool = typer.Option(True, help="run the mirrored photos too")):
     require_export_side(("onnx",))  # with onnxruntime's own quantisation and fp16 tools
@@ -79,7 +81,9 @@ def quantize(photos: list[Path] = typer.Argument(..., help="real person photos: 
     from .common import parse_scales
 
     entry = quantize_jppnet(models, photos, parse_scales(scales), mirror, precision)
-    typer.echo(f"wrote {models / entry['file']}; agreement with fp32: {entry['agreement']}")
+    done = (f"recorded bf16 in {models / 'manifest.json'}: {entry['file']} on {entry['execution_provider']['name']}"
+            if precision == "bf16" else f"wrote {models / entry['file']}")
+    typer.echo(f"{done}; agreement with fp32: {entry['agreement']}")
 
 
 def _print_validation(entries: dict[str, dict]):
