@@ -116,6 +116,15 @@ def _check_channels(gmm_session, channels: int):
                          "re-run `tryon export`")
 
 
+def run_gmm_halves(person, garment, agnostic: np.ndarray, owners: np.ndarray, cloth: np.ndarray,
+                   outputs=("warped_cloth",)) -> list[np.ndarray]:
+    """GMM through its two exported halves: the person half over the distinct persons
+    (`agnostic` [P, C, H, W]), the garment half over the garments, each given the features of its
+    person (`owners` [N]: indices into agnostic). The same arithmetic as the whole GMM."""
+    (features,) = person.run(["person_features"], {"agnostic": agnostic})
+    return garment.run(list(outputs), {"person_features": features[owners], "cloth": cloth})
+
+
 def jpeg_round_trip(warped_u8: np.ndarray) -> np.ndarray:
     """cp-vton's hand-off from GMM to TOM: test.py saved each warped cloth with PIL as `<name>.jpg`
     (PIL's defaults: quality 75, 4:2:0, accurate DCT) and TOM's dataset read the file back with PIL.
