@@ -7,7 +7,9 @@ in memory), and the try-on becomes uint8 by truncation of (x + 1) / 2 * 255.
 Work that depends only on the person is done once per distinct person of a batch: the
 agnostic representation and, where the export wrote GMM as its two halves, GMM's person
 half (`gmm_person.onnx`: extraction A, half of GMM's work); the garment half
-(`gmm_garment.onnx`) runs per garment. A models folder from an older export runs gmm.onnx.
+(`gmm_garment.onnx`) runs per garment. On the CPU provider TOM runs `tom.winograd.onnx`
+where the export wrote it (its large 3x3 convolutions as Winograd convolutions, validated
+against torch like `tom.onnx`). A models folder from an older export runs gmm.onnx and tom.onnx.
 """
 from __future__ import annotations
 
@@ -20,11 +22,11 @@ import numpy as np
 from .agnostic import HEIGHT, WIDTH, agnostic_representation, family_constants, to_unit_range
 from .model_dir import ModelDir
 from .keypoints import lip_to_openpose
-from .session import SessionOptions, create_session
+from .session import PROVIDERS, SessionOptions, create_session, resolve_providers
 from .timing import Timer
 
 WHITE = 255  # garment photos are shot on white: padding must not add a frame around the cloth
-GMM_PERSON, GMM_GARMENT = "gmm_person", "gmm_garment"  # manifest names
+GMM_PERSON, GMM_GARMENT, TOM_WINOGRAD = "gmm_person", "gmm_garment", "tom_winograd"  # manifest names
 
 
 @dataclass
@@ -76,7 +78,7 @@ class CpvtonStage:
     def from_dir(cls, path: str | Path, options: SessionOptions = SessionOptions()) -> "CpvtonStage":
         models = ModelDir.open(path)
         options = replace(options, spinning=False)  # short networks, each followed by another
-        tom = create_session(models.file("tom"), options)
+        tom = open_tom(models, options)
         if models.has(GMM_PERSON) and models.has(GMM_GARMENT):
             return cls(create_session(models.file(GMM_GARMENT), options), tom, models.family,
                        create_session(models.file(GMM_PERSON), options))
@@ -127,6 +129,15 @@ class CpvtonStage:
     def family_keypoints(self, lip: np.ndarray) -> np.ndarray:
         """JPP-Net's 16 LIP joints in the order this family's GMM/TOM were trained on."""
         return lip_to_openpose(lip) if self.family == "cpvton" else lip
+
+
+def open_tom(models: ModelDir, options: SessionOptions):
+    """TOM's session: the Winograd graph on the CPU provider where the export wrote one (it makes
+    its transformed weights at each run, so ONNX Runtime must not fold them into constants), else
+    tom.onnx (CUDA picks its own convolution algorithms)."""
+    if models.has(TOM_WINOGRAD) and resolve_providers(options.provider) == PROVIDERS["cpu"]:
+        return create_session(models.file(TOM_WINOGRAD), replace(options, fold_constants=False))
+    return create_session(models.file("tom"), options)
 
 
 def run_gmm_halves(person, garment, agnostic: np.ndarray, owners: np.ndarray, cloth: np.ndarray,
