@@ -65,24 +65,26 @@ def fit_cloth(cloth_rgb: np.ndarray) -> np.ndarray:
 
 
 class CpvtonStage:
-    def __init__(self, gmm_session, tom_session, family: str, gmm_person=None):
+    def __init__(self, gmm_session, tom_session, family: str, gmm_person=None, graphs: tuple[str, ...] = ()):
         """gmm_session: the whole GMM (agnostic, cloth -> ...), or, with `gmm_person` (agnostic ->
-        person_features) given, GMM's garment half (person_features, cloth -> ...)."""
+        person_features) given, GMM's garment half (person_features, cloth -> ...). graphs: the
+        manifest entries the sessions run, for records."""
         self.gmm = gmm_session
         self.gmm_person = gmm_person
         self.tom = tom_session
         self.family = family
+        self.graphs = graphs
         _check_channels(gmm_person or gmm_session, family_constants(family).channels)
 
     @classmethod
     def from_dir(cls, path: str | Path, options: SessionOptions = SessionOptions()) -> "CpvtonStage":
         models = ModelDir.open(path)
         options = replace(options, spinning=False)  # short networks, each followed by another
-        tom = open_tom(models, options)
+        tom_graph, tom = open_tom(models, options)
         if models.has(GMM_PERSON) and models.has(GMM_GARMENT):
             return cls(create_session(models.file(GMM_GARMENT), options), tom, models.family,
-                       create_session(models.file(GMM_PERSON), options))
-        return cls(create_session(models.file("gmm"), options), tom, models.family)
+                       create_session(models.file(GMM_PERSON), options), (GMM_PERSON, GMM_GARMENT, tom_graph))
+        return cls(create_session(models.file("gmm"), options), tom, models.family, graphs=("gmm", tom_graph))
 
     fit_cloth = staticmethod(fit_cloth)
 
@@ -132,12 +134,12 @@ class CpvtonStage:
 
 
 def open_tom(models: ModelDir, options: SessionOptions):
-    """TOM's session: the Winograd graph on the CPU provider where the export wrote one (it makes
-    its transformed weights at each run, so ONNX Runtime must not fold them into constants), else
-    tom.onnx (CUDA picks its own convolution algorithms)."""
+    """(manifest name, session) of TOM: the Winograd graph on the CPU provider where the export
+    wrote one (it makes its transformed weights at each run, so ONNX Runtime must not fold them
+    into constants), else tom.onnx (CUDA picks its own convolution algorithms)."""
     if models.has(TOM_WINOGRAD) and resolve_providers(options.provider) == PROVIDERS["cpu"]:
-        return create_session(models.file(TOM_WINOGRAD), replace(options, fold_constants=False))
-    return create_session(models.file("tom"), options)
+        return TOM_WINOGRAD, create_session(models.file(TOM_WINOGRAD), replace(options, fold_constants=False))
+    return "tom", create_session(models.file("tom"), options)
 
 
 def run_gmm_halves(person, garment, agnostic: np.ndarray, owners: np.ndarray, cloth: np.ndarray,

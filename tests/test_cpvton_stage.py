@@ -135,6 +135,7 @@ def test_from_dir_opens_gmm_halves_and_on_the_cpu_the_winograd_tom(models_dirs, 
     stage = CpvtonStage.from_dir(path, SessionOptions(provider=provider))
     assert sorted(opened) == expected
     assert (stage.gmm_person is None) == (folder == "older")
+    assert sorted(f"{name}.onnx".replace("_winograd", ".winograd") for name in stage.graphs) == [f for f, _ in expected]
 
 
 def test_one_persons_work_is_done_once_per_batch(stages, monkeypatch):
