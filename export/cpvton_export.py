@@ -1,10 +1,18 @@
-"""GMM / TOM `.pth` -> gmm.onnx / tom.onnx, then a check against the torch original.
+"""GMM / TOM `.pth` -> gmm.onnx / tom.onnx and the graphs the runtime prefers, each checked
+against the torch original.
 
 Exporter: torch.onnx's dynamo exporter (the TorchScript one is deprecated). It gets
 a batch-2 example and a symbolic batch dimension, so the files take any batch.
 In the GMM the original 5-D TPS is replaced by its exact linear form, one MatMul
 with a constant [49152, 25] matrix (see cpvton_networks.tps_matrix); the
 validation runs the original TPS in torch, so it also proves that replacement.
+
+Besides the two networks whole, the export writes what a person dressed in many garments
+runs: GMM as two graphs, `gmm_person.onnx` (agnostic -> L2-normalised person features, the
+half that never sees the garment, run once per person) and `gmm_garment.onnx` (features +
+garment -> theta, grid, warped cloth), validated together, as the runtime chains them, against
+the whole torch GMM; and `tom.winograd.onnx`, TOM with its large 3x3 convolutions rewritten as
+Winograd convolutions (export/winograd.py) for the CPU, validated like tom.onnx.
 
 The validation garments have a real garment photo's statistics (hard edges, stripes,
 a print, JPEG texture): on smooth ones a wrong warp hides. On such garments the
@@ -19,7 +27,7 @@ from __future__ import annotations
 import logging
 import warnings
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import cv2
@@ -28,10 +36,10 @@ import onnx
 import torch
 
 from tryon.runtime.agnostic import HEIGHT, WIDTH, agnostic_representation, to_unit_range
-from tryon.runtime.cpvton_stage import to_uint8
+from tryon.runtime.cpvton_stage import run_gmm_halves, to_uint8
 from tryon.runtime.session import SessionOptions, create_session
 
-from . import manifest
+from . import manifest, winograd
 from .cpvton_checkpoint import load_network
 from .cpvton_networks import GMM, LinearTpsGridGen, UnetGenerator, tom_outputs, warp_cloth
 from .errors import CheckpointError, ExportValidationError
@@ -39,6 +47,22 @@ from .sources import is_synthetic
 
 GMM_IO = (("agnostic", "cloth"), ("theta", "grid", "warped_cloth"))
 TOM_IO = (("agnostic", "warped_cloth"), ("rendered", "mask", "tryon"))
+# Graph name (as in manifest.json) -> (file, inputs, outputs).
+GRAPHS = {
+    "gmm": ("gmm.onnx", *GMM_IO),
+    "gmm_person": ("gmm_person.onnx", ("agnostic",), ("person_features",)),
+    "gmm_garment": ("gmm_garment.onnx", ("person_features", "cloth"), GMM_IO[1]),
+    "tom": ("tom.onnx", *TOM_IO),
+    "tom_winograd": ("tom.winograd.onnx", *TOM_IO),
+}
+# Each check runs graphs against the torch network in one go: GMM's halves only exist as a pair.
+CHECKS = {"gmm": ("gmm",), "gmm_halves": ("gmm_person", "gmm_garment"), "tom": ("tom",),
+          "tom_winograd": ("tom_winograd",)}
+# TOM's 3x3 convolutions on inputs of 32x24 and more are rewritten: those at 8x6 and 16x12 ran
+# slower rewritten (their transformed weights, made at each run and 4x the weights, cost more
+# to write and read than the products saved), and the 128x96 one has 64 outputs, under
+# winograd.MIN_CHANNELS (rewritten, it saved nothing measurable).
+TOM_WINOGRAD_MIN_PIXELS = 32 * 24
 
 
 @dataclass(frozen=True)
@@ -61,11 +85,13 @@ class Uint8Steps:
 # on 0.57-0.63% of values; torch against itself (batch of 1 against 8, or with the linear TPS)
 # 0.80-0.98%. Hence at most 1 step, on at most 2%. The drawn validation garments give 0.16%.
 TOLERANCE = {"theta": 1e-4, "grid": 1e-4, "warped_cloth": Uint8Steps(max_step=1, max_fraction=0.02),
-             "rendered": 1e-3, "mask": 1e-3, "tryon": 1e-3}
-VALIDATION_BATCHES = (1, 4)
+             "person_features": 1e-5, "rendered": 1e-3, "mask": 1e-3, "tryon": 1e-3}
+# (garments, persons): batch 1, batch 4 of four persons, and one person in 4 garments (GMM's
+# person half then runs once, at batch 1, as in TryOn.dress).
+VALIDATION_CASES = ((1, 1), (4, 4), (4, 1))
 INPUTS_DESCRIPTION = ("synthetic person-like agnostic (runtime.agnostic from a drawn LIP label map, "
                       "keypoints and smooth photo) and garment photos with hard edges, stripes, a print "
-                      "and JPEG texture, batch 1 and 4")
+                      "and JPEG texture: batch 1, batch 4, and one person in 4 garments")
 
 
 class GmmForExport(torch.nn.Module):
@@ -76,6 +102,27 @@ class GmmForExport(torch.nn.Module):
 
     def forward(self, agnostic, cloth):
         theta = self.gmm.regress_theta(agnostic, cloth)
+        grid = self.tps(theta)
+        return theta, grid, warp_cloth(cloth, grid)
+
+
+class GmmPersonForExport(torch.nn.Module):
+    def __init__(self, gmm: GMM):
+        super().__init__()
+        self.gmm = gmm
+
+    def forward(self, agnostic):
+        return self.gmm.person_features(agnostic)
+
+
+class GmmGarmentForExport(torch.nn.Module):
+    def __init__(self, gmm: GMM):
+        super().__init__()
+        self.gmm = gmm
+        self.tps = LinearTpsGridGen()
+
+    def forward(self, person_features, cloth):
+        theta = self.gmm.garment_theta(person_features, cloth)
         grid = self.tps(theta)
         return theta, grid, warp_cloth(cloth, grid)
 
@@ -171,11 +218,13 @@ def sharp_garment_sample(index: int = 0) -> np.ndarray:
     return cv2.imdecode(cv2.imencode(".jpg", image, [cv2.IMWRITE_JPEG_QUALITY, 90])[1], cv2.IMREAD_COLOR)
 
 
-def validation_inputs(family: str, batch: int) -> tuple[np.ndarray, np.ndarray]:
-    """(agnostic [N, C, 256, 192], cloth [N, 3, 256, 192]) float32, each sample a little different."""
+def validation_inputs(family: str, batch: int, persons: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(agnostic [N, C, 256, 192], cloth [N, 3, 256, 192]) float32: N garments, sample i on person
+    i % persons (by default each sample a different person)."""
+    persons = persons or batch
     agnostic, cloth = [], []
     for i in range(batch):
-        photo, labels, keypoints = person_sample(shift=6 * i)
+        photo, labels, keypoints = person_sample(shift=6 * (i % persons))
         agnostic.append(agnostic_representation(photo, labels, keypoints[family], family))
         cloth.append(to_unit_range(sharp_garment_sample(i)).transpose(2, 0, 1))
     return np.stack(agnostic), np.stack(cloth)
@@ -184,23 +233,30 @@ def validation_inputs(family: str, batch: int) -> tuple[np.ndarray, np.ndarray]:
 # ---- export and validation -------------------------------------------------------------------
 
 def export_cpvton(gmm_pth: str | Path, tom_pth: str | Path, models_dir: str | Path, opset: int = 17) -> dict:
-    """Export gmm.onnx and tom.onnx into models_dir, validate both, record them in manifest.json."""
+    """Export every graph of GRAPHS into models_dir, validate each against torch, record them in
+    manifest.json; returns the manifest entries by graph name."""
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     gmm, tom, family = _load_pair(gmm_pth, tom_pth)
     entries = {}
-    for name, model, pth in (("gmm", gmm, gmm_pth), ("tom", tom, tom_pth)):
-        print(f"[{name}] exporting {Path(pth).name} ({family}) to {name}.onnx, opset {opset} ...", flush=True)
-        _export(name, model, family, models_dir / f"{name}.onnx", opset)
-        entries[name] = _validate_and_record(name, model, family, pth, models_dir, opset)
+    for check, model, pth in (("gmm", gmm, gmm_pth), ("gmm_halves", gmm, gmm_pth), ("tom", tom, tom_pth),
+                              ("tom_winograd", tom, tom_pth)):
+        extra = _write(check, model, family, models_dir, opset)
+        entries.update(_validate_and_record(check, model, family, pth, models_dir, opset, extra))
     return entries
 
 
 def validate_cpvton(models_dir: str | Path, gmm_pth: str | Path, tom_pth: str | Path) -> dict:
-    """Re-run the torch-vs-ONNX check for already exported files; raises when beyond tolerance."""
+    """Re-run the torch-vs-ONNX check of gmm.onnx, tom.onnx and of the other graphs present;
+    raises when beyond tolerance. The report has an entry per graph (GMM's halves share theirs)."""
     gmm, tom, family = _load_pair(gmm_pth, tom_pth)
-    return {name: _validation(name, model, family, Path(models_dir) / f"{name}.onnx")
-            for name, model in (("gmm", gmm), ("tom", tom))}
+    models_dir = Path(models_dir)
+    report = {}
+    for check, graphs in CHECKS.items():
+        if check in ("gmm", "tom") or all((models_dir / GRAPHS[name][0]).is_file() for name in graphs):
+            validation = _validation(check, gmm if check.startswith("gmm") else tom, family, models_dir)
+            report.update({name: validation for name in graphs})
+    return report
 
 
 def _load_pair(gmm_pth, tom_pth):
@@ -214,7 +270,9 @@ def _load_pair(gmm_pth, tom_pth):
 
 
 def _wrapped(name: str, model):
-    return (GmmForExport(model) if name == "gmm" else TomForExport(model)).eval()
+    wrapper = {"gmm": GmmForExport, "gmm_person": GmmPersonForExport, "gmm_garment": GmmGarmentForExport,
+               "tom": TomForExport}[name]
+    return wrapper(model).eval()
 
 
 @contextmanager
@@ -234,14 +292,34 @@ def _quiet_exporter():
                 lg.setLevel(level)
 
 
+def _write(check: str, model, family: str, models_dir: Path, opset: int) -> dict:
+    """Write the graphs of a check; returns what their manifest entries add."""
+    if check == "tom_winograd":
+        graph = onnx.load(str(models_dir / GRAPHS["tom"][0]))
+        rewritten = winograd.rewrite(graph, min_pixels=TOM_WINOGRAD_MIN_PIXELS)
+        onnx.save(graph, str(models_dir / GRAPHS[check][0]))
+        print(f"[{check}] wrote {GRAPHS[check][0]} ({rewritten} convolutions rewritten)", flush=True)
+        return {"winograd_convolutions": rewritten}
+    for name in CHECKS[check]:
+        print(f"[{name}] exporting to {GRAPHS[name][0]} ({family}), opset {opset} ...", flush=True)
+        _export(name, model, family, models_dir / GRAPHS[name][0], opset)
+    return {}
+
+
 def _export(name: str, model, family: str, path: Path, opset: int):
-    inputs, outputs = GMM_IO if name == "gmm" else TOM_IO
+    _, inputs, outputs = GRAPHS[name]
     agnostic, cloth = (torch.from_numpy(a) for a in validation_inputs(family, 2))
+    example = (agnostic, cloth)
+    if name == "gmm_person":
+        example = (agnostic,)
+    elif name == "gmm_garment":
+        with torch.no_grad():
+            example = (model.person_features(agnostic), cloth)
     batch = torch.export.Dim("N", min=1, max=1024)
     with torch.no_grad(), _quiet_exporter():
         program = torch.onnx.export(
-            _wrapped(name, model), (agnostic, cloth), input_names=list(inputs), output_names=list(outputs),
-            dynamic_shapes=({0: batch}, {0: batch}), opset_version=opset, dynamo=True, verbose=False)
+            _wrapped(name, model), example, input_names=list(inputs), output_names=list(outputs),
+            dynamic_shapes=tuple({0: batch} for _ in inputs), opset_version=opset, dynamo=True, verbose=False)
     program.save(str(path), external_data=False)  # one self-contained file: manifest hashes one file
     # The exporter builds at its own minimum opset and converts down; make sure it did.
     written = {o.domain: o.version for o in onnx.load(str(path), load_external_data=False).opset_import}
@@ -249,23 +327,47 @@ def _export(name: str, model, family: str, path: Path, opset: int):
         raise ExportValidationError(f"{path} was written with opset {written}, not {opset}")
 
 
-def _torch_outputs(name: str, model, agnostic: np.ndarray, second: np.ndarray) -> dict[str, np.ndarray]:
+def _torch_outputs(check: str, model, agnostic: np.ndarray, second: np.ndarray) -> dict[str, np.ndarray]:
     with torch.no_grad():
         a, b = torch.from_numpy(agnostic), torch.from_numpy(second)
-        values = reference_gmm(model, a, b) if name == "gmm" else tom_outputs(model, a, b)
-    return dict(zip((GMM_IO if name == "gmm" else TOM_IO)[1], (v.numpy() for v in values)))
+        if check.startswith("gmm"):
+            outputs = dict(zip(GMM_IO[1], reference_gmm(model, a, b)))
+            if check == "gmm_halves":
+                outputs["person_features"] = model.person_features(a)
+        else:
+            outputs = dict(zip(TOM_IO[1], tom_outputs(model, a, b)))
+    return {k: v.numpy() for k, v in outputs.items()}
 
 
-def _validation(name: str, model, family: str, onnx_path: Path) -> dict:
-    session = create_session(onnx_path, SessionOptions(provider="cpu"))
-    inputs = (GMM_IO if name == "gmm" else TOM_IO)[0]
+def _onnx_outputs(check: str, models_dir: Path):
+    """run(agnostic, second, persons) -> {output: array}: the check's graphs run as the runtime
+    runs them (cpvton_stage); the first `persons` rows of agnostic are the distinct persons."""
+    cpu = SessionOptions(provider="cpu")
+    if check == "gmm_halves":
+        person, garment = (create_session(models_dir / GRAPHS[name][0], cpu) for name in CHECKS[check])
+
+        def run_halves(agnostic, cloth, persons):
+            owners = np.arange(len(cloth)) % persons
+            chained = run_gmm_halves(person, garment, agnostic[:persons], owners, cloth, GMM_IO[1])
+            (features,) = person.run(["person_features"], {"agnostic": agnostic})
+            return {**dict(zip(GMM_IO[1], chained)), "person_features": features}
+        return run_halves
+    # The Winograd graph makes its transformed weights at each run: opened as cpvton_stage.open_tom does.
+    session = create_session(models_dir / GRAPHS[check][0], replace(cpu, fold_constants=check != "tom_winograd"))
+    _, inputs, outputs = GRAPHS[check]
+    return lambda agnostic, second, persons: dict(zip(outputs, session.run(list(outputs),
+                                                                            dict(zip(inputs, (agnostic, second))))))
+
+
+def _validation(check: str, model, family: str, models_dir: Path) -> dict:
+    run = _onnx_outputs(check, models_dir)
     diffs: dict[str, float] = {}
     steps: dict[str, dict] = {}
-    for batch in VALIDATION_BATCHES:
-        agnostic, cloth = validation_inputs(family, batch)
+    for batch, persons in VALIDATION_CASES:
+        agnostic, cloth = validation_inputs(family, batch, persons)
         # TOM gets the garment photo as its warped cloth: realistic enough, and no GMM needed.
-        expected = _torch_outputs(name, model, agnostic, cloth)
-        got = dict(zip(expected, session.run(list(expected), dict(zip(inputs, (agnostic, cloth))))))
+        expected = _torch_outputs(check, model, agnostic, cloth)
+        got = run(agnostic, cloth, persons)
         for output, value in expected.items():
             diffs[output] = max(diffs.get(output, 0.0), float(np.abs(got[output] - value).max()))
             if isinstance(TOLERANCE[output], Uint8Steps):
@@ -275,9 +377,11 @@ def _validation(name: str, model, family: str, onnx_path: Path) -> dict:
     failed = [k for k in diffs if not _within(k, diffs[k], steps.get(k))]
     report = {"max_abs_diff": diffs, "uint8_steps": steps, "tolerance": {k: _bound(k) for k in diffs},
               "passed": not failed, "inputs": INPUTS_DESCRIPTION}
-    print(f"[{name}] torch vs onnxruntime: " + ", ".join(_judged(k, diffs[k], steps.get(k)) for k in diffs), flush=True)
+    files = " -> ".join(GRAPHS[name][0] for name in CHECKS[check])
+    print(f"[{check}] torch vs onnxruntime: " + ", ".join(_judged(k, diffs[k], steps.get(k)) for k in diffs),
+          flush=True)
     if failed:
-        raise ExportValidationError(f"{onnx_path} differs from the torch model beyond tolerance: "
+        raise ExportValidationError(f"{files} differs from the torch model beyond tolerance: "
                                     + "; ".join(_judged(k, diffs[k], steps.get(k)) for k in failed))
     return report
 
@@ -302,19 +406,20 @@ def _judged(output: str, diff: float, steps: dict | None) -> str:
             f"(tol {tolerance.max_step} step on {tolerance.max_fraction:.0%}; float max |diff| {diff:.2e})")
 
 
-def _validate_and_record(name: str, model, family: str, pth, models_dir: Path, opset: int) -> dict:
-    onnx_path = models_dir / f"{name}.onnx"
+def _validate_and_record(check: str, model, family: str, pth, models_dir: Path, opset: int,
+                         extra: dict) -> dict[str, dict]:
+    graphs = CHECKS[check]
     try:
-        validation = _validation(name, model, family, onnx_path)
+        validation = _validation(check, model, family, models_dir)
     except ExportValidationError:
-        onnx_path.unlink()  # an unvalidated file must not be picked up by a stale manifest entry
+        for name in graphs:  # an unvalidated file must not be picked up by a stale manifest entry
+            (models_dir / GRAPHS[name][0]).unlink()
         raise
     pth = Path(pth)
-    entry = {"file": f"{name}.onnx", "family": family, "opset": opset,
-             # Synthetic files have the published format exactly, so only their folder's
-             # README marker (written by `tryon synth`) tells them apart.
-             "source": {"path": str(pth), "sha256": manifest.source_sha256(pth), "format": "torch state_dict",
-                        "synthetic": is_synthetic(pth)},
-             "validation": validation}
-    return manifest.record(models_dir, name, entry)
-
+    source = {"path": str(pth), "sha256": manifest.source_sha256(pth), "format": "torch state_dict",
+              # Synthetic files have the published format exactly, so only their folder's
+              # README marker (written by `tryon synth`) tells them apart.
+              "synthetic": is_synthetic(pth)}
+    return {name: manifest.record(models_dir, name, {"file": GRAPHS[name][0], "family": family, "opset": opset,
+                                                     "source": source, **extra, "validation": validation})
+            for name in graphs}

@@ -206,9 +206,16 @@ class GMM(nn.Module):
         self.gridGen = TpsGridGen(FINE_HEIGHT, FINE_WIDTH, grid_size=GRID_SIZE)
 
     def regress_theta(self, agnostic, cloth):
-        feature_a = self.l2norm(self.extractionA(agnostic))
+        return self.garment_theta(self.person_features(agnostic), cloth)
+
+    def person_features(self, agnostic):
+        """The half that sees only the person: extraction A, L2-normalised ([B, 512, 16, 12])."""
+        return self.l2norm(self.extractionA(agnostic))
+
+    def garment_theta(self, person_features, cloth):
+        """The rest: extraction B on the garment, the correlation with the person's features, regression."""
         feature_b = self.l2norm(self.extractionB(cloth))
-        return self.regression(self.correlation(feature_a, feature_b))
+        return self.regression(self.correlation(person_features, feature_b))
 
     def forward(self, agnostic, cloth):
         theta = self.regress_theta(agnostic, cloth)

@@ -39,8 +39,9 @@ def up_to_date(checkpoints: str | Path, models_dir: str | Path, family: str | No
 
     sources = find_sources(checkpoints, family)
     models = manifest.load(models_dir)["models"]
-    for name, path in (("jppnet", sources.jppnet), ("jppnet_winograd", sources.jppnet),
-                       ("gmm", sources.gmm), ("tom", sources.tom)):
+    for name, path in (("jppnet", sources.jppnet), ("jppnet_winograd", sources.jppnet), ("gmm", sources.gmm),
+                       ("gmm_person", sources.gmm), ("gmm_garment", sources.gmm), ("tom", sources.tom),
+                       ("tom_winograd", sources.tom)):
         entry = models.get(name)
         if entry is None or not (Path(models_dir) / entry["file"]).is_file():
             return False

@@ -19,7 +19,8 @@ How, per undilated convolution (K outputs, C inputs, R x R kernel):
   runs. Sessions must therefore not constant-fold this graph (SessionOptions).
 
 Not rewritten: dilated convolutions (split into phases they ran slower than ONNX
-Runtime's own), strided ones, and layers outside MIN_CHANNELS..MAX_INPUT_CHANNELS.
+Runtime's own), strided ones, layers outside MIN_CHANNELS..MAX_INPUT_CHANNELS, and,
+where the caller asks (`min_pixels`), layers whose input the graph knows to be small.
 
 Exact in real arithmetic; in float32 each layer adds about 1e-5 of its output's range
 (tests/test_winograd.py), and the export validates the whole graph against TensorFlow.
@@ -196,18 +197,34 @@ def rewrite_conv(node, weight: np.ndarray, bias: np.ndarray | None, index: int) 
     return g.nodes, g.constants
 
 
+def input_pixels(model: onnx.ModelProto) -> dict[str, int]:
+    """height * width of every 4-D tensor whose spatial size the graph fixes (after shape inference)."""
+    inferred = onnx.shape_inference.infer_shapes(model)
+    pixels = {}
+    for value in (*inferred.graph.input, *inferred.graph.value_info):
+        dims = value.type.tensor_type.shape.dim
+        if len(dims) == 4 and all(d.HasField("dim_value") for d in dims[2:]):
+            pixels[value.name] = dims[2].dim_value * dims[3].dim_value
+    return pixels
+
+
 def rewrite(model: onnx.ModelProto, min_channels: int = MIN_CHANNELS,
-            max_input_channels: int = MAX_INPUT_CHANNELS) -> int:
+            max_input_channels: int = MAX_INPUT_CHANNELS, min_pixels: int = 0) -> int:
     """Fold batch norms, then replace every eligible Conv in place; returns how many were
-    replaced. Each replaced convolution's weights are stored tap-major (same size)."""
+    replaced. Each replaced convolution's weights are stored tap-major (same size).
+    min_pixels: leave alone convolutions whose input is known to have fewer pixels per image;
+    there the transformed weights (4x the weights for F(4, 3)), made at every run, cost more
+    to write and read than the products saved."""
     fold_batch_norms(model)
     graph = model.graph
     inits = {t.name: t for t in graph.initializer}
     shapes = {name: tuple(t.dims) for name, t in inits.items()}
+    pixels = input_pixels(model) if min_pixels else {}
     consumers = collections.Counter(name for node in graph.node for name in node.input)
     nodes, constants, replaced = [], {}, 0
     for node in graph.node:
-        if not eligible(node, shapes, min_channels, max_input_channels) or consumers[node.input[1]] != 1:
+        if (not eligible(node, shapes, min_channels, max_input_channels) or consumers[node.input[1]] != 1
+                or pixels.get(node.input[0], min_pixels) < min_pixels):
             nodes.append(node)
             continue
         weight = numpy_helper.to_array(inits[node.input[1]])

@@ -3,6 +3,13 @@
 The seed's arithmetic is kept where it shows in the pixels: the warped cloth is
 quantised to uint8 between GMM and TOM (cp-vton wrote it to disk, GrayXu cast it
 in memory), and the try-on becomes uint8 by truncation of (x + 1) / 2 * 255.
+
+Work that depends only on the person is done once per distinct person of a batch: the
+agnostic representation and, where the export wrote GMM as its two halves, GMM's person
+half (`gmm_person.onnx`: extraction A, half of GMM's work); the garment half
+(`gmm_garment.onnx`) runs per garment. On the CPU provider TOM runs `tom.winograd.onnx`
+where the export wrote it (its large 3x3 convolutions as Winograd convolutions, validated
+against torch like `tom.onnx`). A models folder from an older export runs gmm.onnx and tom.onnx.
 """
 from __future__ import annotations
 
@@ -15,10 +22,11 @@ import numpy as np
 from .agnostic import HEIGHT, WIDTH, agnostic_representation, family_constants, to_unit_range
 from .model_dir import ModelDir
 from .keypoints import lip_to_openpose
-from .session import SessionOptions, create_session
+from .session import PROVIDERS, SessionOptions, create_session, resolve_providers
 from .timing import Timer
 
 WHITE = 255  # garment photos are shot on white: padding must not add a frame around the cloth
+GMM_PERSON, GMM_GARMENT, TOM_WINOGRAD = "gmm_person", "gmm_garment", "tom_winograd"  # manifest names
 
 
 @dataclass
@@ -57,18 +65,26 @@ def fit_cloth(cloth_rgb: np.ndarray) -> np.ndarray:
 
 
 class CpvtonStage:
-    def __init__(self, gmm_session, tom_session, family: str):
+    def __init__(self, gmm_session, tom_session, family: str, gmm_person=None, graphs: tuple[str, ...] = ()):
+        """gmm_session: the whole GMM (agnostic, cloth -> ...), or, with `gmm_person` (agnostic ->
+        person_features) given, GMM's garment half (person_features, cloth -> ...). graphs: the
+        manifest entries the sessions run, for records."""
         self.gmm = gmm_session
+        self.gmm_person = gmm_person
         self.tom = tom_session
         self.family = family
-        _check_channels(gmm_session, family_constants(family).channels)
+        self.graphs = graphs
+        _check_channels(gmm_person or gmm_session, family_constants(family).channels)
 
     @classmethod
     def from_dir(cls, path: str | Path, options: SessionOptions = SessionOptions()) -> "CpvtonStage":
         models = ModelDir.open(path)
         options = replace(options, spinning=False)  # short networks, each followed by another
-        return cls(create_session(models.file("gmm"), options), create_session(models.file("tom"), options),
-                   models.family)
+        tom_graph, tom = open_tom(models, options)
+        if models.has(GMM_PERSON) and models.has(GMM_GARMENT):
+            return cls(create_session(models.file(GMM_GARMENT), options), tom, models.family,
+                       create_session(models.file(GMM_PERSON), options), (GMM_PERSON, GMM_GARMENT, tom_graph))
+        return cls(create_session(models.file("gmm"), options), tom, models.family, graphs=("gmm", tom_graph))
 
     fit_cloth = staticmethod(fit_cloth)
 
@@ -78,41 +94,90 @@ class CpvtonStage:
         return self.run_batch([person], [cloth], [labels], [keypoints])[0]
 
     def run_batch(self, persons, cloths, labels, keypoints, warp_jpeg: bool = False) -> list[CpvtonResult]:
-        """Lists of run()'s arguments; GMM and TOM each run once over the whole batch. The
-        garments are fitted to 256x192 and the LIP keypoints mapped to the family's joints here.
+        """Lists of run()'s arguments; GMM and TOM each run once over the whole batch, and the
+        person's share of the work (agnostic, GMM's person half) once per distinct person in it.
+        The garments are fitted to 256x192 and the LIP keypoints mapped to the family's joints here.
         warp_jpeg: hand the warped garment to TOM through a JPEG file, as cp-vton's test.py did."""
         if not (len(persons) == len(cloths) == len(labels) == len(keypoints)) or not persons:
             raise ValueError("run_batch needs non-empty lists of equal length: persons, cloths, labels, keypoints")
         timer = Timer()
         with timer("agnostic"):
-            agnostic = np.stack([agnostic_representation(p, lab, self.family_keypoints(kp), self.family)
-                                 for p, lab, kp in zip(persons, labels, keypoints)])
+            firsts, owners = distinct_persons(persons, labels, keypoints)
+            agnostic = np.stack([agnostic_representation(persons[i], labels[i], self.family_keypoints(keypoints[i]),
+                                                         self.family) for i in firsts])
             fitted = [fit_cloth(c) for c in cloths]
             cloth = np.stack([to_unit_range(c).transpose(2, 0, 1) for c in fitted])
         with timer("gmm"):
-            (warped,) = self.gmm.run(["warped_cloth"], {"agnostic": agnostic, "cloth": cloth})
-            warped_u8 = to_uint8(warped)
+            warped_u8 = to_uint8(self.warp(agnostic, owners, cloth))
             if warp_jpeg:
                 warped_u8 = jpeg_round_trip(warped_u8)
         with timer("tom"):
             warped_back = to_unit_range(warped_u8).transpose(0, 3, 1, 2)
+            per_pair = agnostic if len(firsts) == len(owners) else agnostic[owners]
             rendered, mask, tryon = self.tom.run(["rendered", "mask", "tryon"],
-                                                 {"agnostic": agnostic, "warped_cloth": warped_back})
+                                                 {"agnostic": per_pair, "warped_cloth": warped_back})
         with timer("composite"):
             images, rendered_u8 = to_uint8(tryon), to_uint8(rendered)
-        return [CpvtonResult(images[i], fitted[i], warped_u8[i], mask[i, 0], rendered_u8[i], agnostic[i],
+        return [CpvtonResult(images[i], fitted[i], warped_u8[i], mask[i, 0], rendered_u8[i], agnostic[owners[i]],
                              dict(timer.ms)) for i in range(len(persons))]
+
+    def warp(self, agnostic: np.ndarray, owners: np.ndarray, cloth: np.ndarray) -> np.ndarray:
+        """GMM's warped cloth [N, 3, H, W]: garment i (`cloth[i]`) on person `agnostic[owners[i]]`."""
+        if self.gmm_person is None:
+            (warped,) = self.gmm.run(["warped_cloth"], {"agnostic": agnostic[owners], "cloth": cloth})
+            return warped
+        return run_gmm_halves(self.gmm_person, self.gmm, agnostic, owners, cloth)[0]
 
     def family_keypoints(self, lip: np.ndarray) -> np.ndarray:
         """JPP-Net's 16 LIP joints in the order this family's GMM/TOM were trained on."""
         return lip_to_openpose(lip) if self.family == "cpvton" else lip
 
 
-def _check_channels(gmm_session, channels: int):
-    declared = {i.name: i.shape for i in gmm_session.get_inputs()}
+def open_tom(models: ModelDir, options: SessionOptions):
+    """(manifest name, session) of TOM: the Winograd graph on the CPU provider where the export
+    wrote one (it makes its transformed weights at each run, so ONNX Runtime must not fold them
+    into constants), else tom.onnx (CUDA picks its own convolution algorithms)."""
+    if models.has(TOM_WINOGRAD) and resolve_providers(options.provider) == PROVIDERS["cpu"]:
+        return TOM_WINOGRAD, create_session(models.file(TOM_WINOGRAD), replace(options, fold_constants=False))
+    return "tom", create_session(models.file("tom"), options)
+
+
+def run_gmm_halves(person, garment, agnostic: np.ndarray, owners: np.ndarray, cloth: np.ndarray,
+                   outputs=("warped_cloth",)) -> list[np.ndarray]:
+    """GMM through its two exported halves: the person half over the distinct persons
+    (`agnostic` [P, C, H, W]), the garment half over the garments, each given the features of its
+    person (`owners` [N]: indices into agnostic). The same arithmetic as the whole GMM."""
+    (features,) = person.run(["person_features"], {"agnostic": agnostic})
+    return garment.run(list(outputs), {"person_features": features[owners], "cloth": cloth})
+
+
+def distinct_persons(persons, labels, keypoints) -> tuple[list[int], np.ndarray]:
+    """(the first pair of each distinct person, each pair's person as an index into those firsts).
+    Pairs share a person when photo, labels and keypoints are the same arrays or equal ones (same
+    dtype, shape and values), as TryOn.dress gives one person's garments."""
+    firsts, owners = [], []
+    for i in range(len(persons)):
+        owner = next((k for k, j in enumerate(firsts)
+                      if all(_same(part[i], part[j]) for part in (persons, labels, keypoints))), None)
+        if owner is None:
+            firsts.append(i)
+            owner = len(firsts) - 1
+        owners.append(owner)
+    return firsts, np.array(owners, dtype=np.int64)
+
+
+def _same(a, b) -> bool:
+    if a is b:
+        return True
+    a, b = np.asarray(a), np.asarray(b)
+    return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
+
+
+def _check_channels(session, channels: int):
+    declared = {i.name: i.shape for i in session.get_inputs()}
     shape = declared.get("agnostic")
     if shape is None or shape[1] != channels:
-        raise ValueError(f"gmm.onnx takes agnostic {shape}, but the manifest's family needs {channels} channels: "
+        raise ValueError(f"GMM takes agnostic {shape}, but the manifest's family needs {channels} channels: "
                          "re-run `tryon export`")
 
 

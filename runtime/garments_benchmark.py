@@ -71,6 +71,7 @@ def run_garments_benchmark(tryon_factory, settings: BenchSettings, person, cloth
     record = {"settings": asdict(settings), "garments": count, "machine": machine(),
               "providers": list(tryon.cpvton.gmm.get_providers()),
               "jppnet_graph": tryon.models.entry(tryon.jppnet_graph)["file"],
+              "cpvton_graphs": [tryon.models.entry(name)["file"] for name in tryon.cpvton.graphs],
               "synthetic_weights": tryon.synthetic, "peak_rss_mb": peak_rss_mb(),
               "ways": {name: summarize(values) for name, values in samples.items()}}
     if "parse_once" in samples:

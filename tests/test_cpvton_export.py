@@ -160,15 +160,22 @@ def test_families_must_match(synthetic, tmp_path):
     assert not (tmp_path / "gmm.onnx").exists()
 
 
+GMM_OUTPUTS, TOM_OUTPUTS = ("theta", "grid", "warped_cloth"), ("rendered", "mask", "tryon")
+# Graph -> (file, outputs it is judged on): GMM's halves are validated together, as the runtime chains them.
+GRAPHS = {"gmm": ("gmm.onnx", GMM_OUTPUTS), "gmm_person": ("gmm_person.onnx", ("person_features", *GMM_OUTPUTS)),
+          "gmm_garment": ("gmm_garment.onnx", ("person_features", *GMM_OUTPUTS)),
+          "tom": ("tom.onnx", TOM_OUTPUTS), "tom_winograd": ("tom.winograd.onnx", TOM_OUTPUTS)}
+
+
 @pytest.mark.parametrize("family", ["grayxu", "cpvton"])
 def test_export_parity_and_manifest(exported, family):
     models_dir, entries = exported[family]
     channels = {"grayxu": 20, "cpvton": 22}[family]
     manifest = json.loads((models_dir / "manifest.json").read_text())
-    assert set(manifest["models"]) == {"gmm", "tom"}
-    for name, outputs in (("gmm", ("theta", "grid", "warped_cloth")), ("tom", ("rendered", "mask", "tryon"))):
+    assert set(manifest["models"]) == set(entries) == set(GRAPHS)
+    for name, (file, outputs) in GRAPHS.items():
         entry = manifest["models"][name]
-        assert entry["family"] == family and entry["opset"] == 17 and entry["file"] == f"{name}.onnx"
+        assert entry["family"] == family and entry["opset"] == 17 and entry["file"] == file
         validation = entry["validation"]
         assert validation["passed"] and set(validation["max_abs_diff"]) == set(outputs)
         for output, diff in validation["max_abs_diff"].items():
@@ -180,14 +187,48 @@ def test_export_parity_and_manifest(exported, family):
             else:
                 assert diff <= tolerance <= 1e-3
         assert validation["max_abs_diff"].get("grid", 0) <= 1e-4
-        assert [o["name"] for o in entry["outputs"]] == list(outputs)
-    gmm_inputs = manifest["models"]["gmm"]["inputs"]
-    assert [(i["name"], i["shape"]) for i in gmm_inputs] == [
-        ("agnostic", ["N", channels, 256, 192]), ("cloth", ["N", 3, 256, 192])]
-    assert manifest["models"]["gmm"]["outputs"][1]["shape"] == ["N", 256, 192, 2]
-    tom_inputs = manifest["models"]["tom"]["inputs"]
-    assert [i["name"] for i in tom_inputs] == ["agnostic", "warped_cloth"]
-    assert manifest["models"]["tom"]["outputs"][1]["shape"] == ["N", 1, 256, 192]
+        assert validation["max_abs_diff"].get("person_features", 0) <= 1e-5
+        assert "one person in 4 garments" in validation["inputs"]
+    signatures = {name: ([(i["name"], i["shape"]) for i in manifest["models"][name]["inputs"]],
+                         [(o["name"], o["shape"]) for o in manifest["models"][name]["outputs"]]) for name in GRAPHS}
+    person, cloth = ("agnostic", ["N", channels, 256, 192]), ("cloth", ["N", 3, 256, 192])
+    features = ("person_features", ["N", 512, 16, 12])
+    gmm_outputs = [("theta", ["N", 50]), ("grid", ["N", 256, 192, 2]), ("warped_cloth", ["N", 3, 256, 192])]
+    assert signatures["gmm"] == ([person, cloth], gmm_outputs)
+    assert signatures["gmm_person"] == ([person], [features])
+    assert signatures["gmm_garment"] == ([features, cloth], gmm_outputs)
+    tom_outputs = [("rendered", ["N", 3, 256, 192]), ("mask", ["N", 1, 256, 192]), ("tryon", ["N", 3, 256, 192])]
+    assert signatures["tom"] == signatures["tom_winograd"] == (
+        [person, ("warped_cloth", ["N", 3, 256, 192])], tom_outputs)
+
+
+def test_gmm_halves_split_at_the_person_features(exported):
+    """The person half is extraction A alone (6 convolutions); everything that sees the garment,
+    extraction B (6), the regression (4) and the warp, is in the garment half."""
+    import onnx
+
+    models_dir, _ = exported["grayxu"]
+    ops = {name: collections.Counter(n.op_type for n in onnx.load(str(models_dir / f"{name}.onnx")).graph.node)
+           for name in ("gmm", "gmm_person", "gmm_garment")}
+    assert ops["gmm_person"]["Conv"] == 6 and ops["gmm_person"]["GridSample"] == 0
+    assert ops["gmm_garment"]["Conv"] == 10 and ops["gmm_garment"]["GridSample"] == 1
+    assert ops["gmm_person"]["Conv"] + ops["gmm_garment"]["Conv"] == ops["gmm"]["Conv"]
+
+
+def test_tom_winograd_rewrites_the_large_3x3_convolutions(exported):
+    """The 3x3 convolutions on 32x24 and 64x48 inputs (1024 -> 256, 512 -> 128 channels) become
+    Winograd convolutions; the smaller-input ones and the 64- and 4-output ones stay direct."""
+    import onnx
+
+    models_dir, entries = exported["grayxu"]
+    assert entries["tom_winograd"]["winograd_convolutions"] == 2
+    model = onnx.load(str(models_dir / "tom.winograd.onnx"))
+    weights = {t.name: tuple(t.dims) for t in model.graph.initializer}
+    direct = sorted(weights[n.input[1]] for n in model.graph.node
+                    if n.op_type == "Conv" and n.input[1] in weights and weights[n.input[1]][2:] == (3, 3))
+    assert direct == [(4, 128, 3, 3), (64, 256, 3, 3), (512, 512, 3, 3), (512, 1024, 3, 3)]
+    # The rewritten layers' weights are stored once, tap-major, not transformed (4x as many numbers).
+    assert sorted(v for v in weights.values() if len(v) == 2 and v[0] == 9) == [(9, 128 * 512), (9, 256 * 1024)]
 
 
 def test_exported_gmm_uses_one_matmul_for_the_grid(exported):
@@ -205,8 +246,27 @@ def test_validate_reruns(synthetic, exported):
     models_dir, _ = exported["grayxu"]
     paths = synthetic["grayxu"]
     report = validate_cpvton(models_dir, paths["gmm"], paths["tom"])
-    assert report["gmm"]["passed"] and report["tom"]["passed"]
-    assert report["gmm"]["max_abs_diff"]["grid"] <= 1e-4
+    assert set(report) == set(GRAPHS) and all(r["passed"] for r in report.values())
+    assert report["gmm"]["max_abs_diff"]["grid"] <= 1e-4 and report["gmm_garment"]["max_abs_diff"]["grid"] <= 1e-4
+
+
+def test_a_person_half_that_is_off_is_refused(synthetic, exported, tmp_path):
+    """gmm_person.onnx with its first convolution's weights 1% off (noise): its features move by ~1e-3."""
+    import onnx
+    from onnx import numpy_helper
+
+    source, _ = exported["grayxu"]
+    for name in ("gmm.onnx", "tom.onnx", "gmm_garment.onnx"):
+        shutil.copy(source / name, tmp_path / name)
+    model = onnx.load(str(source / "gmm_person.onnx"))
+    (first,) = [t for t in model.graph.initializer if list(t.dims) == [64, 20, 4, 4]]
+    noise = np.random.default_rng(0).normal(1, 1e-2, first.dims).astype(np.float32)
+    first.CopyFrom(numpy_helper.from_array(numpy_helper.to_array(first) * noise, first.name))
+    onnx.save(model, str(tmp_path / "gmm_person.onnx"))
+    paths = synthetic["grayxu"]
+    with pytest.raises(ExportValidationError, match=r"gmm_person\.onnx -> gmm_garment\.onnx differs .*"
+                                                    r"person_features max \|diff\|"):
+        validate_cpvton(tmp_path, paths["gmm"], paths["tom"])
 
 
 def _tampered_copy(exported, tmp_path, change):

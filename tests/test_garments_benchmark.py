@@ -23,6 +23,8 @@ def test_bench_garments_times_reparse_parse_once_and_the_reference(tiny_models_d
     (path,) = tmp_path.glob("bench-garments3-*.json")
     record = json.loads(path.read_text())
     assert record["garments"] == 3 and record["synthetic_weights"] is True
+    # The dress path: GMM's halves (the person's once per batch) and, on the CPU, the Winograd TOM.
+    assert record["cpvton_graphs"] == ["gmm_person.onnx", "gmm_garment.onnx", "tom.winograd.onnx"]
     for way in ("reparse", "parse_once", "parse", "dress"):
         assert record["ways"][way]["runs"] == 2 and record["ways"][way]["median_ms"] > 0
     assert record["ms_per_extra_garment"] == pytest.approx(record["ways"]["dress"]["median_ms"] / 3)

@@ -31,7 +31,7 @@ def test_a_plan_that_cannot_cover_the_kernel_is_refused():
         winograd.weight_transform(5, 4, 3)  # blocks of 3 taps every 4 leave gaps
 
 
-def _conv_model(weight, bias=None, dilation=1, stride=1, batch_norm=None, same="pads"):
+def _conv_model(weight, bias=None, dilation=1, stride=1, batch_norm=None, same="pads", spatial=("H", "W")):
     k, c, size, _ = weight.shape
     pad = dilation * (size - 1) // 2
     attrs = {"dilations": [dilation] * 2, "strides": [stride] * 2}
@@ -48,7 +48,7 @@ def _conv_model(weight, bias=None, dilation=1, stride=1, batch_norm=None, same="
         nodes.append(helper.make_node("BatchNormalization", ["conv", "gamma", "beta", "mean", "var"], ["bn"],
                                       epsilon=1e-3))
     nodes.append(helper.make_node("Relu", [nodes[-1].output[0]], ["y"]))
-    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, "H", "W"])],
+    graph = helper.make_graph(nodes, "conv", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", c, *spatial])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], inits)
     return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
 
@@ -99,6 +99,14 @@ def test_dilated_strided_narrow_and_widest_convolutions_are_left_alone(kwargs, m
     before = model.SerializeToString()
     assert winograd.rewrite(model, min_channels, max_input_channels) == 0
     assert model.SerializeToString() == before
+
+
+def test_min_pixels_leaves_convolutions_on_small_inputs_alone():
+    """Only a size the graph fixes counts: a free size (JPP-Net's any H, W) is rewritten."""
+    weight = np.ones((8, 8, 3, 3), np.float32)
+    assert winograd.rewrite(_conv_model(weight, spatial=(16, 12)), 1, 8, min_pixels=16 * 12 + 1) == 0
+    assert winograd.rewrite(_conv_model(weight, spatial=(16, 12)), 1, 8, min_pixels=16 * 12) == 1
+    assert winograd.rewrite(_conv_model(weight), 1, 8, min_pixels=10**6) == 1
 
 
 def test_the_file_keeps_one_copy_of_the_weights_and_sessions_do_not_precompute_u(tmp_path):
