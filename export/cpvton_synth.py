@@ -16,6 +16,8 @@ from pathlib import Path
 
 import torch
 
+from tryon.runtime.errors import InputError
+
 from .cpvton_checkpoint import build
 from .cpvton_export import validation_inputs
 from .sources import mark_untrained
@@ -29,7 +31,7 @@ CALIBRATION_BATCH = 4
 def write_synthetic(out_dir: str | Path, family: str, seed: int = 0) -> dict[str, Path]:
     """Write the family's GMM and TOM state_dicts (names as published); returns {'gmm': path, 'tom': path}."""
     if family not in FILE_NAMES:
-        raise ValueError(f"unknown CP-VTON family {family!r}; known: {', '.join(FILE_NAMES)}")
+        raise InputError(f"unknown CP-VTON family {family!r}; known: {', '.join(FILE_NAMES)}")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     mark_untrained(out_dir)

@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tryon.runtime.model_dir import ModelsMissingError
 from tryon.runtime.parse_stage import photo_batch
 from tryon.runtime.session import SessionOptions, create_session
 
@@ -250,7 +251,7 @@ def export_jppnet(source: str | Path, models_dir: str | Path, opset: int = 17,
     entry = {"file": ONNX_FILE, "variant": config.name, "opset": opset,
              "source": _source_record(source), "validation": validation}
     recorded = manifest.record(models_dir, "jppnet", entry)
-    progress(f"recorded in manifest.json; rewriting large convolutions as Winograd convolutions")
+    progress("recorded in manifest.json; rewriting large convolutions as Winograd convolutions")
     model = onnx.load(str(onnx_path))
     rewritten = winograd.rewrite(model, winograd.MIN_CHANNELS // config.width_divisor,
                                  winograd.MAX_INPUT_CHANNELS // config.width_divisor)
@@ -277,7 +278,7 @@ def validate_jppnet(models_dir: str | Path, source: str | Path) -> dict:
     models_dir = Path(models_dir)
     entry = manifest.load(models_dir)["models"].get("jppnet")
     if entry is None:
-        raise FileNotFoundError(f"{models_dir}/manifest.json has no jppnet entry: run `tryon export` first")
+        raise ModelsMissingError(f"{models_dir}/manifest.json has no jppnet entry: run `tryon export` first")
     config = CONFIGS[entry["variant"]]
     weights = load_weights(source, config)
     report = validate_files(weights, config, models_dir / entry["file"])

@@ -18,6 +18,8 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 
+from .errors import CheckpointError
+
 N_CLASSES = 20
 N_JOINTS = 16
 BN_EPSILON = 0.001  # slim.batch_norm's default, which LIP_JPPNet kept
@@ -191,7 +193,7 @@ def _checked(name: str, shape, known: Mapping[str, tf.Tensor]) -> tf.Tensor:
     if name not in known:
         raise KeyError(f"no weight named {name} was given")
     if tuple(known[name].shape) != tuple(shape):
-        raise ValueError(f"weight {name} has shape {tuple(known[name].shape)}, the graph needs {tuple(shape)}")
+        raise CheckpointError(f"weight {name} has shape {tuple(known[name].shape)}, the graph needs {tuple(shape)}")
     return known[name]
 
 

@@ -18,6 +18,7 @@ from typing import Mapping
 import numpy as np
 import tensorflow as tf
 
+from tryon.runtime.errors import InputError
 from tryon.runtime.parse_stage import LIP_MEAN_BGR
 
 from .jppnet_graph import FULL, JppNetConfig, constant_weights, variable_specs
@@ -126,7 +127,7 @@ def write_synthetic(out_dir: str | Path, seed: int = 0, config: JppNetConfig = F
     """Write `JPPNet-s2/` and/or `jpp.pb` into out_dir; returns {"jppnet_ckpt"|"jppnet_pb": path}."""
     unknown = set(formats) - {"ckpt", "pb"}
     if unknown:
-        raise ValueError(f"unknown JPP-Net formats {sorted(unknown)}; use 'ckpt' and/or 'pb'")
+        raise InputError(f"unknown JPP-Net formats {sorted(unknown)}; use 'ckpt' and/or 'pb'")
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     mark_untrained(out_dir)

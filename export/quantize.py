@@ -30,6 +30,7 @@ from pathlib import Path
 import numpy as np
 
 from tryon.runtime.cpvton_stage import CpvtonStage
+from tryon.runtime.errors import InputError
 from tryon.runtime.examples import EXAMPLE_GARMENT
 from tryon.runtime.images import load_rgb
 from tryon.runtime.model_dir import ModelDir
@@ -156,12 +157,12 @@ def quantize_jppnet(models_dir: str | Path, photos, scales=REFERENCE_SCALES, mir
     """Write jppnet.<precision>.onnx beside jppnet.onnx (none for bf16) and record it with its
     agreement; returns the manifest entry."""
     if precision not in PRECISIONS:
-        raise ValueError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+        raise InputError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if precision == "bf16":
         check_openvino_bf16("cpu")
     photos = [Path(p) for p in photos]
     if not photos:
-        raise ValueError(f"{precision} JPP-Net needs real photos to measure its agreement with fp32"
+        raise InputError(f"{precision} JPP-Net needs real photos to measure its agreement with fp32"
                          f"{' and to calibrate on' if precision == 'int8' else ''} "
                          "(e.g. ../shared/data/viton/person/*.jpg)")
     for photo in photos:  # a bad photo stops it before minutes of work, with its name

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import pil_resize
+from .errors import InputError
 
 HEIGHT, WIDTH = 256, 192
 SHAPE_DOWNSCALE = 16  # the body shape is blurred through a 16x12 image
@@ -42,7 +43,7 @@ def family_constants(name: str) -> Family:
     try:
         return FAMILIES[name]
     except KeyError:
-        raise ValueError(f"unknown CP-VTON family {name!r}; known: {', '.join(FAMILIES)}") from None
+        raise InputError(f"unknown CP-VTON family {name!r}; known: {', '.join(FAMILIES)}") from None
 
 
 def to_unit_range(u8: np.ndarray) -> np.ndarray:

@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
 from .model_dir import ModelDir
 from .parse_stage import JPPNET_BY_PRECISION, ParseStage
 from .session import import_onnxruntime, providers_in_use
@@ -51,11 +52,11 @@ class BenchSettings:
     def __post_init__(self):
         for name, value in (("precision", self.precision), ("baseline", self.baseline)):
             if value is not None and value not in PRECISIONS:
-                raise ValueError(f"{name} {value!r} is not one of {', '.join(PRECISIONS)}")
+                raise InputError(f"{name} {value!r} is not one of {', '.join(PRECISIONS)}")
         if self.baseline == self.precision:
-            raise ValueError(f"baseline {self.baseline!r} is the precision being timed: choose another one")
+            raise InputError(f"baseline {self.baseline!r} is the precision being timed: choose another one")
         if self.runs < 1 or self.warmup < 0 or self.batch < 1:
-            raise ValueError("runs and batch must be >= 1, warmup >= 0")
+            raise InputError("runs and batch must be >= 1, warmup >= 0")
 
 
 def summarize(samples_ms) -> dict[str, float]:

@@ -45,7 +45,7 @@ class Pools:
 
     def __post_init__(self):
         if min(self.parse_actors, self.dress_actors, self.cpus_per_actor) < 1:
-            raise ValueError(f"actor counts and CPUs per actor must be >= 1, got {self}")
+            raise InputError(f"actor counts and CPUs per actor must be >= 1, got {self}")
 
 
 def build_checked(settings: Settings, threads: int, models: dict):

@@ -20,8 +20,8 @@ import cv2
 import numpy as np
 
 from .agnostic import HEIGHT, WIDTH, agnostic_representation, family_constants, to_unit_range
-from .model_dir import ModelDir
 from .keypoints import lip_to_openpose
+from .model_dir import ModelDir, ModelsMissingError
 from .session import PROVIDERS, SessionOptions, create_session, resolve_providers
 from .timing import Timer
 
@@ -177,7 +177,7 @@ def _check_channels(session, channels: int):
     declared = {i.name: i.shape for i in session.get_inputs()}
     shape = declared.get("agnostic")
     if shape is None or shape[1] != channels:
-        raise ValueError(f"GMM takes agnostic {shape}, but the manifest's family needs {channels} channels: "
+        raise ModelsMissingError(f"GMM takes agnostic {shape}, but the manifest's family needs {channels} channels: "
                          "re-run `tryon export`")
 
 

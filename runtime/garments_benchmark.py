@@ -14,6 +14,7 @@ from dataclasses import asdict
 import numpy as np
 
 from .benchmark import BenchSettings, machine, peak_rss_mb, summarize
+from .errors import InputError
 from .images import load_rgb
 from .options import ParseOptions
 
@@ -63,10 +64,10 @@ def time_garments(tryon, person, cloth, settings: BenchSettings, count: int, way
 def run_garments_benchmark(tryon_factory, settings: BenchSettings, person, cloth, count: int,
                            ways=WAYS) -> dict:
     if count < 1:
-        raise ValueError(f"--garments must be >= 1, got {count}")
+        raise InputError(f"--garments must be >= 1, got {count}")
     tryon = tryon_factory(settings)
     if tryon.store is not None:
-        raise ValueError("the garments benchmark times parsing: give it a TryOn without a person store")
+        raise InputError("the garments benchmark times parsing: give it a TryOn without a person store")
     samples = time_garments(tryon, person, cloth, settings, count, ways)
     record = {"settings": asdict(settings), "garments": count, "machine": machine(),
               "providers": list(tryon.cpvton.gmm.get_providers()),

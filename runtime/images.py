@@ -77,7 +77,7 @@ def check_header(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS)
 
 def decode(data: bytes, what: str = "image", max_pixels: int = MAX_PIXELS, jpeg_dct: str = "accurate") -> np.ndarray:
     if jpeg_dct not in JPEG_DCTS:
-        raise ValueError(f"jpeg_dct must be one of {', '.join(JPEG_DCTS)}, got {jpeg_dct!r}")
+        raise InputError(f"jpeg_dct must be one of {', '.join(JPEG_DCTS)}, got {jpeg_dct!r}")
     kind = check_header(data, what, max_pixels)
     if kind == "jpeg" and jpeg_dct == "fast":
         image = _decode_jpeg_like_tensorflow(data, what)

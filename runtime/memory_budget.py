@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .errors import InputError
+
 GB = 2**30
 REQUEST_PEAK_BYTES = int(1.2 * GB)  # one request at 40 MP: the worst case above and its JPP-Net buffers
 IDLE_BYTES = int(1.3 * GB)  # a full-size fp32 server after its first request (1.27 GB measured)
@@ -34,6 +36,6 @@ def check_room_for(max_concurrent: int, meminfo: Path = MEMINFO) -> None:
     if max_concurrent == 1 or available is None or needed <= available:
         return
     fits = max(1, (available - IDLE_BYTES) // REQUEST_PEAK_BYTES)
-    raise ValueError(f"--max-concurrent {max_concurrent} can need {needed / GB:.1f} GB ({REQUEST_PEAK_BYTES / GB:.1f} GB "
+    raise InputError(f"--max-concurrent {max_concurrent} can need {needed / GB:.1f} GB ({REQUEST_PEAK_BYTES / GB:.1f} GB "
                      f"per request for 40 MP photos, {IDLE_BYTES / GB:.1f} GB for the models) and this machine has "
                      f"{available / GB:.1f} GB available: use --max-concurrent {fits} or less")

@@ -23,6 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .errors import InputError
 from .model_dir import ModelDir, ModelsMissingError
 from .session import PROVIDERS, SessionOptions, check_openvino_bf16, create_session, resolve_providers
 from .timing import Timer
@@ -258,9 +259,9 @@ def pose_confidence(heatmaps: PoseHeatmaps, keypoints: np.ndarray) -> float:
 def check_photo(rgb) -> np.ndarray:
     if not isinstance(rgb, np.ndarray) or rgb.dtype != np.uint8 or rgb.ndim != 3 or rgb.shape[2] != 3:
         got = f"{type(rgb).__name__}" + (f" {rgb.dtype} of shape {rgb.shape}" if isinstance(rgb, np.ndarray) else "")
-        raise ValueError(f"the parse stage takes an HxWx3 uint8 RGB array; got {got}")
+        raise InputError(f"the parse stage takes an HxWx3 uint8 RGB array; got {got}")
     if min(rgb.shape[:2]) < MIN_SIDE:
-        raise ValueError(f"the photo is {rgb.shape[0]}x{rgb.shape[1]}; "
+        raise InputError(f"the photo is {rgb.shape[0]}x{rgb.shape[1]}; "
                          f"the parse stage needs at least {MIN_SIDE}x{MIN_SIDE} pixels")
     return rgb
 
@@ -272,11 +273,11 @@ def open_jppnet(models: ModelDir, options: SessionOptions, precision: str = "fp3
     the plain graph and lets cuDNN choose its own algorithms. fp16 is refused on the CPU,
     where it runs no faster than fp32; bf16 on CUDA, and where this machine cannot run it."""
     if precision not in JPPNET_BY_PRECISION:
-        raise ValueError(f"precision {precision!r} is not one of {', '.join(JPPNET_BY_PRECISION)}")
+        raise InputError(f"precision {precision!r} is not one of {', '.join(JPPNET_BY_PRECISION)}")
     name = JPPNET_BY_PRECISION[precision]
     on_cpu = resolve_providers(options.provider) == PROVIDERS["cpu"]
     if precision == "fp16" and on_cpu:
-        raise ValueError("precision fp16 is for the CUDA provider (on the CPU it runs no faster than fp32): "
+        raise InputError("precision fp16 is for the CUDA provider (on the CPU it runs no faster than fp32): "
                          "use --provider cuda, or --precision int8 for the fast CPU mode")
     if precision == "bf16":
         check_openvino_bf16(options.provider)  # first: where it fails, `tryon quantize` cannot record bf16 either
@@ -296,7 +297,7 @@ class ParseStage:
     def __init__(self, session, scales=REFERENCE_SCALES, mirror: bool = True, base: int = BASE_SIZE):
         self.sides = tuple(int(base * s) for s in scales)
         if not self.sides or min(self.sides) < MIN_SIDE:
-            raise ValueError(f"scales {scales!r} of base {base}: need at least one, each giving a side >= {MIN_SIDE}")
+            raise InputError(f"scales {scales!r} of base {base}: need at least one, each giving a side >= {MIN_SIDE}")
         self.session = session
         self.mirror = mirror
 

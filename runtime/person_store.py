@@ -22,6 +22,7 @@ from contextlib import closing
 from pathlib import Path
 from typing import Callable
 
+from .errors import InputError
 from .parsed_person import ParsedPerson, StoredPersonError
 
 DEFAULT_TTL_S = 24 * 3600.0
@@ -57,7 +58,7 @@ class PersonStore:
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
                  clock: Callable[[], float] = time.time):
         if max_bytes <= 0 or ttl_s <= 0:
-            raise ValueError(f"a person store needs max_bytes > 0 and ttl_s > 0, got {max_bytes} and {ttl_s}")
+            raise InputError(f"a person store needs max_bytes > 0 and ttl_s > 0, got {max_bytes} and {ttl_s}")
         self.max_bytes = max_bytes
         self.ttl_s = ttl_s
         self.clock = clock

@@ -22,6 +22,7 @@ import time
 from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
+from .errors import InputError
 from .person_store import DEFAULT_MAX_BYTES, DEFAULT_TTL_S, PersonStore
 from .session import RuntimeSetupError
 
@@ -59,7 +60,7 @@ class RedisStore(PersonStore):
         try:
             self._client = redis.Redis.from_url(url, socket_connect_timeout=timeout_s, socket_timeout=timeout_s)
         except ValueError as exc:
-            raise ValueError(f"person store {redacted(url)}: {exc}; expected redis://HOST:PORT/DB") from None
+            raise InputError(f"person store {redacted(url)}: {exc}; expected redis://HOST:PORT/DB") from None
         self._errors = (redis.RedisError, OSError)
         self.url = redacted(url)
         self.prefix = prefix

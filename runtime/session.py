@@ -30,7 +30,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import TryonError
+from .errors import InputError, TryonError
+from .model_dir import ModelsMissingError
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -79,13 +80,13 @@ class SessionOptions:
 
     def __post_init__(self):
         if self.provider not in ("auto", *PROVIDERS):
-            raise ValueError(f"provider {self.provider!r} is not one of auto, cpu, cuda")
+            raise InputError(f"provider {self.provider!r} is not one of auto, cpu, cuda")
         if self.optimization not in OPTIMIZATION_LEVELS:
-            raise ValueError(
+            raise InputError(
                 f"optimization {self.optimization!r} is not one of {', '.join(OPTIMIZATION_LEVELS)}"
             )
         if self.threads < 0:
-            raise ValueError(f"threads must be >= 0, got {self.threads}")
+            raise InputError(f"threads must be >= 0, got {self.threads}")
 
 
 def available_providers() -> list[str]:
@@ -127,7 +128,7 @@ def check_openvino_bf16(provider: str):
     """Raise unless `provider` is the CPU (ValueError), this CPU has bf16 instructions and
     this onnxruntime has the OpenVINO execution provider (RuntimeSetupError)."""
     if resolve_providers(provider) != PROVIDERS["cpu"]:
-        raise ValueError("precision bf16 is for the CPU (OpenVINO): use --provider cpu, or --precision fp16 on CUDA")
+        raise InputError("precision bf16 is for the CPU (OpenVINO): use --provider cpu, or --precision fp16 on CUDA")
     if not cpu_flags() & set(BF16_CPU_FLAGS):
         raise RuntimeSetupError(
             f"precision bf16 needs a CPU with bf16 instructions ({' or '.join(BF16_CPU_FLAGS)} in "
@@ -210,7 +211,7 @@ def create_session(path: str | Path, options: SessionOptions = SessionOptions())
     ort = import_onnxruntime()
     path = Path(path)
     if not path.is_file():
-        raise FileNotFoundError(f"model file {path} does not exist (run `tryon export` first)")
+        raise ModelsMissingError(f"model file {path} does not exist (run `tryon export` first)")
     providers, provider_options = resolve_providers(options.provider), None
     if options.openvino_bf16:
         check_openvino_bf16(options.provider)

@@ -113,3 +113,18 @@ def test_cache_info_and_clear(tiny_models_dir, viton_pair, tmp_path):
     memory = tryon("run", *viton_pair, "-o", tmp_path / "p.png", "--models", tiny_models_dir, "--cache", store,
                    "--no-cache", *FAST)
     assert memory.returncode == 0 and "persons: 0" in tryon("cache", "info", "--cache", store).stdout
+
+
+def test_only_the_projects_own_errors_become_one_line_exits(tiny_models_dir, viton_pair, tmp_path, monkeypatch):
+    """A ValueError from deep inside is a bug: it keeps its traceback (exit 1) instead of
+    passing for bad input (exit 4)."""
+    from tryon.runtime.cli import run_cmd
+    from tryon.runtime.errors import InputError
+
+    args = ["run", *map(str, viton_pair), "-o", str(tmp_path / "o.png"), "--models", str(tiny_models_dir), *FAST]
+    monkeypatch.setattr(run_cmd, "check_outputs", lambda *a: (_ for _ in ()).throw(ValueError("a bug")))
+    bug = CliRunner().invoke(app, args)
+    assert bug.exit_code == 1 and isinstance(bug.exception, ValueError)
+    monkeypatch.setattr(run_cmd, "check_outputs", lambda *a: (_ for _ in ()).throw(InputError("bad input")))
+    refused = CliRunner().invoke(app, args)
+    assert refused.exit_code == 4 and "error: bad input" in refused.output

@@ -2,7 +2,6 @@
 each way runs JPP-Net as often as it claims. No timing is asserted."""
 import json
 
-import numpy as np
 import pytest
 
 from tryon.runtime.garments_benchmark import garment_variants

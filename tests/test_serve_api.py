@@ -414,15 +414,16 @@ def test_start_fails_in_one_line_without_models(tmp_path):
 
 def test_start_fails_in_one_line_on_a_corrupt_model(tiny_models_dir, tmp_path):
     models = copied_models(tiny_models_dir, tmp_path / "models")
-    (models / "gmm.onnx").write_bytes(b"not a model")
-    assert_one_line(serve_command("--models", str(models)), 3, "gmm.onnx", "manifest.json recorded", "tryon export")
+    (models / "gmm_garment.onnx").write_bytes(b"not a model")  # a graph the CPU provider runs
+    assert_one_line(serve_command("--models", str(models)), 3, "gmm_garment.onnx", "manifest.json recorded",
+                    "tryon export")
 
 
 def test_start_fails_in_one_line_on_swapped_models(tiny_models_dir, tmp_path):
     models = copied_models(tiny_models_dir, tmp_path / "models")
-    os.rename(models / "gmm.onnx", models / "swap")
-    os.rename(models / "tom.onnx", models / "gmm.onnx")
-    os.rename(models / "swap", models / "tom.onnx")
+    os.rename(models / "gmm_garment.onnx", models / "swap")  # two graphs the CPU provider runs
+    os.rename(models / "tom.winograd.onnx", models / "gmm_garment.onnx")
+    os.rename(models / "swap", models / "tom.winograd.onnx")
     assert_one_line(serve_command("--models", str(models)), 3, "manifest.json recorded", "swapped")
 
 

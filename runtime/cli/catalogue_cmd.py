@@ -7,6 +7,7 @@ from pathlib import Path
 import typer
 
 from ..catalogue import LEDGER
+from ..errors import InputError
 from . import common
 from .errors import EXIT_ENVIRONMENT, friendly
 
@@ -55,7 +56,7 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
     from ..options import DressOptions, ParseOptions
 
     if engine not in ENGINES:
-        raise ValueError(f"--engine {engine!r}: choose local or ray")
+        raise InputError(f"--engine {engine!r}: choose local or ray")
     parse_options = ParseOptions(need_pre, need_bright, check_dirty, jpeg_dct)
     dress_options = DressOptions(keep_back, need_dilate, warp_jpeg)
     settings = Settings(str(models), provider, threads, common.parse_scales(scales), mirror, precision,

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import typer
 
+from ..errors import InputError
 from ..images import save_rgb
 from ..sheet import colour_labels, draw_keypoints, side_by_side
 
@@ -42,9 +43,9 @@ def parse_scales(text: str) -> tuple[float, ...]:
     try:
         scales = tuple(float(s) for s in text.split(",") if s.strip())
     except ValueError:
-        raise ValueError(f"--scales {text!r}: expected numbers such as 1.0,0.75,1.25") from None
+        raise InputError(f"--scales {text!r}: expected numbers such as 1.0,0.75,1.25") from None
     if not scales or any(s <= 0 or s > 4 for s in scales):
-        raise ValueError(f"--scales {text!r}: each scale must be in (0, 4]")
+        raise InputError(f"--scales {text!r}: each scale must be in (0, 4]")
     return scales
 
 

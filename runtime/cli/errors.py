@@ -6,6 +6,9 @@ import importlib.util
 
 import typer
 
+from ..errors import TryonError
+
+EXIT_FAILED = 1  # one of our errors without a code of its own
 EXIT_MISSING_MODELS = 3
 EXIT_BAD_INPUT = 4
 EXIT_ENVIRONMENT = 5
@@ -14,11 +17,13 @@ EXIT_EXPORT_MISMATCH = 7
 
 
 def _known():
-    from ..images import ImageError
+    """The project's own errors and their exit codes; anything else is a bug and keeps its
+    traceback (a ValueError from deep inside says nothing a user can act on)."""
+    from ..errors import InputError, TryonError
     from ..model_dir import ModelsMissingError
     from ..session import RuntimeSetupError
 
-    known = [(ModelsMissingError, EXIT_MISSING_MODELS), (ImageError, EXIT_BAD_INPUT),
+    known = [(ModelsMissingError, EXIT_MISSING_MODELS), (InputError, EXIT_BAD_INPUT),
              (RuntimeSetupError, EXIT_ENVIRONMENT)]
     try:  # the export side is optional; its errors only exist where it is installed
         from tryon.export.errors import CheckpointError, ExportValidationError
@@ -27,7 +32,7 @@ def _known():
                   (ExportValidationError, EXIT_EXPORT_MISMATCH)]
     except ImportError:
         pass
-    return known + [(FileNotFoundError, EXIT_BAD_INPUT), (ValueError, EXIT_BAD_INPUT)]
+    return known + [(TryonError, EXIT_FAILED)]
 
 
 def friendly(command):
@@ -35,12 +40,10 @@ def friendly(command):
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
-        except Exception as exc:
-            for kind, code in _known():
-                if isinstance(exc, kind):
-                    typer.secho(f"error: {exc}", fg="red", err=True)
-                    raise typer.Exit(code) from None
-            raise
+        except TryonError as exc:
+            code = next(code for kind, code in _known() if isinstance(exc, kind))
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(code) from None
     return wrapper
 
 

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import typer
 
+from ..errors import InputError
 from .errors import friendly, require_export_side
 
 FAMILIES = ("grayxu", "cpvton")
@@ -35,7 +36,7 @@ def synth(out: Path = typer.Option(Path("checkpoints/synthetic"), help="folder t
     require_export_side()
     for f in family:
         if f not in FAMILIES:
-            raise ValueError(f"family {f!r} is not one of {', '.join(FAMILIES)}")
+            raise InputError(f"family {f!r} is not one of {', '.join(FAMILIES)}")
     from tryon.export.synthetic import write_synthetic
 
     written = write_synthetic(out, families=tuple(family), jppnet=jppnet, seed=seed)

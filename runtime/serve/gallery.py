@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from ..examples import EXAMPLE_GARMENT
+from ..errors import InputError
 from ..images import encode, load_rgb
 
 BUNDLED = EXAMPLE_GARMENT
@@ -38,13 +39,13 @@ class Gallery:
         files = [BUNDLED]
         for folder in map(Path, folders):
             if not folder.is_dir():
-                raise ValueError(f"--gallery {folder}: not a folder")
+                raise InputError(f"--gallery {folder}: not a folder")
             files += sorted(p for p in folder.iterdir() if p.suffix.lower() in SUFFIXES)
         garments: list[Garment] = []
         for path in files:
             garment = _load(path)
             if any(g.id == garment.id for g in garments):
-                raise ValueError(f"gallery: two garments would be called {garment.id!r} ({path}); rename one")
+                raise InputError(f"gallery: two garments would be called {garment.id!r} ({path}); rename one")
             garments.append(garment)
         return cls(garments)
 

@@ -20,6 +20,8 @@ from urllib.parse import urlsplit
 
 from starlette.responses import JSONResponse
 
+from ..errors import InputError
+
 LOCAL_NAMES = ("localhost",)
 
 
@@ -30,7 +32,7 @@ def normal_origin(origin: str) -> str:
         return "*"
     if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or \
             parts.query or parts.fragment:
-        raise ValueError(f"--allowed-origin {origin!r}: expected scheme://host[:port], e.g. https://shop.example")
+        raise InputError(f"--allowed-origin {origin!r}: expected scheme://host[:port], e.g. https://shop.example")
     return f"{parts.scheme}://{parts.netloc.lower()}"
 
 
@@ -39,7 +41,7 @@ def allowed_host_names(bound_host: str, extra=()) -> tuple[str, ...]:
     extra = [name.strip().lower() for name in extra]
     for name in extra:
         if not name or any(c in name for c in "/:@ ") and not _is_ip(name):
-            raise ValueError(f"--allowed-host {name!r}: expected a host name such as shop.example (no scheme or port)")
+            raise InputError(f"--allowed-host {name!r}: expected a host name such as shop.example (no scheme or port)")
     return tuple(dict.fromkeys([*LOCAL_NAMES, bound_host.strip("[]").lower(), *extra]))
 
 

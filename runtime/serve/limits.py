@@ -20,6 +20,7 @@ import anyio
 from fastapi import HTTPException
 from starlette.responses import JSONResponse
 
+from ..errors import InputError
 from ..images import FORMATS, MAX_PIXELS, ImageError, TooManyPixels, UnsupportedFormat, check_header
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
@@ -37,7 +38,7 @@ class Limits:
     def __post_init__(self):
         if min(self.max_body_bytes, self.max_pixels, self.max_garments) < 1 or \
                 min(self.read_timeout_s, self.upload_timeout_s) <= 0:
-            raise ValueError(f"every limit must be positive, got {self}")
+            raise InputError(f"every limit must be positive, got {self}")
 
 
 def _closing(status: int, detail: str) -> HTTPException:
@@ -132,7 +133,7 @@ class InferenceGate:
 
     def __init__(self, max_concurrent: int, queue: int):
         if max_concurrent < 1 or queue < 0:
-            raise ValueError(f"max_concurrent must be >= 1 and queue >= 0, got {max_concurrent} and {queue}")
+            raise InputError(f"max_concurrent must be >= 1 and queue >= 0, got {max_concurrent} and {queue}")
         self.max_concurrent = max_concurrent
         self.queue = queue
         self.admitted = 0

@@ -21,7 +21,7 @@ import h11
 from uvicorn import Config, Server
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ..errors import TryonError
+from ..errors import InputError, TryonError
 
 log = logging.getLogger("tryon.serve")
 
@@ -34,7 +34,7 @@ class Connections:
 
     def __post_init__(self):
         if self.max_connections < 1 or min(self.keep_alive_s, self.head_timeout_s) <= 0:
-            raise ValueError(f"connection limits must be positive, got {self}")
+            raise InputError(f"connection limits must be positive, got {self}")
 
 
 class CannotListen(TryonError, OSError):
@@ -44,11 +44,11 @@ class CannotListen(TryonError, OSError):
 def listen(host: str, port: int) -> socket.socket:
     """A listening socket on host:port, or CannotListen saying why not."""
     if not 0 < port < 65536:
-        raise ValueError(f"--port {port}: a TCP port is 1-65535")
+        raise InputError(f"--port {port}: a TCP port is 1-65535")
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError) as exc:
-        raise ValueError(f"--host {host!r} is not an address this machine can listen on ({exc})") from None
+        raise InputError(f"--host {host!r} is not an address this machine can listen on ({exc})") from None
     sock = socket.socket(family, kind, proto)
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
