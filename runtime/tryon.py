@@ -27,7 +27,7 @@ from .options import DressOptions, ParseOptions, split_flags
 from .parse_stage import ParseStage, open_jppnet
 from .parsed_person import SEED_FAILURE_CONFIDENCE, ParsedPerson, given_parse_key, person_id
 from .person_crop import CannotFrame, crop_person, pose_box, resize_person
-from .person_store import MemoryStore, PersonStore
+from .person_store import PersonStore
 from .session import SessionOptions
 from .timing import Timer
 
@@ -87,25 +87,30 @@ class TryOn:
         garments. Options as a `ParseOptions` or as its fields (need_pre, need_bright,
         check_dirty). Pass `labels` (HxW LIP labels) and `keypoints` (16x2 LIP x/y) of the
         photo to skip JPP-Net."""
-        return self._parse(person, replace(options or ParseOptions(), **flags), labels, keypoints, self.store)
+        return self._parse(person, replace(options or ParseOptions(), **flags), labels, keypoints)
 
-    def _parse(self, person, options: ParseOptions, labels, keypoints, store: PersonStore | None) -> ParsedPerson:
+    def _parse(self, person, options: ParseOptions, labels, keypoints, seen: dict | None = None) -> ParsedPerson:
+        """`seen`: persons parsed earlier in the same call, by id."""
         timer = Timer()
         with timer("total"):
             with timer("decode"):
                 rgb = load_rgb(person, "person photo", jpeg_dct=options.jpeg_dct)
             given = _given_parse(labels, keypoints, rgb.shape[:2])
             pid = person_id(rgb, options, given_parse_key(*given) if given else self.parser_key)
-            if store is not None:
+            if seen is not None and pid in seen:
+                return replace(seen[pid], timings_ms=timer.ms)
+            if self.store is not None:
                 with timer("store"):
-                    found = store.get(pid)
+                    found = self.store.get(pid)
                 if found is not None:
                     found.timings_ms, found.from_store = timer.ms, True
                     return found
             parsed = self._parse_photo(pid, rgb, options, given, timer)
-            if store is not None:
+            if self.store is not None:
                 with timer("store"):
-                    store.put(parsed)
+                    self.store.put(parsed)
+        if seen is not None:
+            seen[pid] = parsed
         return parsed
 
     def _parse_photo(self, pid: str, rgb: np.ndarray, options: ParseOptions, given, timer: Timer) -> ParsedPerson:
@@ -210,8 +215,8 @@ class TryOn:
         parse_options, dress_options = parse_options or ParseOptions(), dress_options or DressOptions()
         parses = parses or [(None, None)] * len(pairs)
         cloths = [load_rgb(cloth, "garment photo") for _, cloth in pairs]
-        store = self.store if self.store is not None else MemoryStore()  # one parse per photo in this call
-        parsed = [self._parse(person, parse_options, labels, keypoints, store)
+        seen: dict[str, ParsedPerson] = {}  # one parse per photo in this call, store or not
+        parsed = [self._parse(person, parse_options, labels, keypoints, seen)
                   for (person, _), (labels, keypoints) in zip(pairs, parses)]
         dressed = self._dress_pairs(list(zip(parsed, cloths)), dress_options, intermediates)
         for person, result in zip(parsed, dressed):
