@@ -37,7 +37,7 @@ def serve(models: Path = common.MODELS,
                                                           "addresses, localhost and --host (repeatable; * for any)"),
           allowed_origin: list[str] = typer.Option([], help="a site whose pages may call this server from the "
                                                             "browser, e.g. https://shop.example (repeatable; * any)"),
-          cache: Path = common.CACHE, no_cache: bool = common.NO_CACHE,
+          cache: str = common.CACHE, no_cache: bool = common.NO_CACHE,
           cache_ttl_hours: float = common.CACHE_TTL, cache_max_mb: float = common.CACHE_MB,
           provider: str = common.PROVIDER, threads: int = common.THREADS,
           scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION):
