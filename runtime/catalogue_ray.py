@@ -8,7 +8,7 @@
 Each actor loads the models once and runs ONNX Runtime with as many threads as it holds
 CPUs. The photos travel through Ray's object store (the garments once, put there by this
 process), and the images come back the same way: the worker nodes need the models folder
-but no shared file system. Only this module imports ray (the [ray] extra).
+but no shared file system. Only the Ray modules import ray (the [ray] extra), and only when run.
 """
 from __future__ import annotations
 

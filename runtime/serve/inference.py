@@ -92,7 +92,8 @@ class LocalInference(Inference):
 
     def _dress(self, parsed, garments, options, image_format):
         # Decoding and encoding run here, in the worker thread, to keep the event loop free.
-        return [(result, encode(result.image, image_format)) for result in self.pipeline.dress(parsed, garments, options)]
+        results = self.pipeline.dress(parsed, garments, options)
+        return [(result, encode(result.image, image_format)) for result in results]
 
     def _tryon(self, person, garment, parse_options, dress_options, image_format):
         parsed = person if isinstance(person, ParsedPerson) else self.pipeline.parse(person, parse_options)
