@@ -321,12 +321,13 @@ def running(args: ServeArgs, host: str, port: int, keep_alive_s: float = 5, addr
 
 def _check_cpus(ray, args: ServeArgs):
     """A cluster started here cannot grow: replicas it has no CPUs for would wait for ever."""
-    need = (args.parse_replicas[0] + args.dress_replicas) * args.cpus_per_replica
+    most = args.parse_replicas[1]
+    need = (most + args.dress_replicas) * args.cpus_per_replica
     have = ray.cluster_resources().get("CPU", 0)
     if need > have:
-        raise InputError(f"{args.parse_replicas[0]} parse and {args.dress_replicas} dress replicas of "
-                         f"{args.cpus_per_replica:g} CPUs each need {need:g} CPUs; this machine has {have:g}: ask for "
-                         "fewer (--parse-replicas, --dress-replicas, --cpus-per-replica)")
+        raise InputError(f"{most} parse and {args.dress_replicas} dress replicas of {args.cpus_per_replica:g} CPUs "
+                         f"each need {need:g} CPUs; this machine has {have:g}: ask for fewer (--parse-replicas, "
+                         "--dress-replicas, --cpus-per-replica)")
 
 
 def _wait_running(serve, timeout_s: float):

@@ -270,3 +270,12 @@ def test_a_dress_batch_runs_several_requests_together_and_refuses_a_bad_one_alon
     [(kept, bmp)] = outcomes[2]
     assert bmp[:2] == b"BM" and np.array_equal(kept.image, local.dress(second, CLOTH, keep)[0].image)
     assert kept.timings_ms["decode"] > 0 and kept.timings_ms["total"] > kept.timings_ms["cpvton.tom"]
+
+
+def test_a_machine_too_small_for_the_replicas_at_their_most_is_refused(service, args):
+    from tryon.runtime.errors import InputError
+    from tryon.runtime.serve_ray import _check_cpus
+
+    _check_cpus(ray, args)  # the module's app: 2 + 2 replicas of half a CPU on the 2-CPU cluster
+    with pytest.raises(InputError, match="4 parse and 2 dress replicas of 0.5 CPUs each need 3 CPUs; this machine has 2"):
+        _check_cpus(ray, dataclasses.replace(args, parse_replicas=(1, 4)))
