@@ -277,5 +277,6 @@ def test_a_machine_too_small_for_the_replicas_at_their_most_is_refused(service, 
     from tryon.runtime.serve_ray import _check_cpus
 
     _check_cpus(ray, args)  # the module's app: 2 + 2 replicas of half a CPU on the 2-CPU cluster
-    with pytest.raises(InputError, match="4 parse and 2 dress replicas of 0.5 CPUs each need 3 CPUs; this machine has 2"):
+    with pytest.raises(InputError, match="4 parse and 2 dress replicas of 0.5 CPUs each need 3 CPUs; this "
+                                         "machine has 2"):
         _check_cpus(ray, dataclasses.replace(args, parse_replicas=(1, 4)))
