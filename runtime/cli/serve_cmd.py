@@ -145,7 +145,7 @@ def _serve_on_ray(args, host: str, port: int, keep_alive: float, address: str | 
     with running(args, host, port, keep_alive, address):
         low, high = args.parse_replicas
         typer.echo(f"serving http://{host}:{port}/web on Ray Serve  (Parse {low if low == high else f'{low}-{high}'}, "
-                   f"Dress {args.dress_replicas} replicas of {args.cpus_per_replica} CPUs; persons in "
+                   f"Dress {args.dress_replicas} replicas, {args.cpus_per_replica:g} CPU each; persons in "
                    f"{redacted(args.cache)}, kept {args.cache_ttl_hours:g} h)")
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: the deployments go
         try:
