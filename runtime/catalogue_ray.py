@@ -8,33 +8,19 @@
 Each actor loads the models once and runs ONNX Runtime with as many threads as it holds
 CPUs. The photos travel through Ray's object store (the garments once, put there by this
 process), and the images come back the same way: the worker nodes need the models folder
-but no shared file system. Only this module imports ray (the [ray] extra).
+but no shared file system. Only the Ray modules import ray (the [ray] extra), and only when run.
 """
 from __future__ import annotations
 
-import importlib
 import json
 import logging
-import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
 from .catalogue import (Input, Outcome, Photo, Settings, dress_batch, failed_batch, model_hashes, parse_photo,
                         read_photo)
-from .errors import InputError, TryonError
-
-
-class RayMissingError(TryonError, RuntimeError):
-    """--engine ray without the [ray] extra."""
-
-
-def import_ray():
-    try:
-        import ray
-        import ray.data
-    except ImportError as exc:
-        raise RayMissingError(f"--engine ray needs Ray ({exc.name} missing): pip install 'tryon-onnx[ray]'") from None
-    return ray
+from .errors import InputError
+from .ray_common import import_ray, tryon_cause
 
 
 @dataclass(frozen=True)
@@ -126,7 +112,7 @@ def render_ray(settings: Settings, batches: list[tuple[Input, list[Input]]], poo
     """Run the batches on Ray Data; yields (person file name, garment file name, outcome) as
     pairs finish, in any order. Joins the Ray cluster this process is already part of, or
     the one at `address`, or starts one on this machine (shut down again at the end)."""
-    ray = import_ray()
+    ray = import_ray("data")
     if not batches:
         return
     started = not ray.is_initialized()
@@ -136,30 +122,10 @@ def render_ray(settings: Settings, batches: list[tuple[Input, list[Input]]], poo
         _check_cpus(ray, pools, fixed=started and address is None)
         yield from _run(ray, settings, batches, pools)
     except ray.exceptions.RayError as exc:
-        raise _tryon_cause(exc) or exc
+        raise tryon_cause(exc, "worker") or exc
     finally:
         if started:
             ray.shutdown()
-
-
-def _tryon_cause(error: Exception) -> TryonError | None:
-    """Ray reports an actor that could not start (models missing on a node, another
-    precision's graph absent) as the text of its traceback; a tryon error at its end is
-    made again, so that the command answers with its one line and exit code."""
-    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
-    for line in reversed([line.strip() for line in text.splitlines() if line.strip()]):
-        name, _, message = line.partition(": ")
-        module, _, kind = name.rpartition(".")
-        if not module.startswith("tryon."):
-            continue
-        try:
-            found = getattr(importlib.import_module(module), kind)
-        except (ImportError, AttributeError):
-            return None
-        if isinstance(found, type) and issubclass(found, TryonError):
-            return found(f"on a Ray worker: {message}")
-        return None
-    return None
 
 
 def _check_cpus(ray, pools: Pools, fixed: bool):

@@ -150,10 +150,11 @@ class TryOn:
         if isinstance(garments, (str, Path, bytes, bytearray, np.ndarray)):
             garments = [garments]
         options = replace(options or DressOptions(), **flags)
-        return self._dress_pairs([(parsed, g) for g in garments], options, intermediates)
+        return self.dress_pairs([(parsed, g) for g in garments], options, intermediates)
 
-    def _dress_pairs(self, pairs, options: DressOptions, intermediates: bool) -> list[TryOnResult]:
-        """(parsed person, garment) pairs -> results; GMM/TOM over up to DRESS_BATCH pairs at once."""
+    def dress_pairs(self, pairs, options: DressOptions, intermediates: bool = False) -> list[TryOnResult]:
+        """(parsed person, garment) pairs -> results, in order; GMM/TOM over up to DRESS_BATCH
+        pairs at once, whoever's persons they are (a server batching several requests)."""
         timers, cloths = [], []
         for _, garment in pairs:
             timer = Timer()
@@ -218,7 +219,7 @@ class TryOn:
         seen: dict[str, ParsedPerson] = {}  # one parse per photo in this call, store or not
         parsed = [self._parse(person, parse_options, labels, keypoints, seen)
                   for (person, _), (labels, keypoints) in zip(pairs, parses)]
-        dressed = self._dress_pairs(list(zip(parsed, cloths)), dress_options, intermediates)
+        dressed = self.dress_pairs(list(zip(parsed, cloths)), dress_options, intermediates)
         for person, result in zip(parsed, dressed):
             result.timings_ms = join_timings(person.timings_ms, result.timings_ms)
         return dressed

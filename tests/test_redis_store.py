@@ -119,3 +119,15 @@ def test_catalogue_and_cache_info_take_the_store_by_its_url(tiny_models_dir, inp
     assert open_store(redis_url).info()["persons"] == 2  # both persons, parsed once each
     info = CliRunner().invoke(app, ["cache", "info", "--cache", redis_url])
     assert info.exit_code == 0 and "redis" in info.output and "persons: 2" in info.output
+
+
+def test_serve_takes_the_store_by_its_url(tiny_models_dir, redis_url, tmp_path):
+    """A typed Path once made redis://HOST:PORT/DB a SQLite folder named redis:/HOST:PORT/DB."""
+    import json
+    import urllib.request
+
+    from serve_process import FAST, serve_process
+
+    with serve_process(tiny_models_dir, tmp_path / "serve.log", *FAST, "--cache", redis_url) as server:
+        with urllib.request.urlopen(server.url + "/healthz", timeout=10) as answer:
+            assert json.load(answer)["store"]["kind"] == "redis"

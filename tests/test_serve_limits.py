@@ -151,7 +151,7 @@ def test_requests_whose_clients_left_are_dropped_not_computed(tiny_models_dir):
     url = Server(f"http://127.0.0.1:{port}", 0, Path("-"))
     try:
         wait_until(lambda: server.started)
-        gate = app.state.service.gate
+        gate = app.state.service.inference.gate
         rgb = decode(EXAMPLE_PERSON.read_bytes())
         sockets = []
         for n in range(6):

@@ -88,10 +88,11 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
 
 
 def _ray_results(settings, batches, address, parse_actors, dress_actors, cpus_per_actor):
-    from ..catalogue_ray import Pools, RayMissingError, import_ray, render_ray
+    from ..catalogue_ray import Pools, render_ray
+    from ..ray_common import RayMissingError, import_ray
 
     try:
-        import_ray()
+        import_ray("data")
     except RayMissingError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(EXIT_ENVIRONMENT) from None

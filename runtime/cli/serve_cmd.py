@@ -1,7 +1,9 @@
-"""serve: the HTTP service (needs the serve extra)."""
+"""serve: the HTTP service (needs the serve extra), in this process or on Ray Serve."""
 from __future__ import annotations
 
 import logging
+import signal
+import time
 from pathlib import Path
 
 import typer
@@ -11,11 +13,15 @@ from . import common
 from .errors import EXIT_ENVIRONMENT, friendly
 
 EXIT_CANNOT_LISTEN = 8  # the port is in use, or the address cannot be listened on
+ENGINES = ("local", "ray")
 
 
 def register(app: typer.Typer):
     app.command(help="Serve try-ons over HTTP: /v1/persons, /v1/tryon, the seed's /cloth, a /web page, /docs.\n\n"
-                     "Example: tryon serve --models models_onnx --host 127.0.0.1 --port 8000")(serve)
+                     "Examples:\n\n"
+                     "  tryon serve --models models_onnx --host 127.0.0.1 --port 8000\n\n"
+                     "  tryon serve --engine ray --cache redis://127.0.0.1:6379/0 --parse-replicas 1-4   (Ray "
+                     "Serve: Parse and Dress deployments scaled apart)")(serve)
 
 
 @friendly
@@ -23,8 +29,19 @@ def serve(models: Path = common.MODELS,
           host: str = typer.Option("127.0.0.1", help="address to listen on (0.0.0.0: every interface)"),
           port: int = typer.Option(8000, help="TCP port (1-65535)"),
           max_concurrent: int = typer.Option(1, min=1, help="inferences running at once (on CPU each "
-                                                             "already uses every core)"),
-          queue: int = typer.Option(8, min=0, help="requests waiting for a slot; beyond: 503 + Retry-After"),
+                                                             "already uses every core); --engine ray: parses at "
+                                                             "once in each Parse replica"),
+          queue: int = typer.Option(8, min=0, help="requests waiting for a slot; beyond: 503 + Retry-After "
+                                                   "(--engine ray: calls waiting for each deployment, >= 1)"),
+          engine: str = typer.Option("local", help="local (this process) or ray (Ray Serve: Parse and Dress "
+                                                   "deployments scaled apart; needs --cache redis://...)"),
+          address: str = typer.Option(None, help="Ray cluster to join (--engine ray) [default: start one on this "
+                                                 "machine]"),
+          parse_replicas: str = typer.Option("1", help="Parse (JPP-Net) replicas: N, or MIN-MAX to autoscale on "
+                                                       "the parse queue (--engine ray)"),
+          dress_replicas: int = typer.Option(1, min=1, help="Dress (GMM/TOM) replicas (--engine ray)"),
+          cpus_per_replica: int = typer.Option(1, min=1, help="CPUs each replica reserves, and its ONNX Runtime "
+                                                              "threads (--engine ray; --threads is for local)"),
           gallery: list[Path] = typer.Option([], help="folder of garment images for the gallery (repeatable)"),
           max_body_mb: float = typer.Option(20, min=0.001, help="largest request body, MB"),
           max_garments: int = typer.Option(16, min=1, help="garments per POST /v1/persons/{id}/tryon"),
@@ -37,11 +54,14 @@ def serve(models: Path = common.MODELS,
                                                           "addresses, localhost and --host (repeatable; * for any)"),
           allowed_origin: list[str] = typer.Option([], help="a site whose pages may call this server from the "
                                                             "browser, e.g. https://shop.example (repeatable; * any)"),
-          cache: Path = common.CACHE, no_cache: bool = common.NO_CACHE,
+          cache: str = common.CACHE, no_cache: bool = common.NO_CACHE,
           cache_ttl_hours: float = common.CACHE_TTL, cache_max_mb: float = common.CACHE_MB,
           provider: str = common.PROVIDER, threads: int = common.THREADS,
           scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION):
-    check_room_for(max_concurrent)  # first: a concurrency the memory cannot hold stops the start
+    if engine not in ENGINES:
+        raise ValueError(f"--engine {engine!r}: choose local or ray")
+    if engine == "local":
+        check_room_for(max_concurrent)  # first: a concurrency the memory cannot hold stops the start
     try:
         from ..serve import create_app
         from ..serve.server import Connections, listen, make_server
@@ -63,6 +83,17 @@ def serve(models: Path = common.MODELS,
     origins = tuple(normal_origin(origin) for origin in allowed_origin)
     parsed_scales = common.parse_scales(scales)
     garments = Gallery.load(gallery)
+    if engine == "ray":
+        from ..serve_ray import ServeArgs
+
+        args = ServeArgs(cache="memory" if no_cache else cache, models=str(models), cache_ttl_hours=cache_ttl_hours,
+                         provider=provider, scales=parsed_scales, mirror=mirror, precision=precision,
+                         parse_replicas=_replicas(parse_replicas), dress_replicas=dress_replicas,
+                         cpus_per_replica=cpus_per_replica, max_concurrent=max_concurrent, queue=queue,
+                         max_connections=max_connections, max_body_mb=max_body_mb, max_garments=max_garments,
+                         read_timeout=read_timeout, upload_timeout=upload_timeout, allowed_hosts=hosts,
+                         allowed_origins=origins, gallery=tuple(str(folder) for folder in gallery))
+        return _serve_on_ray(args, host, port, keep_alive, address)
     try:
         sock = listen(host, port)
     except CannotListen as exc:
@@ -83,3 +114,42 @@ def serve(models: Path = common.MODELS,
         typer.echo(f"serving http://{host}:{port}/web  (API docs: /docs; {kept})")
         logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
         make_server(app, connections).run(sockets=[sock])
+
+
+def _replicas(text: str) -> tuple[int, int]:
+    low, _, high = text.partition("-")
+    try:
+        return int(low), int(high or low)
+    except ValueError:
+        raise ValueError(f"--parse-replicas {text!r}: expected N or MIN-MAX, e.g. 1-4") from None
+
+
+def _serve_on_ray(args, host: str, port: int, keep_alive: float, address: str | None):
+    """Deploy on Ray Serve and serve until Ctrl-C or SIGTERM; then the deployments go."""
+    from ..person_store_redis import redacted
+    from ..ray_common import RayMissingError, import_ray
+    from ..serve.server import CannotListen, listen
+    from ..serve_ray import running
+
+    try:
+        import_ray("serve")
+    except RayMissingError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(EXIT_ENVIRONMENT) from None
+    if address is None:  # Serve's proxy will listen here: a busy port fails now, not inside Ray
+        try:
+            listen(host, port).close()
+        except CannotListen as exc:
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            raise typer.Exit(EXIT_CANNOT_LISTEN) from None
+    with running(args, host, port, keep_alive, address):
+        low, high = args.parse_replicas
+        typer.echo(f"serving http://{host}:{port}/web on Ray Serve  (Parse {low if low == high else f'{low}-{high}'}, "
+                   f"Dress {args.dress_replicas} replicas, {args.cpus_per_replica:g} CPU each; persons in "
+                   f"{redacted(args.cache)}, kept {args.cache_ttl_hours:g} h)")
+        signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: the deployments go
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            typer.echo("stopping", err=True)

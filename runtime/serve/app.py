@@ -1,4 +1,5 @@
-"""The app factory: load the models once, then serve them.
+"""The app factory: load the models once, then serve them; or serve an `Inference` that runs
+them elsewhere (Ray Serve deployments), behind the same routes, limits and refusals.
 
 Parsed persons live in a person store (`--cache`: SQLite on this machine by default), so
 several processes on one machine share them; across hosts, give every process the same
@@ -17,6 +18,7 @@ from ..person_store import MemoryStore
 from . import errors, persons_routes, seed_route, v1_routes, web_routes
 from .gallery import Gallery
 from .guard import LOCAL_NAMES, BrowserGuard
+from .inference import Inference, LocalInference
 from .limits import InferenceGate, Limits, UploadLimits
 from .service import TryOnService
 
@@ -39,21 +41,26 @@ more connections are open than the server keeps)."""
 
 def create_app(tryon, *, store=None, gallery=(), max_concurrent: int = 1, queue: int = 8,
                limits: Limits = Limits(), allowed_hosts=LOCAL_NAMES, allowed_origins=()) -> FastAPI:
-    """`tryon`: a loaded TryOn, or a models folder to load one from. `store`: the person store
-    (put on the TryOn; default: the TryOn's own, else one in memory). `gallery`: a Gallery, or
-    folders of garment images added to the bundled T-shirt. `allowed_hosts` / `allowed_origins`:
-    see guard.py."""
-    if isinstance(tryon, (str, Path)):
-        from ..tryon import TryOn
+    """`tryon`: a loaded TryOn, or a models folder to load one from, run in this process with
+    at most `max_concurrent` inferences and `queue` waiting; or an `Inference` that runs
+    elsewhere and keeps its own limits. `store`: the person store (put on the TryOn; default:
+    the TryOn's own, else one in memory). `gallery`: a Gallery, or folders of garment images
+    added to the bundled T-shirt. `allowed_hosts` / `allowed_origins`: see guard.py."""
+    if isinstance(tryon, Inference):
+        inference = tryon
+    else:
+        if isinstance(tryon, (str, Path)):
+            from ..tryon import TryOn
 
-        tryon = TryOn.from_dir(tryon)
-    if store is not None or tryon.store is None:
-        tryon.store = store or MemoryStore()
+            tryon = TryOn.from_dir(tryon)
+        if store is not None or tryon.store is None:
+            tryon.store = store or MemoryStore()
+        inference = LocalInference(tryon, InferenceGate(max_concurrent, queue))
     if not isinstance(gallery, Gallery):
         gallery = Gallery.load(gallery)
     app = FastAPIOffline(title="tryon-onnx", description=DESCRIPTION, version="0.1.0",
                          responses=errors.refusals(*errors.ANY_REQUEST))
-    app.state.service = TryOnService(tryon, gallery, InferenceGate(max_concurrent, queue), limits)
+    app.state.service = TryOnService(inference, gallery, limits)
     app.add_middleware(UploadLimits, limits=limits)
     if allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_methods=["GET", "POST", "DELETE"],

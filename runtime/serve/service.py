@@ -1,6 +1,6 @@
-"""The one object the routes share: the loaded pipeline, its person store, the gallery, the
-limits and the inference gate. Every inference (parse, dress) goes through the gate; every
-image header is checked before, in a worker thread."""
+"""The one object the routes share: where inference runs (an `Inference`: this process, or
+Ray Serve), its person store, the gallery and the limits. Every image header is checked
+here, in a worker thread, before any inference."""
 from __future__ import annotations
 
 import datetime
@@ -10,41 +10,38 @@ from typing import TYPE_CHECKING
 import anyio
 from fastapi import HTTPException
 
-from ..images import encode
 from ..options import DressOptions, ParseOptions
 from ..parsed_person import ParsedPerson
-from ..session import providers_in_use
-from ..tryon import join_timings
 from .gallery import Gallery
-from .limits import InferenceGate, Limits, check_image
+from .inference import Inference
+from .limits import Limits, check_image
 
 if TYPE_CHECKING:
-    from ..tryon import TryOn, TryOnResult
+    from ..tryon import TryOnResult
 
 UPLOAD_AGAIN = "upload the photo again (POST /v1/persons) for a new person_id"
 
 
 @dataclass
 class TryOnService:
-    tryon: "TryOn"  # with a person store (create_app sees to it)
+    inference: Inference
     gallery: Gallery
-    gate: InferenceGate
     limits: Limits = Limits()
 
     @property
     def store(self):
-        return self.tryon.store
+        return self.inference.store
 
     @property
     def synthetic(self) -> bool:
-        return bool(self.tryon.synthetic)
+        return self.inference.describe()["synthetic"]
 
     # -- inference --------------------------------------------------------------------------
 
     async def parse(self, request, photo: bytes, options: ParseOptions) -> ParsedPerson:
         """Parse a photo, or find it in the store (then without running JPP-Net)."""
         await check_image(photo, "person photo", self.limits.max_pixels)
-        return await self.gate.run(request, self.tryon.parse, photo, options)
+        return await self.inference.parse(request, photo, options)
 
     async def tryon_one(self, request, person, garment, parse_options: ParseOptions, dress_options: DressOptions,
                         image_format: str) -> tuple[ParsedPerson, "TryOnResult", bytes]:
@@ -55,16 +52,7 @@ class TryOnService:
             await check_image(person, "person photo", self.limits.max_pixels)
         if isinstance(garment, bytes):
             await check_image(garment, "garment photo", self.limits.max_pixels)
-        return await self.gate.run(request, self._tryon_one, person, garment, parse_options, dress_options,
-                                   image_format)
-
-    def _tryon_one(self, person, garment, parse_options, dress_options, image_format):
-        # Decoding and encoding run here, in the worker thread, to keep the event loop free.
-        parsed = person if isinstance(person, ParsedPerson) else self.tryon.parse(person, parse_options)
-        result = self.tryon.dress(parsed, [garment], dress_options)[0]
-        if parsed is not person:
-            result.timings_ms = join_timings(parsed.timings_ms, result.timings_ms)
-        return parsed, result, encode(result.image, image_format)
+        return await self.inference.tryon(request, person, garment, parse_options, dress_options, image_format)
 
     async def dress(self, request, parsed: ParsedPerson, garments: list, options: DressOptions):
         """[(result, PNG bytes)] for each garment (uploaded bytes or gallery RGB arrays), GMM
@@ -72,11 +60,7 @@ class TryOnService:
         for index, garment in enumerate(garments):
             if isinstance(garment, bytes):
                 await check_image(garment, f"garment photo cloth[{index}]", self.limits.max_pixels)
-        return await self.gate.run(request, self._dress, parsed, garments, options)
-
-    def _dress(self, parsed, garments, options):
-        results = self.tryon.dress(parsed, garments, options)
-        return [(result, encode(result.image, ".png")) for result in results]
+        return await self.inference.dress(request, parsed, garments, options, ".png")
 
     # -- the store ---------------------------------------------------------------------------
 
@@ -107,20 +91,6 @@ class TryOnService:
         # The store's path stays private: it names a folder of the machine serving.
         return {"kind": info["kind"], "persons": info.get("persons", 0), "bytes": info.get("bytes", 0),
                 "max_bytes": info["max_bytes"], "ttl_s": info["ttl_s"], "disabled": info.get("disabled", "")}
-
-    # -- what /healthz reports ---------------------------------------------------------------
-
-    def family(self) -> str:
-        return self.tryon.models.family
-
-    def jppnet_file(self) -> str:
-        """The JPP-Net graph in use: which fast mode (--precision) is on, if any."""
-        return self.tryon.models.entry(self.tryon.jppnet_graph)["file"]
-
-    def providers(self) -> list[str]:
-        """What the sessions actually run on, not what was asked for."""
-        sessions = (self.tryon.parse_stage.session, self.tryon.cpvton.gmm, self.tryon.cpvton.tom)
-        return list(dict.fromkeys(p for session in sessions for p in providers_in_use(session)))
 
 
 def _plausible(person_id: str) -> bool:

@@ -34,9 +34,5 @@ async def root() -> RedirectResponse:
             tags=["web"], response_model=HealthAnswer)
 async def healthz(request: Request) -> dict:
     service = request.app.state.service
-    return {"status": "ok", "models_loaded": True, "synthetic": service.synthetic,
-            "providers": service.providers(), "family": service.family(),
-            "jppnet_graph": service.jppnet_file(),
-            "max_concurrent": service.gate.max_concurrent, "queue": service.gate.queue,
-            "in_flight": service.gate.admitted, "store": await service.store_info(),
-            "limits": asdict(service.limits)}
+    return {"status": "ok", "models_loaded": True, **service.inference.describe(), **service.inference.load(),
+            "store": await service.store_info(), "limits": asdict(service.limits)}

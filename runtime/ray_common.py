@@ -1,0 +1,44 @@
+"""What the two Ray engines (catalogue_ray, serve_ray) share: Ray imported with a clear error
+when it is missing, and a tryon error found in the text of a Ray error. Imports no Ray itself."""
+from __future__ import annotations
+
+import importlib
+import re
+
+from .errors import TryonError
+
+
+class RayMissingError(TryonError, RuntimeError):
+    """--engine ray without the [ray] extra."""
+
+
+def import_ray(*parts: str):
+    """ray, after importing ray.<part> for each part (data, serve), or RayMissingError."""
+    try:
+        import ray
+
+        for part in parts:
+            importlib.import_module(f"ray.{part}")
+    except ImportError as exc:
+        raise RayMissingError(f"--engine ray needs Ray ({exc.name} missing): pip install 'tryon-onnx[ray]'") from None
+    return ray
+
+
+def tryon_cause(error, where: str) -> TryonError | None:
+    """Ray reports an actor or replica that could not start (models missing on a node,
+    another precision's graph absent) as the text of its traceback; a tryon error at its end
+    is made again, so that the command answers with its one line and exit code."""
+    text = re.sub(r"\x1b\[[0-9;]*m", "", str(error))
+    for line in reversed([line.strip() for line in text.splitlines() if line.strip()]):
+        name, _, message = line.partition(": ")
+        module, _, kind = name.rpartition(".")
+        if not module.startswith("tryon."):
+            continue
+        try:
+            found = getattr(importlib.import_module(module), kind)
+        except (ImportError, AttributeError):
+            return None
+        if isinstance(found, type) and issubclass(found, TryonError):
+            return found(f"on a Ray {where}: {message}")
+        return None
+    return None

@@ -1,0 +1,353 @@
+"""`tryon serve --engine ray`: the web service on Ray Serve, its two steps scaled apart.
+
+    HTTP -> Serve's proxy -> Ingress: the FastAPI app of `tryon serve` (every route, limit and refusal)
+                               |-- parse -> Parse replicas: JPP-Net, autoscaled between a min and a max
+                               `-- dress -> Dress replicas: GMM/TOM only; calls that arrive together
+                                            are batched (@serve.batch) into one GMM/TOM run
+
+The Parse replicas keep what they parse in the Redis person store and the Ingress reads it
+there by id (GET /v1/persons/{id}, /v1/tryon with a person_id), so a person parsed by one
+replica is dressed by any other. A parsed person travels between deployments as
+`ParsedPerson.to_bytes()`. Serve's queues give the local gate's answers: a deployment whose
+replicas are all busy and whose queue is full answers 503 with Retry-After.
+
+`app` is the application builder a Serve config names (a KubeRay RayService:
+docs/distributed.md); `running` deploys it from `tryon serve --engine ray`. Only the Ray
+modules import ray, and only when run.
+"""
+import asyncio
+import dataclasses
+import logging
+import math
+import socket
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+from fastapi import HTTPException
+
+from .catalogue import model_hashes
+from .errors import InputError, TryonError
+from .images import encode, load_rgb
+from .parsed_person import ParsedPerson
+from .person_store import DEFAULT_MAX_BYTES, open_store
+from .person_store_redis import is_redis_url
+from .ray_common import import_ray, tryon_cause
+from .serve import create_app
+from .serve.gallery import Gallery
+from .serve.guard import LOCAL_NAMES, normal_origin
+from .serve.inference import Inference, describe
+from .serve.limits import Limits, Overloaded
+from .session import RuntimeSetupError
+from .tryon import DRESS_BATCH, TryOn
+
+APP = "tryon"
+BATCH_WAIT_S = 0.01  # how long a Dress replica waits for more calls to batch with the first
+
+
+@dataclass
+class ServeArgs:
+    """Everything the deployments need: `tryon serve`'s options, or a Serve config's `args`."""
+    cache: str  # redis://HOST:PORT/DB: the person store every replica shares
+    models: str = "models_onnx"  # the same path on every node
+    cache_ttl_hours: float = 24.0
+    provider: str = "auto"
+    scales: tuple[float, ...] = (1.0, 0.75, 1.25)
+    mirror: bool = True
+    precision: str = "fp32"
+    parse_replicas: tuple[int, int] = (1, 1)  # min, max: autoscaled between them on the parse queue
+    dress_replicas: int = 1
+    cpus_per_replica: float = 1  # CPUs each Parse and Dress replica reserves; its ONNX Runtime threads
+    max_concurrent: int = 1  # parses at once in one Parse replica
+    queue: int = 8  # calls waiting for a Parse (or Dress) replica, per Ingress replica; beyond: 503
+    max_connections: int = 64  # requests at once in the Ingress; beyond, Serve's proxy holds them
+    max_body_mb: float = 20
+    max_garments: int = 16
+    read_timeout: float = 10
+    upload_timeout: float = 60
+    allowed_hosts: tuple[str, ...] = LOCAL_NAMES
+    allowed_origins: tuple[str, ...] = ()
+    gallery: tuple[str, ...] = ()  # folders of garment images, read where the app is built
+    upscale_delay_s: float = 10  # how long the parse queue must stay long before a Parse replica is added
+    model_hashes: dict = field(default_factory=dict)  # the builder's, checked by each replica on its node
+
+    def __post_init__(self):
+        if not is_redis_url(self.cache):
+            raise InputError(f"--engine ray needs --cache redis://HOST:PORT/DB (got {self.cache or 'none'}): its "
+                             "replicas run in other processes and on other nodes, and a person parsed by one must be "
+                             "found by the others; a store of each replica's own (memory, or SQLite on its node) "
+                             "would answer 404 for persons parsed elsewhere")
+        for name in ("scales", "parse_replicas", "allowed_hosts", "gallery"):  # a Serve config gives lists
+            setattr(self, name, tuple(getattr(self, name)))
+        low, high = self.parse_replicas
+        if not 1 <= low <= high or min(self.dress_replicas, self.max_concurrent, self.queue, self.max_connections) < 1 \
+                or self.cpus_per_replica <= 0:
+            raise InputError(f"replica counts, --max-concurrent, --queue (Serve queues one call at least) and "
+                             f"--max-connections must be >= 1, --parse-replicas MIN-MAX with MIN <= MAX, and "
+                             f"--cpus-per-replica > 0; got parse {low}-{high}, dress {self.dress_replicas}, "
+                             f"max_concurrent {self.max_concurrent}, queue {self.queue}, "
+                             f"max_connections {self.max_connections}, cpus {self.cpus_per_replica:g}")
+        self.allowed_origins = tuple(normal_origin(origin) for origin in self.allowed_origins)
+        self.limits()  # checks them
+
+    def limits(self) -> Limits:
+        return Limits(max_body_bytes=int(self.max_body_mb * 2**20), max_garments=self.max_garments,
+                      read_timeout_s=self.read_timeout, upload_timeout_s=self.upload_timeout)
+
+    def store(self):
+        return open_store(self.cache, DEFAULT_MAX_BYTES, self.cache_ttl_hours * 3600)
+
+    def pipeline(self, load_jppnet: bool) -> TryOn:
+        """This replica's pipeline, once its node's models are checked to be the builder's."""
+        found = model_hashes(self.models, self.precision)
+        if found != self.model_hashes:
+            raise InputError(f"the models in {self.models} on node {socket.gethostname()} are not the ones this "
+                             f"service was deployed with ({found} != {self.model_hashes}): give every node the "
+                             "same models folder")
+        return TryOn.from_dir(self.models, self.provider, max(1, int(self.cpus_per_replica)), self.scales,
+                              self.mirror, self.precision, self.store() if load_jppnet else None, load_jppnet)
+
+
+# -- the deployments ---------------------------------------------------------------------------
+
+
+class Replica:
+    """A pipeline in a Serve replica. An error of the machine (ONNX Runtime failing, memory)
+    fails the health check, and Serve replaces the replica; an input's error is the caller's."""
+
+    def __init__(self, pipeline: TryOn):
+        self.pipeline = pipeline
+        self.broken = ""
+
+    def describe(self) -> dict:
+        return describe(self.pipeline)
+
+    def check_health(self):
+        if self.broken:
+            raise RuntimeError(f"this replica's pipeline failed ({self.broken}); Serve starts another")
+
+    def _run(self, work, *args):
+        try:
+            return work(*args)
+        except Exception as exc:
+            if isinstance(exc, MemoryError) or type(exc).__module__.startswith("onnxruntime"):
+                self.broken = f"{type(exc).__name__}: {exc}"
+            raise
+
+
+class ParseReplica(Replica):
+    """JPP-Net: one photo per call, parsed or found in the store; what it parses, it stores."""
+
+    def __init__(self, args: ServeArgs):
+        super().__init__(args.pipeline(load_jppnet=True))
+
+    async def parse(self, photo: bytes, options) -> tuple[bytes, dict, bool]:
+        """The person's stored form, this call's timings, and whether it came from the store."""
+        parsed = await asyncio.to_thread(self._run, self.pipeline.parse, photo, options)
+        return parsed.to_bytes(), parsed.timings_ms, parsed.from_store
+
+
+class DressReplica(Replica):
+    """GMM/TOM without JPP-Net: dresses persons parsed elsewhere, the calls that arrive
+    together in one batch."""
+
+    def __init__(self, args: ServeArgs):
+        from ray import serve
+
+        super().__init__(args.pipeline(load_jppnet=False))
+        self._batched = serve.batch(max_batch_size=DRESS_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)(self._dress_batch)
+
+    async def dress(self, person: bytes, garments: list, options, image_format: str) -> list[tuple]:
+        """[(result, image encoded as image_format)] for each garment (bytes or RGB arrays)."""
+        outcome = await self._batched((person, garments, options, image_format))
+        if isinstance(outcome, Exception):
+            raise outcome
+        return outcome
+
+    async def _dress_batch(self, calls: list) -> list:
+        return await asyncio.to_thread(self._run, self._dress_all, calls)
+
+    def _dress_all(self, calls: list) -> list:
+        """Each call's results, or the input error that refuses it alone; GMM and TOM run over
+        every good call's garments together (per DressOptions)."""
+        outcomes, groups = [], {}
+        for index, (person, garments, options, _) in enumerate(calls):
+            try:
+                parsed = ParsedPerson.from_bytes(person)
+                start = time.perf_counter()
+                cloths = [load_rgb(garment, "garment photo") for garment in garments]
+            except TryonError as exc:
+                outcomes.append(exc)
+                continue
+            decode_ms = (time.perf_counter() - start) * 1000 / max(1, len(garments))
+            outcomes.append([])
+            groups.setdefault(options, []).extend((index, parsed, cloth, decode_ms) for cloth in cloths)
+        for options, items in groups.items():
+            results = self.pipeline.dress_pairs([(parsed, cloth) for _, parsed, cloth, _ in items], options)
+            for (index, _, _, decode_ms), result in zip(items, results):
+                for name in ("decode", "total"):  # decoded here, before the batch
+                    result.timings_ms[name] += decode_ms
+                outcomes[index].append((result, encode(result.image, calls[index][3])))
+        return outcomes
+
+
+class Ingress:
+    """The FastAPI app of `tryon serve` over the two deployments (built on the replica, once
+    it holds their handles)."""
+
+    def __init__(self, parse, dress, args: ServeArgs, gallery: Gallery):
+        self.parse, self.dress, self.args, self.gallery = parse, dress, args, gallery
+
+    async def __serve_build_asgi_app__(self):
+        facts = await asyncio.gather(self.parse.describe.remote(), self.dress.describe.remote())
+        inference = ServeInference(self.parse, self.dress, self.args, facts)
+        return create_app(inference, gallery=self.gallery, limits=self.args.limits(),
+                          allowed_hosts=self.args.allowed_hosts, allowed_origins=self.args.allowed_origins)
+
+
+class ServeInference(Inference):
+    """The service's two steps as calls to the Parse and Dress deployments."""
+
+    def __init__(self, parse, dress, args: ServeArgs, facts: list[dict]):
+        self.handles = {"parse": parse, "dress": dress}
+        self.store = args.store()
+        self.limits = {"parse": args.max_concurrent, "dress": DRESS_BATCH}
+        self.queue = args.queue
+        self.in_flight = 0
+        self._seconds = {"parse": 1.0, "dress": 1.0}  # a recent call's duration, for Retry-After
+        parse_facts, dress_facts = facts
+        self._facts = {**dress_facts, **parse_facts, "synthetic": parse_facts["synthetic"] or dress_facts["synthetic"],
+                       "providers": list(dict.fromkeys(parse_facts["providers"] + dress_facts["providers"]))}
+
+    async def parse(self, request, photo, options):
+        data, timings, from_store = await self._call("parse", photo, options)
+        parsed = ParsedPerson.from_bytes(data)
+        parsed.timings_ms, parsed.from_store = timings, from_store
+        return parsed
+
+    async def dress(self, request, parsed, garments, options, image_format):
+        return await self._call("dress", parsed.to_bytes(), garments, options, image_format)
+
+    async def _call(self, step: str, *args):
+        """A deployment's answer; its refusals as the local engine gives them."""
+        from ray.exceptions import RayActorError, RayTaskError
+        from ray.serve.exceptions import BackPressureError, DeploymentUnavailableError
+
+        self.in_flight += 1
+        start = time.perf_counter()
+        try:
+            answer = await getattr(self.handles[step], step).remote(*args)
+        except BackPressureError:
+            raise Overloaded(self._retry_after(step), self.in_flight) from None
+        except RayTaskError as exc:  # the replica's own error: an input it refuses, or a failure
+            if isinstance(exc.cause, TryonError):
+                raise exc.cause from None
+            raise RuntimeError(f"the {step} deployment failed: {type(exc.cause).__name__}: {exc.cause}") from None
+        except (RayActorError, DeploymentUnavailableError):
+            raise HTTPException(503, f"the {step} deployment lost its replica; retry in a moment (Serve starts "
+                                     "another)", headers={"Retry-After": str(self._retry_after(step))}) from None
+        finally:
+            self.in_flight -= 1
+        self._seconds[step] = time.perf_counter() - start
+        return answer
+
+    def _retry_after(self, step: str) -> int:
+        """Seconds until one replica's queue has likely drained."""
+        rounds = (self.limits[step] + self.queue) / self.limits[step]
+        return max(1, math.ceil(self._seconds[step] * rounds))
+
+    def describe(self):
+        return self._facts
+
+    def load(self):
+        return {"max_concurrent": self.limits["parse"], "queue": self.queue, "in_flight": self.in_flight}
+
+
+# -- building and running ----------------------------------------------------------------------
+
+
+def build(args: ServeArgs):
+    """The Serve application: Ingress over Parse (autoscaled) and Dress."""
+    serve = import_ray("serve").serve
+    args = dataclasses.replace(args, model_hashes=model_hashes(args.models, args.precision))
+    replica = dict(ray_actor_options={"num_cpus": args.cpus_per_replica}, max_queued_requests=args.queue,
+                   max_constructor_retry_count=3)  # a replica that cannot start will not by retrying for long
+    low, high = args.parse_replicas
+    scaling = dict(num_replicas=low) if low == high else dict(autoscaling_config={
+        "min_replicas": low, "max_replicas": high, "target_ongoing_requests": args.max_concurrent,
+        "upscale_delay_s": args.upscale_delay_s, "downscale_delay_s": 300})
+    parse = serve.deployment(ParseReplica, name="Parse", max_ongoing_requests=args.max_concurrent, **scaling,
+                             **replica)
+    dress = serve.deployment(DressReplica, name="Dress", num_replicas=args.dress_replicas,
+                             max_ongoing_requests=DRESS_BATCH, **replica)
+    ingress = serve.deployment(serve.ingress()(Ingress), name="Ingress", ray_actor_options={"num_cpus": 0},
+                               max_ongoing_requests=args.max_connections, max_constructor_retry_count=3)
+    return ingress.bind(parse.bind(args), dress.bind(args), args, Gallery.load(args.gallery))
+
+
+def app(args: dict):
+    """The application builder for a Serve config (`import_path: tryon.runtime.serve_ray:app`),
+    `args` being ServeArgs' fields."""
+    return build(ServeArgs(**args))
+
+
+@contextmanager
+def running(args: ServeArgs, host: str, port: int, keep_alive_s: float = 5, address: str | None = None,
+            start_timeout_s: float = 600):
+    """The service deployed on Ray Serve while the block runs. Joins the Ray cluster this
+    process is part of, or the one at `address`, or starts one on this machine (shut down
+    at the end); Serve's proxies listen on host:port unless Serve was already running there."""
+    ray = import_ray("serve")
+    from ray import serve
+
+    connected = not ray.is_initialized()
+    own_cluster = connected and address is None
+    if connected:
+        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
+    logging.getLogger("ray.serve").setLevel(logging.WARNING)
+    try:
+        if own_cluster:
+            _check_cpus(ray, args)
+        serve.start(http_options={"host": host, "port": port, "keep_alive_timeout_s": max(1, round(keep_alive_s))})
+        serve.run_many([serve.RunTarget(build(args), name=APP, route_prefix="/")], wait_for_applications_running=False)
+        _wait_running(serve, start_timeout_s)
+        yield
+    finally:
+        if not own_cluster:  # a cluster others may use: only this app goes (else the cluster goes)
+            serve.delete(APP)
+        if connected:
+            ray.shutdown()
+
+
+def _check_cpus(ray, args: ServeArgs):
+    """A cluster started here cannot grow: replicas it has no CPUs for would wait for ever."""
+    most = args.parse_replicas[1]
+    need = (most + args.dress_replicas) * args.cpus_per_replica
+    have = ray.cluster_resources().get("CPU", 0)
+    if need > have:
+        raise InputError(f"{most} parse and {args.dress_replicas} dress replicas of {args.cpus_per_replica:g} CPUs "
+                         f"each need {need:g} CPUs; this machine has {have:g}: ask for fewer (--parse-replicas, "
+                         "--dress-replicas, --cpus-per-replica)")
+
+
+def _wait_running(serve, timeout_s: float):
+    """Until every deployment runs; a deployment that cannot start ends it with its reason."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        status = serve.status().applications.get(APP)
+        state = str(status.status) if status else "NOT_STARTED"
+        if state.endswith("RUNNING"):
+            return
+        deployments = status.deployments.items() if status else ()
+        if state.endswith("DEPLOY_FAILED"):
+            message = "\n".join(d.message for _, d in deployments if d.message) or status.message
+            raise tryon_cause(message, "replica") or RuntimeSetupError(
+                f"the Serve deployments did not start: {_first_line(message)}")
+        if time.monotonic() > deadline:
+            waiting = "; ".join(f"{name}: {_first_line(d.message) or d.status}" for name, d in deployments)
+            raise RuntimeSetupError(f"the Serve deployments did not start within {timeout_s:g} s ({waiting})")
+        time.sleep(0.5)
+
+
+def _first_line(text: str) -> str:
+    return next((line.strip() for line in text.splitlines() if line.strip()), "")

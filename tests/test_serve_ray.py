@@ -1,0 +1,282 @@
+"""tryon serve --engine ray: the service on Ray Serve, over a real redis-server.
+
+One Serve app for the module on a local 2-CPU Ray cluster: two Parse and two Dress replicas of
+half a CPU each, a queue of one, the tiny models at one scale without the mirror. Answers are
+compared with the local engine's; which replica answered is read from Serve's own per-replica
+logs. The command-line refusals run first, before the module's cluster starts.
+"""
+import asyncio
+import base64
+import concurrent.futures
+import dataclasses
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'tryon-onnx[ray]'")
+
+import ray  # noqa: E402
+
+from serve_process import FAST, free_port  # noqa: E402
+from test_serve_api import assert_one_line  # noqa: E402
+from tryon.runtime.catalogue import model_hashes  # noqa: E402
+from tryon.runtime.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON  # noqa: E402
+from tryon.runtime.images import decode, encode  # noqa: E402
+from tryon.runtime.options import ParseOptions, split_flags  # noqa: E402
+from tryon.runtime.person_store import open_store  # noqa: E402
+from tryon.runtime.serve.seed_route import SEED_FLAGS  # noqa: E402
+from tryon.runtime.serve_ray import APP, DressReplica, ParseReplica, ServeArgs, running  # noqa: E402
+from tryon.runtime.tryon import TryOn  # noqa: E402
+
+with warnings.catch_warnings():
+    warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
+    import httpx
+
+PERSON = EXAMPLE_PERSON.read_bytes()
+CLOTH = EXAMPLE_GARMENT.read_bytes()
+QUEUE = 1
+
+
+def photo(n: int) -> bytes:
+    """The example photo with one pixel changed: a photo no store has parsed yet."""
+    rgb = decode(PERSON)
+    rgb[0, 0] = (n % 256, n // 256, 77)
+    return encode(rgb, ".png")
+
+
+# -- the command line: refusals before any Ray work, and a deployment that cannot start ----------
+
+def serve_command(*args: str, port: int | None = None) -> subprocess.CompletedProcess:
+    code = "import sys; from tryon.runtime.cli import app; sys.exit(app())"
+    return subprocess.run([sys.executable, "-c", code, "serve", "--port", str(port or free_port()), *args],
+                          capture_output=True, text=True, timeout=240)
+
+
+@pytest.mark.parametrize("option, words", [
+    (["--no-cache"], ["--engine ray needs --cache redis://", "got memory", "404 for persons parsed elsewhere"]),
+    (["--cache", "redis://127.0.0.1:1/0", "--queue", "0"], ["--queue (Serve queues one call at least)"]),
+    (["--cache", "redis://127.0.0.1:1/0", "--parse-replicas", "3-1"], ["MIN <= MAX", "parse 3-1"]),
+    (["--cache", "redis://127.0.0.1:1/0", "--parse-replicas", "two"], ["--parse-replicas 'two'", "MIN-MAX"]),
+    (["--cache", "redis://127.0.0.1:1/0", "--engine", "triton"], ["--engine 'triton'", "local or ray"]),
+])
+def test_ray_options_are_refused_in_one_line_before_ray_starts(tmp_path, option, words):
+    done = serve_command("--models", str(tmp_path / "none"), "--engine", "ray", *option)
+    assert_one_line(done, 4, *words)
+
+
+def test_a_busy_port_is_refused_before_ray_starts(tmp_path):
+    import socket
+
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        done = serve_command("--models", str(tmp_path / "none"), "--engine", "ray", "--cache", "redis://127.0.0.1:1/0",
+                             port=busy.getsockname()[1])
+    assert_one_line(done, 8, "in use")
+
+
+def test_a_deployment_that_cannot_start_ends_the_command_in_one_line(tiny_models_dir, redis_server):
+    """The Parse replicas find no int8 JPP-Net on their node: Serve's traceback stays in its logs."""
+    done = serve_command("--models", str(tiny_models_dir), *FAST, "--provider", "cpu", "--engine", "ray",
+                         "--cache", redis_server.url, "--precision", "int8")
+    assert_one_line(done, 3, "on a Ray replica:", "has no int8 JPP-Net: run `tryon quantize")
+    assert "Traceback" not in done.stdout
+
+
+# -- the service on Serve ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def local(tiny_models_dir):
+    """The local engine on the same models and settings: what Serve's answers must equal."""
+    return TryOn.from_dir(tiny_models_dir, provider="cpu", scales=(1.0,), mirror=False)
+
+
+@pytest.fixture(scope="module")
+def args(tiny_models_dir, redis_server):
+    return ServeArgs(cache=redis_server.url, models=str(tiny_models_dir), provider="cpu", scales=(1.0,),
+                     mirror=False, parse_replicas=(2, 2), dress_replicas=2, cpus_per_replica=0.5, queue=QUEUE)
+
+
+@pytest.fixture(scope="module")
+def service(args, redis_server):
+    redis_server.flush()
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        port = free_port()
+        with running(args, "127.0.0.1", port, start_timeout_s=240):
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+                yield client
+    finally:
+        ray.shutdown()
+
+
+def replica_calls(deployment: str, method: str) -> dict[str, int]:
+    """Calls of `method` each replica of `deployment` answered, from Serve's per-replica logs."""
+    folder = Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
+    return {log.stem.rsplit("_", 1)[1]: log.read_text().count(f"CALL {method} OK")
+            for log in folder.glob(f"replica_{APP}_{deployment}_*.log")}
+
+
+def post_person(service, data: bytes, **flags):
+    return service.post("/v1/persons", files={"person": ("p.png", data)},
+                        data={k: str(v).lower() for k, v in flags.items()})
+
+
+def test_healthz_reports_the_replicas_pipelines_and_the_redis_store(service):
+    health = service.get("/healthz").json()
+    assert health["store"]["kind"] == "redis" and health["providers"] == ["CPUExecutionProvider"]
+    assert health["jppnet_graph"] == "jppnet.winograd.onnx" and health["synthetic"] is True
+    assert (health["max_concurrent"], health["queue"]) == (1, QUEUE)
+
+
+def test_a_person_parsed_on_serve_is_dressed_by_id_as_the_local_engine_dresses_it(service, local, redis_server):
+    created = post_person(service, photo(1), need_pre=False)
+    assert created.status_code == 201 and created.json()["cached"] is False, created.text
+    person_id = created.json()["person_id"]
+    assert person_id == local.parse(photo(1), need_pre=False).id  # the same content hash
+    assert open_store(redis_server.url).get(person_id) is not None  # a Parse replica stored it in Redis
+    assert service.get(f"/v1/persons/{person_id}").json()["options"]["need_pre"] is False  # the Ingress reads it
+    dressed = service.post("/v1/tryon", data={"person_id": person_id}, files={"cloth": ("c.jpg", CLOTH)})
+    assert dressed.status_code == 200 and dressed.headers["x-tryon-person-id"] == person_id, dressed.text
+    expected = local.dress(local.parse(photo(1), need_pre=False), CLOTH)[0]
+    assert np.array_equal(decode(dressed.content), expected.image)
+    assert "cpvton.gmm;dur=" in dressed.headers["server-timing"]
+
+
+def test_two_parse_and_two_dress_replicas_share_one_store(service, local):
+    """The same photo sent again is found in Redis whichever Parse replica takes it; persons
+    parsed there are dressed by both Dress replicas to the local engine's bytes."""
+    parses_before = replica_calls("Parse", "parse")
+    answers = [post_person(service, photo(2)) for _ in range(12)]
+    assert [a.status_code for a in answers] == [201] + [200] * 11, [a.text for a in answers]
+    assert len({a.json()["person_id"] for a in answers}) == 1
+    parses = replica_calls("Parse", "parse")
+    answered = {replica for replica in parses if parses[replica] > parses_before.get(replica, 0)}
+    assert len(parses) == 2 and len(answered) == 2, parses  # both replicas, one JPP-Net run
+    person_id = answers[0].json()["person_id"]
+    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+        dressed = list(pool.map(lambda _: service.post("/v1/tryon", data={"person_id": person_id,
+                                                                            "garment": "garment_tshirt"}), range(8)))
+    assert [d.status_code for d in dressed] == [200] * 8, [d.text for d in dressed]
+    # GMM/TOM over one garment or over a batch differ in float rounding (1 level on 1% of values):
+    # each answer is the local engine's for a batch of one or of several.
+    parsed, garment = local.parse(photo(2)), decode(service.get("/v1/garments/garment_tshirt.png").content)
+    alone, batched = local.dress(parsed, garment)[0].image, local.dress(parsed, [garment] * 2)[0].image
+    assert all(np.array_equal(decode(d.content), alone) or np.array_equal(decode(d.content), batched)
+               for d in dressed)
+    dresses = replica_calls("Dress", "dress")
+    assert len(dresses) == 2 and all(count > 0 for count in dresses.values()), dresses
+
+
+def test_the_seeds_cloth_and_a_photo_tryon_run_parse_then_dress(service, local):
+    body = {"image_person": base64.b64encode(photo(3)).decode(), "image_cloth": base64.b64encode(CLOTH).decode()}
+    seed = service.post("/cloth", json=body)
+    assert seed.status_code == 200, seed.text
+    expected = local.dress(local.parse(photo(3), split_flags(**SEED_FLAGS)[0]), CLOTH, split_flags(**SEED_FLAGS)[1])[0]
+    bmp = decode(base64.b64decode(seed.json()["output_image"]))
+    assert np.array_equal(bmp, expected.image) and seed.json()["timings_ms"]["parse.jppnet_384"] > 0
+    one_call = service.post("/v1/tryon", files={"person": ("p.png", photo(4)), "cloth": ("c.jpg", CLOTH)},
+                            data={"format": "json"})
+    assert one_call.status_code == 200 and one_call.json()["timings_ms"]["cpvton.tom"] > 0, one_call.text
+
+
+@pytest.mark.parametrize("route, files, words", [
+    ("/v1/persons", {"person": ("p.jpg", PERSON[:len(PERSON) // 2])}, ["person photo", "corrupt or truncated"]),
+    ("/v1/tryon", {"person": ("p.png", photo(5)), "cloth": ("c.jpg", CLOTH[:len(CLOTH) // 2])},
+     ["garment photo", "corrupt or truncated"]),
+])
+def test_an_image_only_a_replica_can_find_bad_is_a_422(service, route, files, words):
+    """The header is sound, so the Ingress passes it on; the replica's decode refuses it."""
+    answer = service.post(route, files=files)
+    assert answer.status_code == 422, answer.text
+    assert all(word in answer.json()["detail"] for word in words), answer.text
+    assert service.get("/healthz").status_code == 200
+
+
+def test_unknown_persons_and_bad_forms_are_refused_as_locally(service):
+    assert service.post("/v1/tryon", data={"person_id": "0" * 32, "garment": "garment_tshirt"}).status_code == 404
+    assert service.post("/v1/tryon", data={"garment": "garment_tshirt"}).status_code == 422
+    assert service.post("/cloth", content=b"{not json").status_code == 400
+    refused = service.post("/v1/persons", files={"person": ("p.jpg", PERSON)},
+                           headers={"Origin": "https://evil.example"})
+    assert refused.status_code == 403 and "evil.example" in refused.json()["detail"]
+
+
+def test_beyond_the_replicas_and_the_queue_the_answer_is_503_with_retry_after(service):
+    """Two Parse replicas take one parse each and one more waits: the rest of a burst of new
+    photos is refused at once, in the local gate's words."""
+    for burst in range(3):  # a burst that arrives slower than a parse may all fit
+        with concurrent.futures.ThreadPoolExecutor(8) as pool:
+            answers = list(pool.map(lambda n: post_person(service, photo(100 + 8 * burst + n)), range(8)))
+        busy = [a for a in answers if a.status_code == 503]
+        assert all(a.status_code in (201, 503) for a in answers), [a.text for a in answers]
+        if busy:
+            break
+    assert busy, "no burst of 8 new photos overloaded 2 replicas and a queue of 1"
+    assert all("busy" in a.json()["detail"] and int(a.headers["retry-after"]) >= 1 for a in busy)
+    assert post_person(service, photo(99)).status_code == 201  # and it serves again
+
+
+def test_an_error_of_the_machine_fails_the_replicas_health_check(args, tiny_models_dir):
+    """Outside Ray: the replica class itself, its ONNX Runtime session made to fail."""
+    from onnxruntime.capi.onnxruntime_pybind11_state import Fail
+
+    from tryon.runtime.images import ImageError
+
+    replica = ParseReplica(dataclasses.replace(args, cache="redis://127.0.0.1:1/0",
+                                               model_hashes=model_hashes(tiny_models_dir, "fp32")))
+    with pytest.raises(ImageError):
+        asyncio.run(replica.parse(b"not an image", ParseOptions()))
+    replica.check_health()  # a bad input is the caller's
+
+    def fail(*args, **kwargs):
+        raise Fail("[ONNXRuntimeError] : 1 : FAIL : the device is gone")
+
+    replica.pipeline.parse_stage.session.run = fail
+    with pytest.raises(Fail):
+        asyncio.run(replica.parse(PERSON, ParseOptions()))
+    with pytest.raises(RuntimeError, match="the device is gone"):
+        replica.check_health()
+
+
+def test_a_replica_on_a_node_with_other_models_refuses_to_start(args, tiny_models_dir):
+    from tryon.runtime.errors import InputError
+
+    other = {**model_hashes(tiny_models_dir, "fp32"), "tom": "0" * 64}
+    with pytest.raises(InputError, match="are not the ones this service was deployed with"):
+        dataclasses.replace(args, model_hashes=other).pipeline(load_jppnet=False)
+
+
+def test_a_dress_batch_runs_several_requests_together_and_refuses_a_bad_one_alone(args, local, tiny_models_dir):
+    """Outside Ray: what @serve.batch hands a Dress replica, calls of two persons with two
+    options, one with a garment only a decode can find bad."""
+    from tryon.runtime.images import ImageError
+    from tryon.runtime.options import DressOptions
+
+    replica = DressReplica(dataclasses.replace(args, model_hashes=model_hashes(tiny_models_dir, "fp32")))
+    first, second = local.parse(photo(6)), local.parse(photo(7))
+    keep = DressOptions(keep_back=True)
+    calls = [(first.to_bytes(), [CLOTH, CLOTH], DressOptions(), ".png"),
+             (second.to_bytes(), [CLOTH[:len(CLOTH) // 2]], DressOptions(), ".png"),
+             (second.to_bytes(), [CLOTH], keep, ".bmp")]
+    outcomes = replica._dress_all(calls)
+    assert isinstance(outcomes[1], ImageError) and "corrupt or truncated" in str(outcomes[1])
+    plain = local.dress_pairs([(first, decode(CLOTH))] * 2, DressOptions())  # the two good calls' batch
+    assert [np.array_equal(decode(png), r.image) for (_, png), r in zip(outcomes[0], plain)] == [True, True]
+    [(kept, bmp)] = outcomes[2]
+    assert bmp[:2] == b"BM" and np.array_equal(kept.image, local.dress(second, CLOTH, keep)[0].image)
+    assert kept.timings_ms["decode"] > 0 and kept.timings_ms["total"] > kept.timings_ms["cpvton.tom"]
+
+
+def test_a_machine_too_small_for_the_replicas_at_their_most_is_refused(service, args):
+    from tryon.runtime.errors import InputError
+    from tryon.runtime.serve_ray import _check_cpus
+
+    _check_cpus(ray, args)  # the module's app: 2 + 2 replicas of half a CPU on the 2-CPU cluster
+    with pytest.raises(InputError, match="4 parse and 2 dress replicas of 0.5 CPUs each need 3 CPUs; this "
+                                         "machine has 2"):
+        _check_cpus(ray, dataclasses.replace(args, parse_replicas=(1, 4)))
