@@ -180,14 +180,15 @@ class Settings:
                 "settings": {"scales": list(self.scales), "mirror": self.mirror, "precision": self.precision,
                              "provider": self.provider, **self.parse.__dict__, **self.dress.__dict__}}
 
-    def build(self, threads: int | None = None):
-        """The pipeline these settings describe (`threads` overrides the intra-op threads)."""
+    def build(self, threads: int | None = None, load_jppnet: bool = True):
+        """The pipeline these settings describe (`threads` overrides the intra-op threads;
+        load_jppnet=False for a pipeline that only dresses)."""
         from .person_store import open_store
         from .tryon import TryOn
 
         store = open_store(*self.store) if self.store is not None else None
         return TryOn.from_dir(self.models, self.provider, self.threads if threads is None else threads,
-                              self.scales, self.mirror, self.precision, store)
+                              self.scales, self.mirror, self.precision, store, load_jppnet)
 
 
 def model_hashes(models: str | Path, precision: str) -> dict[str, str]:

@@ -34,7 +34,7 @@ class Pools:
             raise InputError(f"actor counts and CPUs per actor must be >= 1, got {self}")
 
 
-def build_checked(settings: Settings, threads: int, models: dict):
+def build_checked(settings: Settings, threads: int, models: dict, load_jppnet: bool = True):
     """The actor's pipeline, after checking that its node has the models the driver records
     in the ledger (a node with other files would write other images under the same hashes)."""
     import socket
@@ -43,7 +43,7 @@ def build_checked(settings: Settings, threads: int, models: dict):
     if found != models:
         raise InputError(f"the models in {settings.models} on node {socket.gethostname()} are not the ones "
                          f"this catalogue runs with ({found} != {models}): give every node the same models folder")
-    return settings.build(threads)
+    return settings.build(threads, load_jppnet)
 
 
 class ParseActor:
@@ -79,7 +79,7 @@ class DressActor:
         from .parsed_person import ParsedPerson
 
         self.settings = settings
-        self.tryon = build_checked(settings, threads, models)
+        self.tryon = build_checked(settings, threads, models, load_jppnet=False)
         import ray  # after the check, which needs no Ray
 
         self.garments: dict[str, Photo] = ray.get(garments) if isinstance(garments, ray.ObjectRef) else garments

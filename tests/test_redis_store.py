@@ -131,3 +131,11 @@ def test_serve_takes_the_store_by_its_url(tiny_models_dir, redis_url, tmp_path):
     with serve_process(tiny_models_dir, tmp_path / "serve.log", *FAST, "--cache", redis_url) as server:
         with urllib.request.urlopen(server.url + "/healthz", timeout=10) as answer:
             assert json.load(answer)["store"]["kind"] == "redis"
+
+
+def test_cache_info_names_the_redis_server_and_its_cap(redis_url):
+    from test_cli import tryon
+
+    done = tryon("cache", "info", "--cache", redis_url)
+    assert done.returncode == 0, done.stderr
+    assert f"store: redis {redis_url}" in done.stdout and "size capped by the Redis server's maxmemory" in done.stdout

@@ -20,11 +20,12 @@ def register(parent: typer.Typer):
 def info(cache: str = common.CACHE, cache_ttl_hours: float = common.CACHE_TTL,
          cache_max_mb: float = common.CACHE_MB):
     facts = common.open_store(cache, False, cache_ttl_hours, cache_max_mb).info()
-    typer.echo(f"store: {facts['kind']} {facts.get('path', '')}".rstrip())
-    typer.echo(f"persons: {facts['persons']} ({facts['bytes'] / 2**20:.1f} MB of {facts['max_bytes'] / 2**20:.0f} MB)")
+    typer.echo(f"store: {facts['kind']} {facts.get('path') or facts.get('url', '')}".rstrip())
+    cap = facts.get("size_cap") or f"{facts['max_bytes'] / 2**20:.0f} MB"
+    typer.echo(f"persons: {facts['persons']} ({facts['bytes'] / 2**20:.1f} MB; size capped by {cap})")
     typer.echo(f"entries expire {facts['ttl_s'] / 3600:g} h after they were parsed")
-    if facts.get("disabled"):
-        typer.secho(f"the store cannot be used: {facts['disabled']}", fg="yellow", err=True)
+    if facts.get("disabled") or facts.get("down"):
+        typer.secho(f"the store cannot be used: {facts.get('disabled') or facts['down']}", fg="yellow", err=True)
 
 
 @app.command(help="Delete every parsed person now.\n\nExample: tryon cache clear")
