@@ -23,9 +23,10 @@ import ray  # noqa: E402
 
 from serve_process import FAST, free_port  # noqa: E402
 from test_serve_api import assert_one_line  # noqa: E402
+from test_serve_persons import photo  # noqa: E402
 from tryon.runtime.catalogue import model_hashes  # noqa: E402
 from tryon.runtime.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON  # noqa: E402
-from tryon.runtime.images import decode, encode  # noqa: E402
+from tryon.runtime.images import decode  # noqa: E402
 from tryon.runtime.options import ParseOptions, split_flags  # noqa: E402
 from tryon.runtime.person_store import open_store  # noqa: E402
 from tryon.runtime.serve.seed_route import SEED_FLAGS  # noqa: E402
@@ -39,13 +40,6 @@ with warnings.catch_warnings():
 PERSON = EXAMPLE_PERSON.read_bytes()
 CLOTH = EXAMPLE_GARMENT.read_bytes()
 QUEUE = 1
-
-
-def photo(n: int) -> bytes:
-    """The example photo with one pixel changed: a photo no store has parsed yet."""
-    rgb = decode(PERSON)
-    rgb[0, 0] = (n % 256, n // 256, 77)
-    return encode(rgb, ".png")
 
 
 # -- the command line: refusals before any Ray work, and a deployment that cannot start ----------
