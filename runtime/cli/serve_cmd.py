@@ -8,6 +8,7 @@ from pathlib import Path
 
 import typer
 
+from ..errors import InputError
 from ..memory_budget import check_room_for
 from . import common
 from .errors import EXIT_ENVIRONMENT, friendly
@@ -59,7 +60,7 @@ def serve(models: Path = common.MODELS,
           provider: str = common.PROVIDER, threads: int = common.THREADS,
           scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION):
     if engine not in ENGINES:
-        raise ValueError(f"--engine {engine!r}: choose local or ray")
+        raise InputError(f"--engine {engine!r}: choose local or ray")
     if engine == "local":
         check_room_for(max_concurrent)  # first: a concurrency the memory cannot hold stops the start
     try:
@@ -121,7 +122,7 @@ def _replicas(text: str) -> tuple[int, int]:
     try:
         return int(low), int(high or low)
     except ValueError:
-        raise ValueError(f"--parse-replicas {text!r}: expected N or MIN-MAX, e.g. 1-4") from None
+        raise InputError(f"--parse-replicas {text!r}: expected N or MIN-MAX, e.g. 1-4") from None
 
 
 def _serve_on_ray(args, host: str, port: int, keep_alive: float, address: str | None):
