@@ -274,7 +274,7 @@ def _stages(samples: dict[str, list[float]]) -> dict[str, dict]:
 def _providers(tryon) -> list[str]:
     """The providers that run JPP-Net (where ONNX Runtime runs it: the reference's parse stage
     is TensorFlow) and GMM, JPP-Net's first."""
-    sessions = [tryon.parse.session] if isinstance(tryon.parse, ParseStage) else []
+    sessions = [tryon.parse_stage.session] if isinstance(tryon.parse_stage, ParseStage) else []
     return list(dict.fromkeys(p for session in [*sessions, tryon.cpvton.gmm] for p in providers_in_use(session)))
 
 

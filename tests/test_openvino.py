@@ -118,19 +118,19 @@ def test_bf16_is_recorded_as_the_plain_graph_on_openvino_without_a_new_file(bf16
 @needs_openvino_bf16
 def test_bf16_runs_jppnet_on_openvino_in_bf16(bf16_models_dir, viton_pair):
     from tryon.runtime.images import load_rgb
-    from tryon.runtime.parse_stage import photo_to_bgr, square_batch
+    from tryon.runtime.parse_stage import photo_batch
     from tryon.runtime.tryon import TryOn
 
     bf16 = TryOn.from_dir(bf16_models_dir, provider="cpu", precision="bf16", scales=(1.0,))
     fp32 = TryOn.from_dir(bf16_models_dir, provider="cpu", scales=(1.0,))
-    assert bf16.jppnet_graph == "jppnet_bf16" and providers_in_use(bf16.parse.session) == [OPENVINO]
+    assert bf16.jppnet_graph == "jppnet_bf16" and providers_in_use(bf16.parse_stage.session) == [OPENVINO]
     assert providers_in_use(bf16.cpvton.gmm) == ["CPUExecutionProvider"]  # GMM/TOM: bf16 did not help them
     rgb = load_rgb(viton_pair[0])
-    assert np.mean(bf16.parse.run(rgb).labels == fp32.parse.run(rgb).labels) >= 0.9
+    assert np.mean(bf16.parse_stage.run(rgb).labels == fp32.parse_stage.run(rgb).labels) >= 0.9
     # bf16 really is on: float32 on any provider moves the logits by ~1e-6 of their range,
     # bf16's 8-bit mantissa by far more.
-    batch = {"image": square_batch(photo_to_bgr(rgb), 384, mirror=True)}
-    low, full = (t.parse.session.run(["parsing"], batch)[0] for t in (bf16, fp32))
+    batch = {"image": photo_batch(rgb, 384, mirror=True)}
+    low, full = (t.parse_stage.session.run(["parsing"], batch)[0] for t in (bf16, fp32))
     assert np.abs(low - full).max() > 1e-3 * np.abs(full).max()
 
 
