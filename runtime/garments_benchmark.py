@@ -34,12 +34,26 @@ def garment_variants(cloth, count: int) -> list[np.ndarray]:
     return variants
 
 
-def time_garments(tryon, person, cloth, settings: BenchSettings, count: int, ways=WAYS) -> dict[str, list[float]]:
-    """Milliseconds per run of each way, plus the parse and dress parts of parse_once."""
+def compare_outputs(reparsed: list, dressed: list) -> dict:
+    """How far parse once + dress lands from N predicts: GMM/TOM run batched in one and one at a
+    time in the other, which may move a pixel by one uint8 step (ONNX Runtime's batched
+    convolutions sum in another order); anything more would be a bug."""
+    steps = [np.abs(a.image.astype(np.int16) - b.image.astype(np.int16)) for a, b in zip(reparsed, dressed)]
+    return {"images": len(steps),
+            "byte_identical": sum(not step.any() for step in steps),
+            "max_uint8_step": int(max(step.max() for step in steps)),
+            "pixels_moved": float(np.mean([step.any(axis=-1).mean() for step in steps])),
+            "confidence_equal": all(a.confidence == b.confidence for a, b in zip(reparsed, dressed))}
+
+
+def time_garments(tryon, person, cloth, settings: BenchSettings, count: int, ways=WAYS):
+    """Milliseconds per run of each way, plus the parse and dress parts of parse_once; and the
+    last run's results of each way."""
     garments = garment_variants(cloth, count)
     for _ in range(settings.warmup):
         tryon.predict_batch([(person, garments[0])], OPTIONS)
     samples: dict[str, list[float]] = {}
+    results: dict[str, list] = {}
 
     def record(name, since):
         samples.setdefault(name, []).append((time.perf_counter() - since) * 1e3)
@@ -47,18 +61,17 @@ def time_garments(tryon, person, cloth, settings: BenchSettings, count: int, way
     for _ in range(settings.runs):
         if "reparse" in ways:
             start = time.perf_counter()
-            for garment in garments:
-                tryon.predict_batch([(person, garment)], OPTIONS)
+            results["reparse"] = [tryon.predict_batch([(person, garment)], OPTIONS)[0] for garment in garments]
             record("reparse", start)
         if "parse_once" in ways:
             start = time.perf_counter()
             parsed = tryon.parse(person, OPTIONS)
             record("parse", start)
             dress_start = time.perf_counter()
-            tryon.dress(parsed, garments)
+            results["parse_once"] = tryon.dress(parsed, garments)
             record("dress", dress_start)
             record("parse_once", start)
-    return samples
+    return samples, results
 
 
 def run_garments_benchmark(tryon_factory, settings: BenchSettings, person, cloth, count: int,
@@ -68,7 +81,7 @@ def run_garments_benchmark(tryon_factory, settings: BenchSettings, person, cloth
     tryon = tryon_factory(settings)
     if tryon.store is not None:
         raise InputError("the garments benchmark times parsing: give it a TryOn without a person store")
-    samples = time_garments(tryon, person, cloth, settings, count, ways)
+    samples, results = time_garments(tryon, person, cloth, settings, count, ways)
     record = {"settings": asdict(settings), "garments": count, "machine": machine(),
               "providers": list(tryon.cpvton.gmm.get_providers()),
               "jppnet_graph": tryon.models.entry(tryon.jppnet_graph)["file"],
@@ -80,6 +93,7 @@ def run_garments_benchmark(tryon_factory, settings: BenchSettings, person, cloth
         record["ms_per_extra_garment"] = ways_ms["dress"]["median_ms"] / count
         if "reparse" in samples:
             record["speedup_vs_reparse"] = ways_ms["reparse"]["median_ms"] / ways_ms["parse_once"]["median_ms"]
+            record["outputs_vs_reparse"] = compare_outputs(results["reparse"], results["parse_once"])
     return record
 
 
@@ -107,4 +121,8 @@ def format_garments(record: dict) -> str:
                       ("speedup_vs_reference", "parse once vs the reference: {:.1f}x")):
         if key in record:
             rows.append("  " + text.format(record[key]))
+    if "outputs_vs_reparse" in record:
+        same = record["outputs_vs_reparse"]
+        rows.append(f"  outputs: {same['byte_identical']} of {same['images']} images byte-identical to the predicts', "
+                    f"the rest within {same['max_uint8_step']} uint8 step on {100 * same['pixels_moved']:.1f}% of pixels")
     return "\n".join(rows)

@@ -2,6 +2,7 @@
 each way runs JPP-Net as often as it claims. No timing is asserted."""
 import json
 
+import numpy as np
 import pytest
 
 from tryon.runtime.garments_benchmark import garment_variants
@@ -28,6 +29,10 @@ def test_bench_garments_times_reparse_parse_once_and_the_reference(tiny_models_d
         assert record["ways"][way]["runs"] == 2 and record["ways"][way]["median_ms"] > 0
     assert record["ms_per_extra_garment"] == pytest.approx(record["ways"]["dress"]["median_ms"] / 3)
     assert record["speedup_vs_reparse"] > 0 and record["speedup_vs_reference"] > 0
+    # The batched dress lands where the predicts do, give or take one uint8 step (see compare_outputs).
+    same = record["outputs_vs_reparse"]
+    assert same["images"] == 3 and same["confidence_equal"] and same["max_uint8_step"] <= 1
+    assert "byte-identical to the predicts" in done.output
     assert set(record["reference"]["ways"]) == {"reparse"} and record["reference"]["garments"] == 3
     assert "parse once vs reparse" in done.output and "TF + PyTorch reference, 3 pairs" in done.output
 
@@ -35,3 +40,16 @@ def test_bench_garments_times_reparse_parse_once_and_the_reference(tiny_models_d
 def test_garment_variants_are_all_different():
     variants = garment_variants(EXAMPLE_GARMENT, 10)
     assert len({v.tobytes() for v in variants}) == 10 and all(v.shape == variants[0].shape for v in variants)
+
+
+def test_compare_outputs_counts_identical_images_and_the_largest_step():
+    from types import SimpleNamespace
+
+    from tryon.runtime.garments_benchmark import compare_outputs
+    image = np.zeros((4, 4, 3), np.uint8)
+    moved = image.copy()
+    moved[0, 0, 1] = 2  # one pixel of 16, two steps
+    result = lambda img, c=0.5: SimpleNamespace(image=img, confidence=c)
+    same = compare_outputs([result(image), result(image)], [result(image), result(moved, 0.4)])
+    assert same == {"images": 2, "byte_identical": 1, "max_uint8_step": 2,
+                    "pixels_moved": pytest.approx((0 + 1 / 16) / 2), "confidence_equal": False}
