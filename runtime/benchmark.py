@@ -22,7 +22,7 @@ from .errors import InputError
 from .model_dir import ModelDir
 from .parse_stage import JPPNET_BY_PRECISION, ParseStage
 from .session import import_onnxruntime, providers_in_use
-from .tryon import TryOn
+from .tryon import PipelineSettings
 from .versions import installed_versions
 
 BASE_SIDE = 384  # JPP-Net's scale 1.0 is a 384x384 square
@@ -35,13 +35,8 @@ PRECISIONS = tuple(JPPNET_BY_PRECISION)
 
 
 @dataclass(frozen=True)
-class BenchSettings:
-    models: str
+class BenchSettings(PipelineSettings):
     provider: str = "cpu"
-    threads: int = 0
-    scales: tuple[float, ...] = (1.0, 0.75, 1.25)
-    mirror: bool = True
-    precision: str = "fp32"
     batch: int = 1
     runs: int = 5
     warmup: int = 1
@@ -217,11 +212,6 @@ def speedups(ours: dict[str, dict], reference: dict[str, dict]) -> dict[str, flo
     """Reference median over ours, for every stage both timed: above 1 means we are faster."""
     return {name: reference[name]["median_ms"] / ours[name]["median_ms"]
             for name in ours if name in reference and ours[name]["median_ms"] > 0}
-
-
-def build_tryon(settings: BenchSettings):
-    return TryOn.from_dir(settings.models, provider=settings.provider, threads=settings.threads,
-                          scales=settings.scales, mirror=settings.mirror, precision=settings.precision)
 
 
 def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict:

@@ -24,7 +24,7 @@ from .images import encode
 from .model_dir import ModelDir
 from .options import DressOptions, ParseOptions
 from .parse_stage import JPPNET_BY_PRECISION, WINOGRAD
-from .tryon import DRESS_BATCH
+from .tryon import DRESS_BATCH, PipelineSettings
 
 LEDGER = "catalogue.jsonl"
 IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
@@ -161,14 +161,8 @@ def _listed_pairs(pairs_file: Path, persons: list[Input], garments: list[Input])
 
 
 @dataclass(frozen=True)
-class Settings:
-    """Everything an engine needs to build its pipeline, picklable for Ray actors."""
-    models: str
-    provider: str = "auto"
-    threads: int = 0
-    scales: tuple[float, ...] = (1.0, 0.75, 1.25)
-    mirror: bool = True
-    precision: str = "fp32"
+class Settings(PipelineSettings):
+    """Everything an engine needs to build its pipeline and render, picklable for Ray actors."""
     parse: ParseOptions = ParseOptions()
     dress: DressOptions = DressOptions()
     store: tuple | None = None  # (location, max_bytes, ttl_s) for person_store.open_store; None: none
@@ -181,14 +175,12 @@ class Settings:
                              "provider": self.provider, **self.parse.__dict__, **self.dress.__dict__}}
 
     def build(self, threads: int | None = None, load_jppnet: bool = True):
-        """The pipeline these settings describe (`threads` overrides the intra-op threads;
-        load_jppnet=False for a pipeline that only dresses)."""
+        """The pipeline, with the person store these settings name (load_jppnet=False for a
+        pipeline that only dresses)."""
         from .person_store import open_store
-        from .tryon import TryOn
 
         store = open_store(*self.store) if self.store is not None else None
-        return TryOn.from_dir(self.models, self.provider, self.threads if threads is None else threads,
-                              self.scales, self.mirror, self.precision, store, load_jppnet)
+        return super().build(threads, store, load_jppnet)
 
 
 def model_hashes(models: str | Path, precision: str) -> dict[str, str]:

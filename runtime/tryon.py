@@ -36,6 +36,24 @@ from .timing import Timer
 DRESS_BATCH = 8
 
 
+@dataclass(frozen=True)
+class PipelineSettings:
+    """Which models and how to run them: `TryOn.from_dir`'s arguments as one typed, picklable
+    object (the benchmarks' and the catalogue's settings extend it)."""
+    models: str
+    provider: str = "auto"
+    threads: int = 0
+    scales: tuple[float, ...] = (1.0, 0.75, 1.25)
+    mirror: bool = True
+    precision: str = "fp32"
+
+    def build(self, threads: int | None = None, store: PersonStore | None = None,
+              load_jppnet: bool = True) -> "TryOn":
+        """The pipeline these settings describe; `threads` overrides the intra-op threads."""
+        return TryOn.from_dir(self.models, self.provider, self.threads if threads is None else threads,
+                              self.scales, self.mirror, self.precision, store, load_jppnet)
+
+
 @dataclass
 class TryOnResult:
     image: np.ndarray  # 256x192x3 uint8 RGB: the try-on, or the framed photo when refused

@@ -50,7 +50,7 @@ def bench(models: Path = common.MODELS,
           garments: int = typer.Option(0, help="time one person in this many garments instead: N predicts "
                                                "against one parse + one dress, and the reference's N pairs"),
           out: Path = typer.Option(Path("benchmarks/results"), help="folder for the JSON record and chart")):
-    from ..benchmark import BenchSettings, build_tryon, format_table, run_benchmark, speedups
+    from ..benchmark import BenchSettings, format_table, run_benchmark, speedups
 
     settings = BenchSettings(models=str(models), provider=provider, threads=threads,
                              scales=common.parse_scales(scales), mirror=mirror, precision=precision,
@@ -59,7 +59,7 @@ def bench(models: Path = common.MODELS,
         return _bench_garments(settings, garments, reference, out)
     pipelines = f"{precision} and {baseline} in turn" if baseline else precision
     typer.echo(f"timing the ONNX Runtime pipeline, {pipelines} ({runs} runs after {warmup} warm-up)...", err=True)
-    record = run_benchmark(build_tryon, settings, EXAMPLE_PERSON, EXAMPLE_GARMENT)
+    record = run_benchmark(BenchSettings.build, settings, EXAMPLE_PERSON, EXAMPLE_GARMENT)
     if reference and _reference_available():
         typer.echo("timing the TensorFlow + eager PyTorch reference in its own process...", err=True)
         record["reference"] = _run_reference(settings)
@@ -73,11 +73,11 @@ def bench(models: Path = common.MODELS,
 
 
 def _bench_garments(settings, garments: int, reference: bool, out: Path):
-    from ..benchmark import build_tryon
+    from ..benchmark import BenchSettings
     from ..garments_benchmark import add_reference, format_garments, run_garments_benchmark
 
     typer.echo(f"timing one person in {garments} garments, two ways ({settings.runs} runs)...", err=True)
-    record = run_garments_benchmark(build_tryon, settings, EXAMPLE_PERSON, EXAMPLE_GARMENT, garments)
+    record = run_garments_benchmark(BenchSettings.build, settings, EXAMPLE_PERSON, EXAMPLE_GARMENT, garments)
     if reference and _reference_available():
         typer.echo(f"timing the TensorFlow + eager PyTorch reference on {garments} pairs...", err=True)
         add_reference(record, _run_reference(settings, "--garments", str(garments)))
