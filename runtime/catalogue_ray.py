@@ -171,7 +171,11 @@ def _run(ray, settings: Settings, batches, pools: Pools):
                      fn_constructor_kwargs={"settings": settings, "threads": threads, "models": models,
                                             "garments": ray.put(garments)})
     )
-    for row in dataset.iter_rows():
-        png = row["png"]
-        yield row["person"], row["garment"], Outcome(row["status"], float(row["confidence"]), row["reason"],
-                                                     json.loads(row["timings"]), bytes(png) if len(png) else None)
+    # Each block as it comes: iter_rows prefetches one block ahead, which held every finished
+    # person's pairs back until the next person's were dressed too.
+    for block in dataset.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=0):
+        for person, garment, status, confidence, reason, timings, png in zip(
+                block["person"], block["garment"], block["status"], block["confidence"], block["reason"],
+                block["timings"], block["png"]):
+            yield str(person), str(garment), Outcome(str(status), float(confidence), str(reason),
+                                                     json.loads(timings), bytes(png) if len(png) else None)
