@@ -123,6 +123,7 @@ def format_garments(record: dict) -> str:
             rows.append("  " + text.format(record[key]))
     if "outputs_vs_reparse" in record:
         same = record["outputs_vs_reparse"]
-        rows.append(f"  outputs: {same['byte_identical']} of {same['images']} images byte-identical to the predicts', "
-                    f"the rest within {same['max_uint8_step']} uint8 step on {100 * same['pixels_moved']:.1f}% of pixels")
+        rows.append(f"  outputs: {same['byte_identical']} of {same['images']} images byte-identical to the "
+                    f"predicts', the rest within {same['max_uint8_step']} uint8 step "
+                    f"on {100 * same['pixels_moved']:.1f}% of pixels")
     return "\n".join(rows)

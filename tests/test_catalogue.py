@@ -205,6 +205,57 @@ def test_the_ray_engine_renders_the_same_bytes_as_the_local_one(ray_cluster, tin
     assert {o[5] for o in outcomes(tmp_path / "ray")} == {"ray"}
 
 
+class GatedDressActor:
+    """A DressActor (made a subclass in the test) that holds every person but the first it
+    dresses until the driver says it has received that first person's pairs."""
+    release: str = ""  # a file the driver creates
+    waited_out: str = ""  # a file this writes when the driver never did
+
+    def __call__(self, batch):
+        import time
+        from pathlib import Path
+
+        person = str(batch["person"][0])
+        self.first = getattr(self, "first", person)
+        if person != self.first:
+            deadline = time.monotonic() + 30
+            while not Path(self.release).exists():
+                if time.monotonic() > deadline:
+                    Path(self.waited_out).write_text(person)
+                    break
+                time.sleep(0.05)
+        return super().__call__(batch)
+
+
+def test_the_ray_engine_hands_over_a_person_before_the_next_is_dressed(ray_cluster, tiny_models_dir, inputs,
+                                                                        tmp_path, monkeypatch):
+    """Images stream: the driver gets a dressed person's pairs while the next person waits
+    (reading with prefetch held them back until the next person was dressed too)."""
+    from ray import cloudpickle
+
+    from tryon.runtime import catalogue_ray
+    from tryon.runtime.catalogue import Settings
+    from tryon.runtime.options import ParseOptions
+
+    release, waited_out = tmp_path / "release", tmp_path / "waited-out"
+    gated = type("Gated", (GatedDressActor, catalogue_ray.DressActor),
+                 {"release": str(release), "waited_out": str(waited_out)})
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
+    monkeypatch.setattr(catalogue_ray, "DressActor", gated)
+    persons, garments = inputs
+    plan = Catalogue.plan(persons, garments, tmp_path / "out")
+    settings = Settings(str(tiny_models_dir), "cpu", scales=(1.0,), mirror=False, parse=ParseOptions(need_pre=False))
+    received = []
+    try:
+        for person, _, _ in catalogue_ray.render_ray(settings, plan.batches(), catalogue_ray.Pools(1, 1, 1)):
+            received.append(person)
+            release.touch()
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+    assert not waited_out.exists(), f"{waited_out.read_text()} waited 30 s: the first person's pairs never came"
+    assert len(received) == 2 * 4 and len(set(received[:4])) == 1
+
+
 def test_the_throughput_benchmark_writes_a_record(tiny_models_dir, tmp_path):
     import importlib.util
     from pathlib import Path
