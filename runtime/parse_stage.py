@@ -21,6 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+import cv2
 import numpy as np
 
 from .errors import InputError
@@ -29,6 +30,9 @@ from .session import PROVIDERS, SessionOptions, check_openvino_bf16, create_sess
 from .timing import Timer
 
 LIP_MEAN_BGR = np.array((104.00698793, 116.66876762, 122.67891434), dtype=np.float32)
+# photo_to_bgr as a table: entry v of channel c is float32(v) - mean[c], the float32
+# subtraction itself, so a lookup gives the same bits at a tenth of the cost.
+BGR_MINUS_MEAN = (np.arange(256, dtype=np.float32)[:, None] - LIP_MEAN_BGR).reshape(256, 1, 3)
 BASE_SIZE = 384
 REFERENCE_SCALES = (1.0, 0.75, 1.25)  # what LIP_JPPNet evaluates: 384, 288, 480 squares
 FAST_SCALES = (1.0,)  # with mirror=False: one network pass instead of six
@@ -107,8 +111,9 @@ def nearest_index(in_size: int, out_size: int) -> np.ndarray:
 
 
 def photo_to_bgr(rgb: np.ndarray) -> np.ndarray:
-    """What JPP-Net was trained on: BGR float32 minus the LIP mean, not scaled to [0, 1]."""
-    return rgb[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
+    """What JPP-Net was trained on: BGR float32 minus the LIP mean, not scaled to [0, 1]
+    (from a uint8 RGB photo)."""
+    return cv2.LUT(cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), BGR_MINUS_MEAN)
 
 
 def photo_batch(rgb: np.ndarray, side: int, mirror: bool) -> np.ndarray:
@@ -132,8 +137,9 @@ def resize_bilinear(image: np.ndarray, out_h: int, out_w: int, flip: bool = Fals
     fx = fx[:, None]
 
     def along_width(rows):
-        left = convert(image[np.ix_(rows, x0)])
-        return left + (convert(image[np.ix_(rows, x1)]) - left) * fx
+        picked = image.take(rows, axis=0)  # two takes: several times faster than image[np.ix_(rows, x0)]
+        left = convert(picked.take(x0, axis=1))
+        return left + (convert(picked.take(x1, axis=1)) - left) * fx
 
     top = along_width(y0)
     return top + (along_width(y1) - top) * fy[:, None, None]

@@ -10,8 +10,8 @@ from tryon.export.jppnet_reference import run_reference
 from tryon.export.jppnet_synth import CHECKPOINT_DIR, synthetic_weights, write_synthetic
 from tryon.runtime.model_dir import ModelDir, ModelsMissingError
 from tryon.runtime.parse_stage import (
-    FAST_SCALES, PARSING_MIRROR, POSE_MIRROR, ParseStage, PoseHeatmaps, check_photo, interpolation_matrix,
-    merge_parsing, merge_pose, nearest_index, pose_confidence, resize_bilinear,
+    FAST_SCALES, LIP_MEAN_BGR, PARSING_MIRROR, POSE_MIRROR, ParseStage, PoseHeatmaps, check_photo,
+    interpolation_matrix, merge_parsing, merge_pose, nearest_index, photo_to_bgr, pose_confidence, resize_bilinear,
 )
 
 SEED = 5
@@ -41,6 +41,18 @@ def test_resize_bilinear_matches_tf1(in_size, out_size, flip):
     source = image[:, ::-1] if flip else image
     expected = tf.compat.v1.image.resize_bilinear(source[None], out_size).numpy()[0]
     np.testing.assert_allclose(resize_bilinear(image, *out_size, flip=flip), expected, atol=2e-5)
+
+
+@pytest.mark.parametrize("shape", [(256, 1, 3), (1, 1, 3), (97, 61, 3), (480, 480, 3)])
+def test_photo_to_bgr_gives_the_bits_of_the_float32_subtraction(shape):
+    """The table lookup against the arithmetic it stands for: every uint8 value in every
+    channel, and photos of odd shapes, bit for bit."""
+    rgb = np.random.default_rng(3).integers(0, 256, shape, dtype=np.uint8)
+    if shape == (256, 1, 3):
+        rgb = np.stack([np.arange(256, dtype=np.uint8)] * 3, axis=-1)[:, None] ^ np.array([0, 85, 170], np.uint8)
+    bgr = photo_to_bgr(rgb)
+    expected = rgb[:, :, ::-1].astype(np.float32) - LIP_MEAN_BGR
+    assert bgr.dtype == np.float32 and bgr.shape == shape and bgr.tobytes() == np.ascontiguousarray(expected).tobytes()
 
 
 @pytest.mark.parametrize("in_size,out_size", SIZE_PAIRS)
