@@ -94,18 +94,6 @@ INPUTS_DESCRIPTION = ("synthetic person-like agnostic (runtime.agnostic from a d
                       "and JPEG texture: batch 1, batch 4, and one person in 4 garments")
 
 
-class GmmForExport(torch.nn.Module):
-    def __init__(self, gmm: GMM):
-        super().__init__()
-        self.gmm = gmm
-        self.tps = LinearTpsGridGen()
-
-    def forward(self, agnostic, cloth):
-        theta = self.gmm.regress_theta(agnostic, cloth)
-        grid = self.tps(theta)
-        return theta, grid, warp_cloth(cloth, grid)
-
-
 class GmmPersonForExport(torch.nn.Module):
     def __init__(self, gmm: GMM):
         super().__init__()
@@ -125,6 +113,13 @@ class GmmGarmentForExport(torch.nn.Module):
         theta = self.gmm.garment_theta(person_features, cloth)
         grid = self.tps(theta)
         return theta, grid, warp_cloth(cloth, grid)
+
+
+class GmmForExport(GmmGarmentForExport):
+    """The whole GMM: the person half, then the garment half (regress_theta's composition)."""
+
+    def forward(self, agnostic, cloth):
+        return super().forward(self.gmm.person_features(agnostic), cloth)
 
 
 class TomForExport(torch.nn.Module):
