@@ -50,13 +50,13 @@ def sessions(ort, models: ModelDir) -> dict:
     return made
 
 
-def main():
+def main(argv: list[str] | None = None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="models_onnx")
     parser.add_argument("--side", type=int, default=384)
     parser.add_argument("--runs", type=int, default=5)
     parser.add_argument("--out", type=Path, default=Path("benchmarks/results"))
-    args = parser.parse_args()
+    args = parser.parse_args(argv)
     ort = import_onnxruntime()
     image = np.random.default_rng(0).uniform(-128, 128, (2, args.side, args.side, 3)).astype(np.float32)
     runs = sessions(ort, ModelDir.open(args.models))

@@ -154,3 +154,26 @@ def test_info_says_bf16_runs_on_openvino(bf16_models_dir):
     agreement = json.loads((bf16_models_dir / "manifest.json").read_text())["models"]["jppnet_bf16"]["agreement"]
     assert (f"--precision bf16: jppnet.onnx in bf16 on {OPENVINO}; labels {agreement['label_agreement']:.2%} "
             f"equal to fp32 on 1 photos (measured on {OPENVINO})") in done.stdout
+
+
+def test_the_provider_screen_writes_a_record(tiny_models_dir, tmp_path):
+    """benchmarks/jppnet_providers.py: ONNX Runtime's two graphs everywhere, OpenVINO's f32 and
+    bf16 where the provider is installed; the Winograd graph and OpenVINO f32 give fp32's labels."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "jppnet_providers.py"
+    spec = importlib.util.spec_from_file_location("jppnet_providers", path)
+    screen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(screen)
+    screen.main(["--models", str(tiny_models_dir), "--side", "64", "--runs", "1", "--out", str(tmp_path)])
+    record = json.loads(next(tmp_path.glob("jppnet-providers-64-*.json")).read_text())
+    results = record["results"]
+    expected = {"ort_cpu_plain", "ort_cpu_winograd"}
+    if OPENVINO in sessions.import_onnxruntime().get_available_providers():
+        expected |= {"openvino_f32_plain", "openvino_bf16_plain"}
+    assert set(results) == expected and results["ort_cpu_plain"]["relative"] == 1.0
+    assert results["ort_cpu_winograd"]["labels_equal"] > 0.99
+    assert all(row["median_ms"] > 0 for row in results.values())
+    if "openvino_f32_plain" in results:
+        assert results["openvino_f32_plain"]["labels_equal"] > 0.99
