@@ -11,18 +11,11 @@ import json
 import os
 from pathlib import Path
 
+from tryon.runtime.model_dir import sha256_file
 from tryon.runtime.versions import installed_versions
 
 MANIFEST = "manifest.json"
 TOOLS = ("onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorflow-cpu", "tensorflow", "tf2onnx", "onnxscript", "numpy")
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def sha256_files(paths) -> str:

@@ -118,7 +118,7 @@ def _verify(path: Path, entry: dict) -> None:
     verified = _read_verified(path.parent)
     if verified.get(path.name) == seen:
         return
-    actual = _sha256(path)
+    actual = sha256_file(path)
     if actual != expected:
         raise ModelMismatchError(f"{path} does not match manifest.json (sha256 {actual[:12]}..., recorded "
                                  f"{expected[:12]}...): it was changed, swapped or damaged after export; "
@@ -126,7 +126,8 @@ def _verify(path: Path, entry: dict) -> None:
     _write_verified(path.parent, {**verified, path.name: seen})
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: str | Path) -> str:
+    """The sha256 manifest.json records for a file (export writes it, loading checks it)."""
     digest = hashlib.sha256()
     with open(path, "rb") as f:
         for block in iter(lambda: f.read(1 << 20), b""):

@@ -69,8 +69,8 @@ def test_a_file_changed_in_place_is_refused_even_after_it_was_verified(models):
 
 def test_a_verified_file_is_not_hashed_again_until_it_changes(models, monkeypatch):
     hashed = []
-    real = model_dir._sha256
-    monkeypatch.setattr(model_dir, "_sha256", lambda path: hashed.append(path.name) or real(path))
+    real = model_dir.sha256_file
+    monkeypatch.setattr(model_dir, "sha256_file", lambda path: hashed.append(path.name) or real(path))
     for _ in range(3):
         ModelDir.open(models).file("gmm")
     assert hashed == ["gmm.onnx"]
