@@ -228,14 +228,14 @@ def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict
     stages = _stages(samples[0])
     record = {
         "settings": asdict(settings),
-        "providers": _providers(tryon),
+        "providers": providers_used(tryon),
         "jppnet_graph": tryon.models.entry(tryon.jppnet_graph)["file"],
         "machine": machine(),
         "synthetic_weights": tryon.synthetic,
         "load_ms": load_ms,
         "model_mb": model_sizes_mb(tryon.models),
         "peak_rss_mb": {"after_load": rss_loaded, "after_runs": peak_rss_mb()},
-        "gpu_memory_mb": gpu_memory_mb() if "CUDAExecutionProvider" in _providers(tryon) else None,
+        "gpu_memory_mb": gpu_memory_mb() if "CUDAExecutionProvider" in providers_used(tryon) else None,
         "stages": stages,
     }
     gflop = stage_gflop(settings, stages, tryon.models.entry("jppnet").get("variant", "full"))
@@ -248,7 +248,7 @@ def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict
     if settings.baseline:
         baseline = _stages(samples[1])
         ratios = speedups(stages, baseline)
-        record["baseline"] = {"precision": settings.baseline, "providers": _providers(tryons[1]),
+        record["baseline"] = {"precision": settings.baseline, "providers": providers_used(tryons[1]),
                               "jppnet_graph": tryons[1].models.entry(tryons[1].jppnet_graph)["file"],
                               "stages": baseline,
                               "note": "timed in this process, run for run in turn with the precision above; "
@@ -261,7 +261,7 @@ def _stages(samples: dict[str, list[float]]) -> dict[str, dict]:
     return {name: summarize(samples[name]) for name in pipeline_order(samples)}
 
 
-def _providers(tryon) -> list[str]:
+def providers_used(tryon) -> list[str]:
     """The providers that run JPP-Net (where ONNX Runtime runs it: the reference's parse stage
     is TensorFlow) and GMM, JPP-Net's first."""
     sessions = [tryon.parse_stage.session] if isinstance(tryon.parse_stage, ParseStage) else []

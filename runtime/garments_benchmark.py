@@ -13,7 +13,7 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .benchmark import BenchSettings, machine, peak_rss_mb, summarize
+from .benchmark import BenchSettings, machine, peak_rss_mb, providers_used, summarize
 from .errors import InputError
 from .images import load_rgb
 from .options import ParseOptions
@@ -83,7 +83,7 @@ def run_garments_benchmark(tryon_factory, settings: BenchSettings, person, cloth
         raise InputError("the garments benchmark times parsing: give it a TryOn without a person store")
     samples, results = time_garments(tryon, person, cloth, settings, count, ways)
     record = {"settings": asdict(settings), "garments": count, "machine": machine(),
-              "providers": list(tryon.cpvton.gmm.get_providers()),
+              "providers": providers_used(tryon),
               "jppnet_graph": tryon.models.entry(tryon.jppnet_graph)["file"],
               "cpvton_graphs": [tryon.models.entry(name)["file"] for name in tryon.cpvton.graphs],
               "synthetic_weights": tryon.synthetic, "peak_rss_mb": peak_rss_mb(),
