@@ -31,6 +31,24 @@ def person(n: int) -> ParsedPerson:
 SIZE = len(person(0).to_bytes())
 
 
+def test_a_person_is_compressed_once_and_a_changed_copy_again(monkeypatch):
+    """The stored form is made once per person (the store, then a Ray replica's answer, reuse
+    it) and a person read from bytes gives those bytes back; `replace` makes a new person."""
+    from dataclasses import replace
+
+    original = person(1)
+    saved = []
+    real = np.savez_compressed
+    monkeypatch.setattr(np, "savez_compressed", lambda *a, **k: saved.append(1) or real(*a, **k))
+    data = original.to_bytes()
+    assert original.to_bytes() is data and len(saved) == 1
+    read = ParsedPerson.from_bytes(data)
+    assert read.to_bytes() is data and len(saved) == 1
+    refused = replace(read, confidence=0.0, reason="crossed arms")
+    assert ParsedPerson.from_bytes(refused.to_bytes()).reason == "crossed arms" and len(saved) == 2
+    assert np.array_equal(read.labels, original.labels) and read.to_bytes() == original.to_bytes()
+
+
 @pytest.fixture(params=["memory", "sqlite", "redis"])
 def make_store(request, tmp_path):
     if request.param == "redis":
