@@ -278,8 +278,11 @@ def build(args: ServeArgs):
         "upscale_delay_s": args.upscale_delay_s, "downscale_delay_s": 300})
     parse = serve.deployment(ParseReplica, name="Parse", max_ongoing_requests=args.max_concurrent, **scaling,
                              **replica)
+    # Calls for one Dress batch arrive together, and Serve's router counts them as queued while it
+    # picks a replica: a queue shorter than a batch would refuse a burst the replicas can take.
     dress = serve.deployment(DressReplica, name="Dress", num_replicas=args.dress_replicas,
-                             max_ongoing_requests=DRESS_BATCH, **replica)
+                             max_ongoing_requests=DRESS_BATCH,
+                             **{**replica, "max_queued_requests": max(args.queue, DRESS_BATCH)})
     ingress = serve.deployment(serve.ingress()(Ingress), name="Ingress", ray_actor_options={"num_cpus": 0},
                                max_ongoing_requests=args.max_connections, max_constructor_retry_count=3)
     return ingress.bind(parse.bind(args), dress.bind(args), args, Gallery.load(args.gallery))
