@@ -266,8 +266,9 @@ class ServeInference(Inference):
 # -- building and running ----------------------------------------------------------------------
 
 
-def build(args: ServeArgs):
-    """The Serve application: Ingress over Parse (autoscaled) and Dress."""
+def build(args: ServeArgs, gallery: Gallery | None = None):
+    """The Serve application: Ingress over Parse (autoscaled) and Dress; `gallery`: the
+    garments of args.gallery, when the caller has loaded them already."""
     serve = import_ray("serve").serve
     args = dataclasses.replace(args, model_hashes=model_hashes(args.models, args.precision))
     replica = dict(ray_actor_options={"num_cpus": args.cpus_per_replica}, max_queued_requests=args.queue,
@@ -285,7 +286,8 @@ def build(args: ServeArgs):
                              **{**replica, "max_queued_requests": max(args.queue, DRESS_BATCH)})
     ingress = serve.deployment(serve.ingress()(Ingress), name="Ingress", ray_actor_options={"num_cpus": 0},
                                max_ongoing_requests=args.max_connections, max_constructor_retry_count=3)
-    return ingress.bind(parse.bind(args), dress.bind(args), args, Gallery.load(args.gallery))
+    gallery = Gallery.load(args.gallery) if gallery is None else gallery
+    return ingress.bind(parse.bind(args), dress.bind(args), args, gallery)
 
 
 def app(args: dict):
@@ -296,7 +298,7 @@ def app(args: dict):
 
 @contextmanager
 def running(args: ServeArgs, host: str, port: int, keep_alive_s: float = 5, address: str | None = None,
-            start_timeout_s: float = 600):
+            start_timeout_s: float = 600, gallery: Gallery | None = None):
     """The service deployed on Ray Serve while the block runs. Joins the Ray cluster this
     process is part of, or the one at `address`, or starts one on this machine (shut down
     at the end); Serve's proxies listen on host:port unless Serve was already running there."""
@@ -312,7 +314,7 @@ def running(args: ServeArgs, host: str, port: int, keep_alive_s: float = 5, addr
         if own_cluster:
             _check_cpus(ray, args)
         serve.start(http_options={"host": host, "port": port, "keep_alive_timeout_s": max(1, round(keep_alive_s))})
-        serve.run_many([serve.RunTarget(build(args), name=APP, route_prefix="/")], wait_for_applications_running=False)
+        serve.run_many([serve.RunTarget(build(args, gallery), name=APP, route_prefix="/")], wait_for_applications_running=False)
         _wait_running(serve, start_timeout_s)
         yield
     finally:

@@ -65,7 +65,7 @@ def serve(models: Path = common.MODELS,
         check_room_for(max_concurrent)  # first: a concurrency the memory cannot hold stops the start
     try:
         from ..serve import create_app
-        from ..serve.server import Connections, listen, make_server
+        from ..serve.server import Connections, make_server
     except ImportError as exc:
         typer.secho(f"error: serve needs the serve extra ({exc.name} missing): "
                     "pip install 'tryon-onnx[serve,cpu]'", fg="red", err=True)
@@ -73,7 +73,6 @@ def serve(models: Path = common.MODELS,
     from ..serve.gallery import Gallery
     from ..serve.guard import allowed_host_names, normal_origin
     from ..serve.limits import Limits
-    from ..serve.server import CannotListen
     from ..tryon import TryOn
 
     # Everything that can be wrong with the options fails here, in a second, before the models load.
@@ -94,13 +93,8 @@ def serve(models: Path = common.MODELS,
                          max_connections=max_connections, max_body_mb=max_body_mb, max_garments=max_garments,
                          read_timeout=read_timeout, upload_timeout=upload_timeout, allowed_hosts=hosts,
                          allowed_origins=origins, gallery=tuple(str(folder) for folder in gallery))
-        return _serve_on_ray(args, host, port, keep_alive, address)
-    try:
-        sock = listen(host, port)
-    except CannotListen as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(EXIT_CANNOT_LISTEN) from None
-    with sock:
+        return _serve_on_ray(args, garments, host, port, keep_alive, address)
+    with _listen_or_exit(host, port) as sock:
         store = common.open_store(cache, no_cache, cache_ttl_hours, cache_max_mb)
         # Loaded before serving: a broken models folder stops the start, not the first request.
         tryon = TryOn.from_dir(models, provider=provider, threads=threads, scales=parsed_scales, mirror=mirror,
@@ -117,6 +111,17 @@ def serve(models: Path = common.MODELS,
         make_server(app, connections).run(sockets=[sock])
 
 
+def _listen_or_exit(host: str, port: int):
+    """The listening socket, or the reason it cannot be had in one line and exit 8."""
+    from ..serve.server import CannotListen, listen
+
+    try:
+        return listen(host, port)
+    except CannotListen as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        raise typer.Exit(EXIT_CANNOT_LISTEN) from None
+
+
 def _replicas(text: str) -> tuple[int, int]:
     low, _, high = text.partition("-")
     try:
@@ -125,11 +130,10 @@ def _replicas(text: str) -> tuple[int, int]:
         raise InputError(f"--parse-replicas {text!r}: expected N or MIN-MAX, e.g. 1-4") from None
 
 
-def _serve_on_ray(args, host: str, port: int, keep_alive: float, address: str | None):
+def _serve_on_ray(args, garments, host: str, port: int, keep_alive: float, address: str | None):
     """Deploy on Ray Serve and serve until Ctrl-C or SIGTERM; then the deployments go."""
     from ..person_store_redis import redacted
     from ..ray_common import RayMissingError, import_ray
-    from ..serve.server import CannotListen, listen
     from ..serve_ray import running
 
     try:
@@ -138,12 +142,8 @@ def _serve_on_ray(args, host: str, port: int, keep_alive: float, address: str | 
         typer.secho(f"error: {exc}", fg="red", err=True)
         raise typer.Exit(EXIT_ENVIRONMENT) from None
     if address is None:  # Serve's proxy will listen here: a busy port fails now, not inside Ray
-        try:
-            listen(host, port).close()
-        except CannotListen as exc:
-            typer.secho(f"error: {exc}", fg="red", err=True)
-            raise typer.Exit(EXIT_CANNOT_LISTEN) from None
-    with running(args, host, port, keep_alive, address):
+        _listen_or_exit(host, port).close()
+    with running(args, host, port, keep_alive, address, gallery=garments):
         low, high = args.parse_replicas
         typer.echo(f"serving http://{host}:{port}/web on Ray Serve  (Parse {low if low == high else f'{low}-{high}'}, "
                    f"Dress {args.dress_replicas} replicas, {args.cpus_per_replica:g} CPU each; persons in "
