@@ -22,7 +22,7 @@ import numpy as np
 from .agnostic import HEIGHT, WIDTH, agnostic_representation, family_constants, to_unit_range
 from .keypoints import lip_to_openpose
 from .model_dir import ModelDir, ModelsMissingError
-from .session import PROVIDERS, SessionOptions, create_session, resolve_providers
+from .session import SessionOptions, create_session, open_preferring_winograd
 from .timing import Timer
 
 WHITE = 255  # garment photos are shot on white: padding must not add a frame around the cloth
@@ -134,12 +134,8 @@ class CpvtonStage:
 
 
 def open_tom(models: ModelDir, options: SessionOptions):
-    """(manifest name, session) of TOM: the Winograd graph on the CPU provider where the export
-    wrote one (it makes its transformed weights at each run, so ONNX Runtime must not fold them
-    into constants), else tom.onnx (CUDA picks its own convolution algorithms)."""
-    if models.has(TOM_WINOGRAD) and resolve_providers(options.provider) == PROVIDERS["cpu"]:
-        return TOM_WINOGRAD, create_session(models.file(TOM_WINOGRAD), replace(options, fold_constants=False))
-    return "tom", create_session(models.file("tom"), options)
+    """(manifest name, session) of TOM: tom.winograd.onnx on the CPU, tom.onnx elsewhere."""
+    return open_preferring_winograd(models, options, "tom", TOM_WINOGRAD)
 
 
 def run_gmm_halves(person, garment, agnostic: np.ndarray, owners: np.ndarray, cloth: np.ndarray,

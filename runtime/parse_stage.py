@@ -26,7 +26,9 @@ import numpy as np
 
 from .errors import InputError
 from .model_dir import ModelDir, ModelsMissingError
-from .session import PROVIDERS, SessionOptions, check_openvino_bf16, create_session, resolve_providers
+from .session import (
+    PROVIDERS, SessionOptions, check_openvino_bf16, create_session, open_preferring_winograd, resolve_providers,
+)
 from .timing import Timer
 
 LIP_MEAN_BGR = np.array((104.00698793, 116.66876762, 122.67891434), dtype=np.float32)
@@ -292,8 +294,8 @@ def open_jppnet(models: ModelDir, options: SessionOptions, precision: str = "fp3
         raise ModelsMissingError(f"{models.path} has no {precision} JPP-Net: run "
                                  f"`tryon quantize --precision {precision} PHOTO ...` first (real person photos)")
     options = replace(options, memory_pattern=False)  # one network, three input sizes
-    if precision == "fp32" and models.has(WINOGRAD) and on_cpu:
-        return WINOGRAD, create_session(models.file(WINOGRAD), replace(options, fold_constants=False))
+    if precision == "fp32":
+        return open_preferring_winograd(models, options, name, WINOGRAD)
     return name, create_session(models.file(name), options)
 
 

@@ -27,11 +27,11 @@ import platform
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .errors import InputError, TryonError
-from .model_dir import ModelsMissingError
+from .model_dir import ModelDir, ModelsMissingError
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -205,6 +205,15 @@ def _session_options(ort, options: SessionOptions):
     # Lets providers_in_use name the providers that were given nodes, not just those asked for.
     so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
     return so
+
+
+def open_preferring_winograd(models: ModelDir, options: SessionOptions, name: str, winograd: str):
+    """(manifest name, session): the Winograd graph `winograd` on the CPU provider where the
+    export wrote one (it makes its transformed weights at each run, so ONNX Runtime must not
+    fold them into constants), else `name` (CUDA picks its own convolution algorithms)."""
+    if models.has(winograd) and resolve_providers(options.provider) == PROVIDERS["cpu"]:
+        return winograd, create_session(models.file(winograd), replace(options, fold_constants=False))
+    return name, create_session(models.file(name), options)
 
 
 def create_session(path: str | Path, options: SessionOptions = SessionOptions()):

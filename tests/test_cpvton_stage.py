@@ -125,12 +125,15 @@ def test_from_dir_opens_gmm_halves_and_on_the_cpu_the_winograd_tom(models_dirs, 
                                                                     provider, expected):
     """(file, whether ONNX Runtime may fold constants) of each session: the Winograd graph makes its
     transformed weights at each run and must not have them folded (held at 4x the weights)."""
+    from tryon.runtime import session
     from tryon.runtime.session import PROVIDERS
 
-    opened, real = [], cpvton_stage.create_session
-    monkeypatch.setattr(cpvton_stage, "resolve_providers", lambda _: PROVIDERS[provider])
-    monkeypatch.setattr(cpvton_stage, "create_session", lambda path, options: opened.append(
-        (path.name, options.fold_constants)) or real(path, SessionOptions(provider="cpu")))
+    opened, real = [], session.create_session
+    recorded = lambda path, options: opened.append((path.name, options.fold_constants)) or real(  # noqa: E731
+        path, SessionOptions(provider="cpu"))
+    monkeypatch.setattr(session, "resolve_providers", lambda _: PROVIDERS[provider])
+    for module in (cpvton_stage, session):  # GMM's sessions, and TOM's (open_preferring_winograd)
+        monkeypatch.setattr(module, "create_session", recorded)
     path = models_dirs["grayxu"] if folder == "export" else older_dir
     stage = CpvtonStage.from_dir(path, SessionOptions(provider=provider))
     assert sorted(opened) == expected
