@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from .catalogue import (Input, Outcome, Photo, Settings, dress_batch, failed_batch, model_hashes, parse_photo,
                         read_photo)
 from .errors import InputError
-from .ray_common import import_ray, tryon_cause
+from .ray_common import import_ray, joined_cluster, tryon_cause
 
 
 @dataclass(frozen=True)
@@ -115,17 +115,12 @@ def render_ray(settings: Settings, batches: list[tuple[Input, list[Input]]], poo
     ray = import_ray("data")
     if not batches:
         return
-    started = not ray.is_initialized()
-    if started:
-        ray.init(address=address, logging_level=logging.WARNING, include_dashboard=False)
-    try:
-        _check_cpus(ray, pools, fixed=started and address is None)
-        yield from _run(ray, settings, batches, pools)
-    except ray.exceptions.RayError as exc:
-        raise tryon_cause(exc, "worker") or exc
-    finally:
-        if started:
-            ray.shutdown()
+    with joined_cluster(ray, address, logging_level=logging.WARNING) as own_cluster:
+        try:
+            _check_cpus(ray, pools, fixed=own_cluster)
+            yield from _run(ray, settings, batches, pools)
+        except ray.exceptions.RayError as exc:
+            raise tryon_cause(exc, "worker") or exc
 
 
 def _check_cpus(ray, pools: Pools, fixed: bool):

@@ -1,9 +1,11 @@
 """What the two Ray engines (catalogue_ray, serve_ray) share: Ray imported with a clear error
-when it is missing, and a tryon error found in the text of a Ray error. Imports no Ray itself."""
+when it is missing, joining or starting a cluster, and a tryon error found in the text of a
+Ray error. Imports no Ray itself."""
 from __future__ import annotations
 
 import importlib
 import re
+from contextlib import contextmanager
 
 from .errors import TryonError
 
@@ -22,6 +24,21 @@ def import_ray(*parts: str):
     except ImportError as exc:
         raise RayMissingError(f"--engine ray needs Ray ({exc.name} missing): pip install 'tryon-onnx[ray]'") from None
     return ray
+
+
+@contextmanager
+def joined_cluster(ray, address: str | None, **init_options):
+    """Joins the Ray cluster this process is part of, or the one at `address`, or starts one on
+    this machine; yields whether this process started its own (which cannot grow). Leaves
+    what it joined at the end, shutting down a cluster it started."""
+    connected = not ray.is_initialized()
+    if connected:
+        ray.init(address=address, include_dashboard=False, **init_options)
+    try:
+        yield connected and address is None
+    finally:
+        if connected:
+            ray.shutdown()
 
 
 def tryon_cause(error, where: str) -> TryonError | None:

@@ -32,7 +32,7 @@ from .images import encode, load_rgb
 from .parsed_person import ParsedPerson
 from .person_store import DEFAULT_MAX_BYTES, open_store
 from .person_store_redis import is_redis_url
-from .ray_common import import_ray, tryon_cause
+from .ray_common import import_ray, joined_cluster, tryon_cause
 from .serve import create_app
 from .serve.gallery import Gallery
 from .serve.guard import LOCAL_NAMES, normal_origin
@@ -305,23 +305,20 @@ def running(args: ServeArgs, host: str, port: int, keep_alive_s: float = 5, addr
     ray = import_ray("serve")
     from ray import serve
 
-    connected = not ray.is_initialized()
-    own_cluster = connected and address is None
-    if connected:
-        ray.init(address=address, logging_level=logging.ERROR, log_to_driver=False, include_dashboard=False)
-    logging.getLogger("ray.serve").setLevel(logging.WARNING)
-    try:
-        if own_cluster:
-            _check_cpus(ray, args)
-        serve.start(http_options={"host": host, "port": port, "keep_alive_timeout_s": max(1, round(keep_alive_s))})
-        serve.run_many([serve.RunTarget(build(args, gallery), name=APP, route_prefix="/")], wait_for_applications_running=False)
-        _wait_running(serve, start_timeout_s)
-        yield
-    finally:
-        if not own_cluster:  # a cluster others may use: only this app goes (else the cluster goes)
-            serve.delete(APP)
-        if connected:
-            ray.shutdown()
+    with joined_cluster(ray, address, logging_level=logging.ERROR, log_to_driver=False) as own_cluster:
+        logging.getLogger("ray.serve").setLevel(logging.WARNING)
+        try:
+            if own_cluster:
+                _check_cpus(ray, args)
+            serve.start(http_options={"host": host, "port": port,
+                                      "keep_alive_timeout_s": max(1, round(keep_alive_s))})
+            serve.run_many([serve.RunTarget(build(args, gallery), name=APP, route_prefix="/")],
+                           wait_for_applications_running=False)
+            _wait_running(serve, start_timeout_s)
+            yield
+        finally:
+            if not own_cluster:  # a cluster others may use: only this app goes (else the cluster goes)
+                serve.delete(APP)
 
 
 def _check_cpus(ray, args: ServeArgs):
