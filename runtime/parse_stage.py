@@ -52,9 +52,11 @@ PARSING_MIRROR = np.array(tuple(range(14)) + (15, 14, 17, 16, 19, 18))
 POSE_MIRROR = np.array((5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 15, 14, 13, 12, 11, 10))
 UNSCORED_JOINTS = (0, 1, 4, 5)  # ankles and knees: the seed's confidence ignored them
 # The parsing merge's tiles: the height resize yields 20 float32 logits per pixel for at
-# most TILE_PIXELS pixels at once (80 MB), from the width resize of at most BAND_COLUMNS
-# photo columns (144 network rows x 16384 x 20 floats: 189 MB).
-TILE_PIXELS = 1 << 20
+# most TILE_PIXELS pixels at once (1.3 MB, with two temporaries of that size: they stay in
+# the CPU's cache across the element-wise passes; 1 << 18 took twice as long), from the
+# width resize of at most BAND_COLUMNS photo columns (144 network rows x 16384 x 20 floats:
+# 189 MB). A tile holds at least one row of its band: BAND_COLUMNS <= TILE_PIXELS.
+TILE_PIXELS = 1 << 14
 BAND_COLUMNS = 1 << 14
 
 
@@ -125,6 +127,24 @@ def photo_batch(rgb: np.ndarray, side: int, mirror: bool) -> np.ndarray:
     return np.stack([resize_bilinear(rgb, side, side, flip, photo_to_bgr) for flip in flips])
 
 
+def mix(low: np.ndarray, high: np.ndarray, weight: np.ndarray) -> np.ndarray:
+    """TF1's linear interpolation in its arithmetic order, low + (high - low) * weight,
+    written into `high`. Element-wise float32 operations, each rounded once by IEEE 754:
+    the same bits for any part of an image and on any CPU."""
+    np.subtract(high, low, out=high)
+    high *= weight
+    high += low
+    return high
+
+
+def lerp(array: np.ndarray, taps, axis: int, convert=lambda samples: samples) -> np.ndarray:
+    """TF1's bilinear resize along one axis, from the taps of linear_taps. Only the samples
+    it reads are gathered and passed through `convert`."""
+    lower, upper, frac = taps
+    weight = frac.reshape((-1,) + (1,) * (array.ndim - axis - 1))
+    return mix(convert(array.take(lower, axis=axis)), convert(array.take(upper, axis=axis)), weight)
+
+
 def resize_bilinear(image: np.ndarray, out_h: int, out_w: int, flip: bool = False,
                     convert=lambda samples: samples) -> np.ndarray:
     """TF1 resize_bilinear of an HxWxC float32 array, in TF's arithmetic order (width
@@ -132,34 +152,17 @@ def resize_bilinear(image: np.ndarray, out_h: int, out_w: int, flip: bool = Fals
     Only the pixels the resize reads are gathered and passed through `convert`: with
     photo_to_bgr, a uint8 photo gives the floats its converted copy would give, without
     that full-resolution copy."""
-    y0, y1, fy = linear_taps(image.shape[0], out_h)
-    x0, x1, fx = linear_taps(image.shape[1], out_w)
+    top, bottom, frac = linear_taps(image.shape[0], out_h)
+    columns = linear_taps(image.shape[1], out_w)
     if flip:
-        x0, x1 = image.shape[1] - 1 - x0, image.shape[1] - 1 - x1
-    fx = fx[:, None]
-
-    def along_width(rows):
-        picked = image.take(rows, axis=0)  # two takes: several times faster than image[np.ix_(rows, x0)]
-        left = convert(picked.take(x0, axis=1))
-        return left + (convert(picked.take(x1, axis=1)) - left) * fx
-
-    top = along_width(y0)
-    return top + (along_width(y1) - top) * fy[:, None, None]
-
-
-def interpolation_matrix(in_size: int, out_size: int, start: int = 0, stop: int | None = None) -> np.ndarray:
-    """The (out, in) matrix of one axis of TF1's bilinear resize, or its rows start..stop-1."""
-    lower, upper, frac = linear_taps(in_size, out_size, start, stop)
-    matrix = np.zeros((len(frac), in_size), dtype=np.float32)
-    rows = np.arange(len(frac))
-    np.add.at(matrix, (rows, lower), 1 - frac)
-    np.add.at(matrix, (rows, upper), frac)
-    return matrix
+        columns = (image.shape[1] - 1 - columns[0], image.shape[1] - 1 - columns[1], columns[2])
+    # Two takes (rows, then columns of those): several times faster than image[np.ix_(rows, columns)].
+    return mix(lerp(image.take(top, axis=0), columns, 1, convert),
+               lerp(image.take(bottom, axis=0), columns, 1, convert), frac[:, None, None])
 
 
 def bands(size: int, most: int) -> list[slice]:
-    """0..size-1 in the fewest nearly equal slices of at most `most`: when there are two
-    or more, none is much shorter than most / 2."""
+    """0..size-1 in the fewest nearly equal slices of at most `most`."""
     count = -(-size // most)
     return [slice(size * i // count, size * (i + 1) // count) for i in range(count)]
 
@@ -168,17 +171,16 @@ def merge_parsing(parsing: list[np.ndarray], height: int, width: int) -> np.ndar
     """Per-scale parsing logits [B, h, w, 20] (B = 2: photo and mirror, or 1) -> labels HxW.
 
     Bilinear resizing is linear, so the mirrored half is channel-swapped at the network's
-    size, resized along the width with the flipped matrix (= resize then flip) and added
-    to the direct half; then one product resizes every scale's rows at once.
+    size, resized along the width with the mirrored taps (= resize then flip) and added to
+    the direct half at the network's rows; then each scale's rows are resized to the
+    photo's and the scales summed in their order.
 
-    The photo is merged in tiles: bands of columns for the width resize, bands of rows in
-    those for the height resize. A band of a product is the product of the operands' bands,
-    each element summing the same terms in the same order, as long as BLAS runs the same
-    kernel; but small products run other kernels that round differently (NumPy's gemv for
-    a single row, OpenBLAS's small-matrix kernels up to M*N*K = 1e6). So a photo that fits
-    one tile is merged in one product as before, and the bands of a larger one stay far
-    from those sizes (M*N*K >= 1.5e9 for the height resize, 5.9e6 for the width resize).
-    tests/test_parse_memory.py holds the tiles to the whole-photo product bit for bit."""
+    The photo is merged in tiles (bands of columns for the width resize, bands of rows in
+    those for the height resize), so no float array of the photo's size exists. Every
+    operation is element-wise, each photo pixel computed from its own taps in the same
+    order wherever its tile starts, so the tiles give the whole-photo merge bit for bit,
+    on any CPU: no BLAS product, whose kernels and blocking vary with shapes and CPUs
+    (tests/test_parse_memory.py)."""
     labels = np.empty((height, width), np.uint8)
     for rows, columns, logits in merged_parsing_tiles(parsing, height, width):
         labels[rows, columns] = logits.argmax(axis=2)
@@ -186,37 +188,28 @@ def merge_parsing(parsing: list[np.ndarray], height: int, width: int) -> np.ndar
 
 
 def merged_parsing_tiles(parsing: list[np.ndarray], height: int, width: int):
-    """(rows, columns, the merged logits of those photo pixels) for each tile of the photo.
-    The tiles share one buffer (reused, not page-faulted in again): each tile's logits are
-    overwritten by the next."""
-    for columns in bands(width, BAND_COLUMNS):
-        widened = resize_width(parsing, width, columns)
-        row_bands = bands(height, TILE_PIXELS // (columns.stop - columns.start))
-        buffer = np.empty((max(r.stop - r.start for r in row_bands), widened.shape[1]), np.float32)
-        for rows in row_bands:
-            logits = np.matmul(height_matrix(parsing, height, rows), widened, out=buffer[:rows.stop - rows.start])
-            yield rows, columns, logits.reshape(rows.stop - rows.start, columns.stop - columns.start, -1)
-
-
-def resize_width(parsing: list[np.ndarray], width: int, columns: slice) -> np.ndarray:
-    """Every scale's logits resized along the width to the photo's `columns`, the mirrored
-    half added: (network rows of every scale, len(columns) * 20)."""
-    count = columns.stop - columns.start
-    summed = np.empty((sum(p.shape[1] for p in parsing), count, parsing[0].shape[3]), np.float32)
-    for logits, rows in zip(parsing, np.split(summed, np.cumsum([p.shape[1] for p in parsing])[:-1])):
-        np.matmul(interpolation_matrix(logits.shape[2], width, columns.start, columns.stop), logits[0], out=rows)
-        if logits.shape[0] == 2:
-            flipped = interpolation_matrix(logits.shape[2], width, width - columns.stop, width - columns.start)[::-1]
-            rows += np.matmul(flipped, logits[1][..., PARSING_MIRROR])
-    return summed.reshape(len(summed), -1)
-
-
-def height_matrix(parsing: list[np.ndarray], height: int, rows: slice) -> np.ndarray:
-    """The photo rows `rows` of every scale's height resize side by side, each weighted by
-    the means over scales and halves."""
+    """(rows, columns, the merged logits of those photo pixels) for each tile of the photo:
+    the mean over scales and halves."""
     weight = np.float32(1.0 / (len(parsing) * parsing[0].shape[0]))
-    return np.concatenate([interpolation_matrix(p.shape[1], height, rows.start, rows.stop) * weight
-                           for p in parsing], axis=1)
+    for columns in bands(width, BAND_COLUMNS):
+        widened = [resize_width(logits, width, columns) for logits in parsing]
+        for rows in bands(height, TILE_PIXELS // (columns.stop - columns.start)):
+            merged = None
+            for scale in widened:
+                resized = lerp(scale, linear_taps(len(scale), height, rows.start, rows.stop), 0)
+                merged = resized if merged is None else np.add(merged, resized, out=merged)
+            merged *= weight
+            yield rows, columns, merged
+
+
+def resize_width(logits: np.ndarray, width: int, columns: slice) -> np.ndarray:
+    """One scale's logits [B, h, w, 20] resized along the width to the photo's `columns`,
+    the mirrored half (channels swapped, mirrored taps) added: (h, len(columns), 20)."""
+    summed = lerp(logits[0], linear_taps(logits.shape[2], width, columns.start, columns.stop), 1)
+    if logits.shape[0] == 2:
+        lower, upper, frac = linear_taps(logits.shape[2], width, width - columns.stop, width - columns.start)
+        summed += lerp(logits[1][..., PARSING_MIRROR], (lower[::-1], upper[::-1], frac[::-1]), 1)
+    return summed
 
 
 def _runs(keys: np.ndarray):

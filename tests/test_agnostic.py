@@ -130,6 +130,7 @@ def seed_agnostic(person, labels, keypoints, family):
     return torch.cat([shape, im_h, pose_map], 0).numpy()
 
 
+@pytest.mark.exact
 @pytest.mark.parametrize("family", ["cpvton", "grayxu"])
 def test_matches_the_seed_code_path_exactly(family):
     from tryon.export.cpvton_export import person_sample

@@ -73,6 +73,7 @@ def sample(family, shift=0, hue=0):
     return person, garment_sample(hue), labels, keypoints["grayxu"]  # LIP joints: the stage maps them
 
 
+@pytest.mark.exact
 @pytest.mark.parametrize("family, channels", [("grayxu", 20), ("cpvton", 22)])
 def test_run_follows_the_seed_arithmetic(stages, family, channels):
     stage = stages[family]
@@ -193,6 +194,7 @@ def _steps(new, old, what: str) -> np.ndarray:
     return np.stack([abs(getattr(a, what).astype(int) - getattr(b, what)) for a, b in zip(new, old)])
 
 
+@pytest.mark.exact
 def test_gmm_halves_give_the_whole_gmms_bytes_alone_and_round_like_a_batch_together(stages, whole_stage,
                                                                                   viton_garments):
     """The 8 VITON garments on one person, through GMM's halves and through gmm.onnx, TOM alike.

@@ -15,6 +15,8 @@ from shared_data import viton_dir
 from tryon.runtime.images import ImageError, decode, encode, load_rgb
 from tryon.runtime.session import RuntimeSetupError
 
+pytestmark = pytest.mark.exact
+
 tf = pytest.importorskip("tensorflow")
 
 

@@ -84,6 +84,7 @@ def seed_order(tryon, photo, cloth, flags, labels=None, keypoints=None):
     return image, confidence
 
 
+@pytest.mark.exact
 @pytest.mark.parametrize("flags", EVERY_FLAG_COMBINATION, ids=lambda f: "".join("01"[v] for v in f.values()))
 def test_predict_and_parse_plus_dress_give_the_bytes_of_the_one_call_pipeline(stored_tryon, viton_pair, flags):
     """Both ways, on a JPP-Net parse and on a given one; parse + dress from the store (the
@@ -105,6 +106,7 @@ def test_predict_and_parse_plus_dress_give_the_bytes_of_the_one_call_pipeline(st
         assert bool(predicted.reason) == (confidence == 0.0)
 
 
+@pytest.mark.exact
 def test_many_garments_batch_like_singles_within_one_uint8_step(fast_tryon, viton_pair):
     parsed = fast_tryon.parse(viton_pair[0], need_pre=False)
     cloths = garments(DRESS_BATCH + 3)  # one full batch and a smaller one

@@ -11,7 +11,7 @@ from tryon.export.jppnet_synth import CHECKPOINT_DIR, synthetic_weights, write_s
 from tryon.runtime.model_dir import ModelDir, ModelsMissingError
 from tryon.runtime.parse_stage import (
     FAST_SCALES, LIP_MEAN_BGR, PARSING_MIRROR, POSE_MIRROR, ParseStage, PoseHeatmaps, check_photo,
-    interpolation_matrix, merge_parsing, merge_pose, nearest_index, photo_to_bgr, pose_confidence, resize_bilinear,
+    lerp, linear_taps, merge_parsing, merge_pose, nearest_index, photo_to_bgr, pose_confidence, resize_bilinear,
 )
 
 SEED = 5
@@ -43,6 +43,7 @@ def test_resize_bilinear_matches_tf1(in_size, out_size, flip):
     np.testing.assert_allclose(resize_bilinear(image, *out_size, flip=flip), expected, atol=2e-5)
 
 
+@pytest.mark.exact
 @pytest.mark.parametrize("shape", [(256, 1, 3), (1, 1, 3), (97, 61, 3), (480, 480, 3)])
 def test_photo_to_bgr_gives_the_bits_of_the_float32_subtraction(shape):
     """The table lookup against the arithmetic it stands for: every uint8 value in every
@@ -56,12 +57,11 @@ def test_photo_to_bgr_gives_the_bits_of_the_float32_subtraction(shape):
 
 
 @pytest.mark.parametrize("in_size,out_size", SIZE_PAIRS)
-def test_interpolation_matrix_is_tf1_bilinear_along_one_axis(in_size, out_size):
+def test_lerp_is_tf1_bilinear_along_one_axis(in_size, out_size):
     values = np.random.default_rng(1).standard_normal((in_size[0], in_size[1], 4)).astype(np.float32)
     expected = tf.compat.v1.image.resize_bilinear(values[None], out_size).numpy()[0]
-    rows, cols = interpolation_matrix(in_size[0], out_size[0]), interpolation_matrix(in_size[1], out_size[1])
-    np.testing.assert_allclose(np.einsum("Yy,yxc,Xx->YXc", rows, values, cols, optimize=True), expected, atol=1e-5)
-    np.testing.assert_allclose(rows.sum(axis=1), 1, atol=1e-6)
+    widened = lerp(values, linear_taps(in_size[1], out_size[1]), 1)
+    np.testing.assert_allclose(lerp(widened, linear_taps(in_size[0], out_size[0]), 0), expected, atol=1e-5)
 
 
 @pytest.mark.parametrize("in_size,out_size", SIZE_PAIRS + [((60, 36), (1000, 999))])
@@ -94,6 +94,7 @@ def _outputs(rng, sides, halves, channels):
     return [rng.standard_normal((halves, s // 8, s // 8, channels)).astype(np.float32) for s in sides]
 
 
+@pytest.mark.exact
 @pytest.mark.parametrize("height,width", [(301, 203), (200, 390), (17, 16)])
 @pytest.mark.parametrize("halves", [2, 1])
 def test_merges_match_the_evaluate_scripts(height, width, halves):

@@ -5,6 +5,8 @@ from PIL import Image
 
 from tryon.runtime.pil_resize import resize_float, resize_uint8
 
+pytestmark = pytest.mark.exact
+
 # The pipeline's own round trips (agnostic shape, keep_back's dilated mask) and their halves.
 PIPELINE = [((192, 256), (12, 16)), ((12, 16), (192, 256)), ((192, 256), (19, 25)), ((19, 25), (192, 256))]
 

@@ -9,6 +9,7 @@ from tryon.runtime.keypoints import LIP, crossed_arms, lip_to_openpose
 from tryon.runtime.person_crop import CannotFrame, crop_person, pose_box
 
 
+@pytest.mark.exact
 def test_brightness_equals_pillow_for_every_value():
     values = np.arange(256, dtype=np.uint8).reshape(16, 16)
     rgb = np.stack([values, values[::-1], values.T], axis=-1)
