@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .cpu import cpu_model, vector_extensions
 from .errors import InputError
 from .model_dir import ModelDir
 from .parse_stage import JPPNET_BY_PRECISION, ParseStage
@@ -130,21 +131,11 @@ def model_sizes_mb(models: ModelDir) -> dict[str, float]:
 
 
 def machine() -> dict:
-    return {"cpu": _cpu_model(), "cores": os.cpu_count(), "memory_gb": _memory_gb(),
+    return {"cpu": cpu_model(), "vector_extensions": vector_extensions(), "cores": os.cpu_count(), "memory_gb": _memory_gb(),
             "platform": platform.platform(), "python": platform.python_version(),
             "versions": installed_versions("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "numpy",
                                            "opencv-python-headless"),
             "onnxruntime_imported": import_onnxruntime().__version__}
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
 
 
 def _memory_gb() -> float | None:

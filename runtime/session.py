@@ -30,6 +30,7 @@ import tempfile
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from .cpu import cpu_flags
 from .errors import InputError, TryonError
 from .model_dir import ModelDir, ModelsMissingError
 
@@ -107,16 +108,6 @@ def resolve_providers(provider: str) -> list[str]:
 
 
 CACHE_DIR = ".ort-cache"
-
-
-def cpu_flags() -> set[str]:
-    """The CPU's instruction sets as /proc/cpuinfo names them (empty where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo") as info:
-            flags = next((line for line in info if line.startswith(("flags", "Features"))), "")
-    except OSError:
-        flags = ""
-    return set(flags.split(":")[-1].split())
 
 
 def _cpu_signature() -> str:

@@ -11,6 +11,7 @@ import typer
 from typer.testing import CliRunner
 
 from tryon.runtime.cli import bench_cmd
+from tryon.runtime.cpu import vector_extensions
 
 STAGES = ("decode", "parse", "crop", "cpvton.agnostic", "cpvton.gmm", "cpvton.tom", "cpvton.composite", "total")
 
@@ -54,6 +55,7 @@ def test_bench_against_the_reference(tiny_models_dir, tmp_path):
     assert record["sgemm_gflops"] > 0 and record["gflops_achieved"]["cpvton.tom"] > 0
     assert "parse" not in record["gflop"]  # the reduced JPP-Net has no published FLOP count
     assert record["machine"]["versions"]["onnxruntime"]
+    assert record["machine"]["vector_extensions"] == vector_extensions()
     assert record["synthetic_weights"] is True
     assert "speedup" in done.output and "cpvton.gmm" in done.output
 

@@ -7,6 +7,7 @@ from pathlib import Path
 import cv2
 
 from serve_process import free_port
+from tryon.runtime.cpu import cpu_flags
 
 TRYON = str(Path(sys.executable).parent / "tryon")
 
@@ -76,6 +77,8 @@ def test_info_reports_providers_in_use_and_synthetic_models(tiny_models_dir):
     done = tryon("info", "--models", tiny_models_dir, "--provider", "cpu")
     assert done.returncode == 0, done.stderr
     assert "providers available:" in done.stdout
+    cpu_line = next(line for line in done.stdout.splitlines() if line.startswith("cpu: "))
+    assert ("AVX2" in cpu_line) == ("avx2" in cpu_flags()) and "cores" in cpu_line
     assert done.stdout.count("SYNTHETIC") == 3
     assert "providers in use: CPUExecutionProvider" in done.stdout
     assert "--precision int8: not written (`tryon quantize --precision int8 PHOTO ...`)" in done.stdout

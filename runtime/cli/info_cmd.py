@@ -1,11 +1,13 @@
 """info: versions, providers, and which models are where."""
 from __future__ import annotations
 
+import os
 import platform
 from pathlib import Path
 
 import typer
 
+from ..cpu import describe_cpu
 from ..model_dir import MODEL_FILES, ModelDir, ModelsMissingError
 from ..parse_stage import JPPNET_BY_PRECISION, open_jppnet
 from ..session import (
@@ -28,6 +30,7 @@ def register(app: typer.Typer):
 @friendly
 def info(models: Path = common.MODELS, provider: str = common.PROVIDER):
     typer.echo(f"python {platform.python_version()} on {platform.machine()} ({platform.system()})")
+    typer.echo(f"cpu: {describe_cpu()}, {os.cpu_count()} cores")
     for name, version in installed_versions(*PACKAGES).items():
         typer.echo(f"  {name} {version}")
     typer.echo(f"providers available: {', '.join(available_providers())} "
