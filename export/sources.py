@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tryon.runtime.errors import TryonError
+from tryon.runtime.errors import EXIT_BAD_CHECKPOINT, TryonError
 
 # The first line of the README.md that `tryon synth` writes beside its files.
 SYNTHETIC_MARKER = "# UNTRAINED SYNTHETIC CHECKPOINTS"
@@ -13,7 +13,9 @@ JPPNET_FILES = ("jpp.pb", "JPPNet-s2")
 
 
 class SourcesMissingError(TryonError, FileNotFoundError):
-    pass
+    """No checkpoint under any published name where one was looked for."""
+    exit_code = EXIT_BAD_CHECKPOINT
+    http_status = 404
 
 
 @dataclass(frozen=True)

@@ -98,13 +98,13 @@ def agnostic_representation(person_rgb: np.ndarray, labels: np.ndarray, keypoint
 def _checked(person_rgb, labels, keypoints, fam: Family):
     person_rgb, labels, keypoints = np.asarray(person_rgb), np.asarray(labels), np.asarray(keypoints)
     if person_rgb.shape != (HEIGHT, WIDTH, 3) or person_rgb.dtype != np.uint8:
-        raise ValueError(f"person must be a {HEIGHT}x{WIDTH}x3 uint8 RGB image, got {person_rgb.dtype} "
+        raise InputError(f"person must be a {HEIGHT}x{WIDTH}x3 uint8 RGB image, got {person_rgb.dtype} "
                          f"{person_rgb.shape}")
     if labels.shape != (HEIGHT, WIDTH) or labels.dtype.kind not in "iu":
-        raise ValueError(f"labels must be a {HEIGHT}x{WIDTH} integer label map, got {labels.dtype} {labels.shape}")
+        raise InputError(f"labels must be a {HEIGHT}x{WIDTH} integer label map, got {labels.dtype} {labels.shape}")
     if keypoints.shape != (fam.keypoints, 2) or keypoints.dtype.kind not in "iuf":
-        raise ValueError(f"{fam.name} needs ({fam.keypoints}, 2) x/y keypoints, got {keypoints.dtype} "
+        raise InputError(f"{fam.name} needs ({fam.keypoints}, 2) x/y keypoints, got {keypoints.dtype} "
                          f"{keypoints.shape}")
     if not np.isfinite(keypoints).all():
-        raise ValueError("keypoints must be finite numbers")
+        raise InputError("keypoints must be finite numbers")
     return person_rgb, labels, keypoints

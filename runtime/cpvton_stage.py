@@ -20,6 +20,7 @@ import cv2
 import numpy as np
 
 from .agnostic import HEIGHT, WIDTH, agnostic_representation, family_constants, to_unit_range
+from .errors import InputError
 from .keypoints import lip_to_openpose
 from .model_dir import ModelDir, ModelsMissingError
 from .session import SessionOptions, create_session, open_preferring_winograd
@@ -51,7 +52,7 @@ def fit_cloth(cloth_rgb: np.ndarray) -> np.ndarray:
     """Any garment photo -> 256x192x3 uint8: shrunk or enlarged to fit, aspect kept, padded white."""
     cloth_rgb = np.asarray(cloth_rgb)
     if cloth_rgb.ndim != 3 or cloth_rgb.shape[2] != 3 or cloth_rgb.dtype != np.uint8 or 0 in cloth_rgb.shape:
-        raise ValueError(f"garment must be an HxWx3 uint8 RGB image, got {cloth_rgb.dtype} {cloth_rgb.shape}")
+        raise InputError(f"garment must be an HxWx3 uint8 RGB image, got {cloth_rgb.dtype} {cloth_rgb.shape}")
     h, w = cloth_rgb.shape[:2]
     if (h, w) == (HEIGHT, WIDTH):
         return cloth_rgb
@@ -99,7 +100,7 @@ class CpvtonStage:
         The garments are fitted to 256x192 and the LIP keypoints mapped to the family's joints here.
         warp_jpeg: hand the warped garment to TOM through a JPEG file, as cp-vton's test.py did."""
         if not (len(persons) == len(cloths) == len(labels) == len(keypoints)) or not persons:
-            raise ValueError("run_batch needs non-empty lists of equal length: persons, cloths, labels, keypoints")
+            raise InputError("run_batch needs non-empty lists of equal length: persons, cloths, labels, keypoints")
         timer = Timer()
         with timer("agnostic"):
             firsts, owners = distinct_persons(persons, labels, keypoints)
@@ -183,7 +184,7 @@ def jpeg_round_trip(warped_u8: np.ndarray) -> np.ndarray:
     OpenCV's libjpeg-turbo, given the same settings, writes the same scan and decodes the same pixels.
     [N, H, W, 3] uint8 RGB in, the same shape out."""
     if warped_u8.ndim != 4 or warped_u8.shape[3] != 3 or warped_u8.dtype != np.uint8:
-        raise ValueError(f"jpeg_round_trip takes [N, H, W, 3] uint8 RGB, got {warped_u8.dtype} {warped_u8.shape}")
+        raise InputError(f"jpeg_round_trip takes [N, H, W, 3] uint8 RGB, got {warped_u8.dtype} {warped_u8.shape}")
     settings = [cv2.IMWRITE_JPEG_QUALITY, 75, cv2.IMWRITE_JPEG_SAMPLING_FACTOR, cv2.IMWRITE_JPEG_SAMPLING_FACTOR_420]
     out = np.empty_like(warped_u8)
     for i, rgb in enumerate(warped_u8):

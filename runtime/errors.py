@@ -1,15 +1,76 @@
 """The project's own errors: one base class, so that callers (the CLI, the service, batches)
 can tell a refusal the project explains from a bug.
 
+Each class says once how it is answered: `exit_code` (the CLI's exit status, README "Exit
+codes") and `http_status` (the service's status; `headers` adds response headers such as
+Retry-After). The CLI's `friendly` and the service's one TryonError handler read them; no
+table elsewhere. A class that refines a kind sets both again, so that every code is in sight
+where the class is.
+
 Subclasses also derive from the built-in kind they refine (ValueError for bad input,
 FileNotFoundError for missing models, RuntimeError for the environment), so code that
 catches those keeps working.
 """
+from __future__ import annotations
+
+# Exit codes (README "Exit codes").
+EXIT_FAILED = 1  # one of our errors without a code of its own
+EXIT_MISSING_MODELS = 3
+EXIT_BAD_INPUT = 4
+EXIT_ENVIRONMENT = 5
+EXIT_BAD_CHECKPOINT = 6
+EXIT_EXPORT_MISMATCH = 7
+EXIT_CANNOT_LISTEN = 8
+
+CLIENT_CLOSED_REQUEST = 499  # nginx's status for a client that went away before the answer
 
 
 class TryonError(Exception):
-    """An error whose message says what was wrong and what is accepted."""
+    """An error whose message says what was wrong and what is accepted.
+
+    The defaults are for an error that has not said otherwise: exit 1, and a 422 (the request
+    could not be carried out, and the message says why) rather than a 500, which would call
+    an explained refusal a bug."""
+    exit_code: int = EXIT_FAILED
+    http_status: int = 422
+    headers: dict[str, str] | None = None  # extra response headers (Retry-After, Connection)
 
 
 class InputError(TryonError, ValueError):
     """Something a user gave (an image, an option, a file name) cannot be used."""
+    exit_code = EXIT_BAD_INPUT
+    http_status = 422
+
+
+class BadRequest(InputError):
+    """A request the service cannot read at all (a body that is not JSON)."""
+    exit_code = EXIT_BAD_INPUT
+    http_status = 400
+
+
+class NotFound(InputError, LookupError):
+    """An id that names nothing (a person unknown, deleted or expired; a garment)."""
+    exit_code = EXIT_BAD_INPUT
+    http_status = 404
+
+
+class Unavailable(TryonError, RuntimeError):
+    """The service cannot do this now; `retry_after` (seconds), when given, becomes the
+    Retry-After header."""
+    exit_code = EXIT_ENVIRONMENT
+    http_status = 503
+
+    def __init__(self, message: str, retry_after: int | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+        if retry_after is not None:
+            self.headers = {"Retry-After": str(retry_after)}
+
+    def __reduce__(self):  # pickled across processes (Ray) with its Retry-After
+        return type(self), (str(self), self.retry_after)
+
+
+class StoreUnavailable(Unavailable):
+    """The person store could not keep or give a parsed person."""
+    exit_code = EXIT_ENVIRONMENT
+    http_status = 503

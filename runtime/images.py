@@ -18,7 +18,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import InputError
+from .errors import EXIT_BAD_INPUT, InputError
 from .files import write_atomically
 from .session import RuntimeSetupError
 
@@ -32,14 +32,20 @@ ORIENTATION_TAG = 0x0112
 
 class ImageError(InputError):
     """The input is not an image we accept; the message says what is."""
+    exit_code = EXIT_BAD_INPUT
+    http_status = 422
 
 
 class UnsupportedFormat(ImageError):
     """Not one of the formats we decode."""
+    exit_code = EXIT_BAD_INPUT
+    http_status = 415
 
 
 class TooManyPixels(ImageError):
     """The header announces more pixels than the limit (a decompression bomb, or a mistake)."""
+    exit_code = EXIT_BAD_INPUT
+    http_status = 413
 
 
 def load_rgb(source, what: str = "image", max_pixels: int = MAX_PIXELS, jpeg_dct: str = "accurate") -> np.ndarray:

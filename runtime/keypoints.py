@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import numpy as np
 
+from .errors import InputError
+
 LIP_JOINTS = (
     "r_ankle", "r_knee", "r_hip", "l_hip", "l_knee", "l_ankle", "pelvis", "thorax",
     "neck", "head_top", "r_wrist", "r_elbow", "r_shoulder", "l_shoulder", "l_elbow", "l_wrist",
@@ -26,7 +28,7 @@ def lip_to_openpose(lip: np.ndarray) -> np.ndarray:
     which the pose map skips (it draws only points with x > 1 and y > 1)."""
     lip = np.asarray(lip)
     if lip.shape != (16, 2):
-        raise ValueError(f"expected 16 LIP keypoints as a (16, 2) array, got shape {lip.shape}")
+        raise InputError(f"expected 16 LIP keypoints as a (16, 2) array, got shape {lip.shape}")
     out = np.zeros((18, 2), dtype=lip.dtype)
     for op, lp in OPENPOSE_FROM_LIP.items():
         out[op] = lip[lp]

@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import TryonError
+from .errors import EXIT_FAILED, TryonError
 from .options import ParseOptions
 
 SEED_FAILURE_CONFIDENCE = 0.1  # below this the seed's service answered "failure"
@@ -27,6 +27,8 @@ FORMAT = 1  # bump when the stored form changes; older records then read as miss
 
 class StoredPersonError(TryonError):
     """Bytes that are not a stored parsed person of this version."""
+    exit_code = EXIT_FAILED
+    http_status = 503  # the service's own bytes (another version's replica): not the request's fault
 
 
 @dataclass
@@ -38,8 +40,6 @@ class ParsedPerson:
     confidence: float  # 0 when a hard exclusion fired; then `reason` says which
     reason: str = ""
     options: ParseOptions = ParseOptions()
-    timings_ms: dict[str, float] = field(default_factory=dict)  # this call's; not stored
-    from_store: bool = False  # this call found it in the person store (JPP-Net did not run); not stored
     # Its stored form once made or read: a person travels as bytes to the store and between
     # Ray replicas, and compressing it again each time cost ~4 ms. `replace` drops it.
     _stored: bytes | None = field(default=None, init=False, repr=False, compare=False)
@@ -78,6 +78,15 @@ class ParsedPerson:
             raise
         except Exception as exc:  # zip, npy and JSON each raise their own kinds on garbage
             raise StoredPersonError(f"not a stored parsed person ({type(exc).__name__}: {exc})") from None
+
+
+@dataclass(frozen=True)
+class ParseCall:
+    """One parse call: the person it gave, and the facts of this call beside it. They are
+    never written into the ParsedPerson, which a store hands to every call that finds it."""
+    parsed: ParsedPerson
+    timings_ms: dict[str, float] = field(default_factory=dict)  # this call's steps, `total` last
+    from_store: bool = False  # found in the person store: JPP-Net did not run
 
 
 def person_id(rgb: np.ndarray, options: ParseOptions, parser: str) -> str:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import TryonError
+from .errors import EXIT_FAILED, TryonError
 from .keypoints import LIP
 
 OUT_H, OUT_W = 256, 192
@@ -24,6 +24,8 @@ MIN_BOX = 16  # a framed person shorter or narrower than this is not a person
 
 class CannotFrame(TryonError, ValueError):
     """The pose does not give a usable box (no person, or a degenerate pose)."""
+    exit_code = EXIT_FAILED
+    http_status = 422
 
 
 @dataclass(frozen=True)

@@ -7,11 +7,13 @@ import importlib
 import re
 from contextlib import contextmanager
 
-from .errors import TryonError
+from .errors import EXIT_ENVIRONMENT, TryonError
 
 
 class RayMissingError(TryonError, RuntimeError):
     """--engine ray without the [ray] extra."""
+    exit_code = EXIT_ENVIRONMENT
+    http_status = 503
 
 
 def import_ray(*parts: str):
@@ -56,6 +58,9 @@ def tryon_cause(error, where: str) -> TryonError | None:
         except (ImportError, AttributeError):
             return None
         if isinstance(found, type) and issubclass(found, TryonError):
-            return found(f"on a Ray {where}: {message}")
+            try:  # its class, so its exit code and HTTP status
+                return found(f"on a Ray {where}: {message}")
+            except TypeError:  # a class made from other arguments than a message (Overloaded)
+                return None
         return None
     return None

@@ -24,22 +24,19 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from fastapi import HTTPException
-
 from .catalogue import model_hashes
-from .errors import InputError, TryonError
-from .images import encode, load_rgb
-from .parsed_person import ParsedPerson
-from .person_store import DEFAULT_MAX_BYTES, open_store
+from .errors import InputError, TryonError, Unavailable
+from .parsed_person import ParseCall, ParsedPerson
+from .person_store import StoreSettings
 from .person_store_redis import is_redis_url
 from .ray_common import import_ray, joined_cluster, tryon_cause
 from .serve import create_app
 from .serve.gallery import Gallery
 from .serve.guard import LOCAL_NAMES, normal_origin
-from .serve.inference import Inference, describe
+from .serve.inference import Inference, describe, encoded
 from .serve.limits import Limits, Overloaded
 from .session import RuntimeSetupError
-from .tryon import DRESS_BATCH, TryOn
+from .tryon import DRESS_BATCH, PipelineSettings, TryOn
 
 APP = "tryon"
 BATCH_WAIT_S = 0.01  # how long a Dress replica waits for more calls to batch with the first
@@ -47,14 +44,11 @@ BATCH_WAIT_S = 0.01  # how long a Dress replica waits for more calls to batch wi
 
 @dataclass
 class ServeArgs:
-    """Everything the deployments need: `tryon serve`'s options, or a Serve config's `args`."""
-    cache: str  # redis://HOST:PORT/DB: the person store every replica shares
-    models: str = "models_onnx"  # the same path on every node
-    cache_ttl_hours: float = 24.0
-    provider: str = "auto"
-    scales: tuple[float, ...] = (1.0, 0.75, 1.25)
-    mirror: bool = True
-    precision: str = "fp32"
+    """Everything the deployments need: `tryon serve`'s options, or a Serve config's `args`
+    (`pipeline` and its `store` as mappings of their fields)."""
+    # models: the same path on every node; store: redis://HOST:PORT/DB, which every replica shares.
+    # Each replica runs as many ONNX Runtime threads as it reserves CPUs (cpus_per_replica).
+    pipeline: PipelineSettings
     parse_replicas: tuple[int, int] = (1, 1)  # min, max: autoscaled between them on the parse queue
     dress_replicas: int = 1
     cpus_per_replica: float = 1  # CPUs each Parse and Dress replica reserves; its ONNX Runtime threads
@@ -72,12 +66,15 @@ class ServeArgs:
     model_hashes: dict = field(default_factory=dict)  # the builder's, checked by each replica on its node
 
     def __post_init__(self):
-        if not is_redis_url(self.cache):
-            raise InputError(f"--engine ray needs --cache redis://HOST:PORT/DB (got {self.cache or 'none'}): its "
+        if isinstance(self.pipeline, dict):
+            self.pipeline = settings_from_config(self.pipeline)
+        location = self.pipeline.store.location if self.pipeline.store else None
+        if not is_redis_url(location):
+            raise InputError(f"--engine ray needs --cache redis://HOST:PORT/DB (got {location or 'none'}): its "
                              "replicas run in other processes and on other nodes, and a person parsed by one must be "
                              "found by the others; a store of each replica's own (memory, or SQLite on its node) "
                              "would answer 404 for persons parsed elsewhere")
-        for name in ("scales", "parse_replicas", "allowed_hosts", "gallery"):  # a Serve config gives lists
+        for name in ("parse_replicas", "allowed_hosts", "gallery"):  # a Serve config gives lists
             setattr(self, name, tuple(getattr(self, name)))
         low, high = self.parse_replicas
         if not 1 <= low <= high or min(self.dress_replicas, self.max_concurrent, self.queue, self.max_connections) < 1 \
@@ -94,18 +91,27 @@ class ServeArgs:
         return Limits(max_body_bytes=int(self.max_body_mb * 2**20), max_garments=self.max_garments,
                       read_timeout_s=self.read_timeout, upload_timeout_s=self.upload_timeout)
 
-    def store(self):
-        return open_store(self.cache, DEFAULT_MAX_BYTES, self.cache_ttl_hours * 3600)
-
-    def pipeline(self, load_jppnet: bool) -> TryOn:
-        """This replica's pipeline, once its node's models are checked to be the builder's."""
-        found = model_hashes(self.models, self.precision)
+    def replica_pipeline(self, load_jppnet: bool) -> TryOn:
+        """This replica's pipeline, once its node's models are checked to be the builder's; a
+        Dress replica's (load_jppnet=False) keeps no store of its own."""
+        settings = self.pipeline
+        found = model_hashes(settings.models, settings.precision)
         if found != self.model_hashes:
-            raise InputError(f"the models in {self.models} on node {socket.gethostname()} are not the ones this "
+            raise InputError(f"the models in {settings.models} on node {socket.gethostname()} are not the ones this "
                              f"service was deployed with ({found} != {self.model_hashes}): give every node the "
                              "same models folder")
-        return TryOn.from_dir(self.models, self.provider, max(1, int(self.cpus_per_replica)), self.scales,
-                              self.mirror, self.precision, self.store() if load_jppnet else None, load_jppnet)
+        if not load_jppnet:
+            settings = dataclasses.replace(settings, store=None)
+        return settings.build(threads=max(1, int(self.cpus_per_replica)), load_jppnet=load_jppnet)
+
+
+def settings_from_config(fields: dict) -> PipelineSettings:
+    """A Serve config's `pipeline` mapping (with its `store` mapping) as PipelineSettings."""
+    fields = dict(fields)
+    store = fields.pop("store", None)
+    if "scales" in fields:
+        fields["scales"] = tuple(fields["scales"])
+    return PipelineSettings(**fields, store=StoreSettings(**store) if isinstance(store, dict) else store)
 
 
 # -- the deployments ---------------------------------------------------------------------------
@@ -139,12 +145,12 @@ class ParseReplica(Replica):
     """JPP-Net: one photo per call, parsed or found in the store; what it parses, it stores."""
 
     def __init__(self, args: ServeArgs):
-        super().__init__(args.pipeline(load_jppnet=True))
+        super().__init__(args.replica_pipeline(load_jppnet=True))
 
     async def parse(self, photo: bytes, options) -> tuple[bytes, dict, bool]:
         """The person's stored form, this call's timings, and whether it came from the store."""
-        parsed = await asyncio.to_thread(self._run, self.pipeline.parse, photo, options)
-        return parsed.to_bytes(), parsed.timings_ms, parsed.from_store
+        call = await asyncio.to_thread(self._run, self.pipeline.parse_call, photo, options)
+        return call.parsed.to_bytes(), call.timings_ms, call.from_store
 
 
 class DressReplica(Replica):
@@ -154,11 +160,12 @@ class DressReplica(Replica):
     def __init__(self, args: ServeArgs):
         from ray import serve
 
-        super().__init__(args.pipeline(load_jppnet=False))
+        super().__init__(args.replica_pipeline(load_jppnet=False))
         self._batched = serve.batch(max_batch_size=DRESS_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)(self._dress_batch)
 
-    async def dress(self, person: bytes, garments: list, options, image_format: str) -> list[tuple]:
-        """[(result, image encoded as image_format)] for each garment (bytes or RGB arrays)."""
+    async def dress(self, person: bytes, garments: list, options, image_format: str) -> list:
+        """For each garment (bytes or RGB arrays), in order: (result, image encoded as
+        image_format), or the TryonError that refuses that garment alone (`encoded`)."""
         outcome = await self._batched((person, garments, options, image_format))
         if isinstance(outcome, Exception):
             raise outcome
@@ -168,27 +175,24 @@ class DressReplica(Replica):
         return await asyncio.to_thread(self._run, self._dress_all, calls)
 
     def _dress_all(self, calls: list) -> list:
-        """Each call's results, or the input error that refuses it alone; GMM and TOM run over
-        every good call's garments together (per DressOptions)."""
+        """Each call's garments' outcomes (as `dress` answers them), or the error that refuses
+        the call alone (a person's bytes it cannot read); GMM and TOM run over every call's
+        garments together (per DressOptions), a garment that does not decode refused alone."""
         outcomes, groups = [], {}
         for index, (person, garments, options, _) in enumerate(calls):
             try:
                 parsed = ParsedPerson.from_bytes(person)
-                start = time.perf_counter()
-                cloths = [load_rgb(garment, "garment photo") for garment in garments]
             except TryonError as exc:
                 outcomes.append(exc)
                 continue
-            decode_ms = (time.perf_counter() - start) * 1000 / max(1, len(garments))
             outcomes.append([])
-            groups.setdefault(options, []).extend((index, parsed, cloth, decode_ms) for cloth in cloths)
+            groups.setdefault(options, []).extend((index, parsed, garment) for garment in garments)
         for options, items in groups.items():
-            results = self.pipeline.dress_pairs([(parsed, cloth) for _, parsed, cloth, _ in items], options)
-            for (index, _, _, decode_ms), result in zip(items, results):
-                for name in ("decode", "total"):  # decoded here, before the batch
-                    result.timings_ms[name] += decode_ms
-                outcomes[index].append((result, encode(result.image, calls[index][3])))
-        return outcomes
+            dressed = self.pipeline.dress_pairs([(parsed, garment) for _, parsed, garment in items], options)
+            for (index, _, _), outcome in zip(items, dressed):
+                outcomes[index].append(outcome)
+        return [its if isinstance(its, TryonError) else encoded(its, image_format)
+                for its, (_, _, _, image_format) in zip(outcomes, calls)]
 
 
 class Ingress:
@@ -210,7 +214,7 @@ class ServeInference(Inference):
 
     def __init__(self, parse, dress, args: ServeArgs, facts: list[dict]):
         self.handles = {"parse": parse, "dress": dress}
-        self.store = args.store()
+        self.store = args.pipeline.store.open()
         self.limits = {"parse": args.max_concurrent, "dress": DRESS_BATCH}
         self.queue = args.queue
         self.in_flight = 0
@@ -221,9 +225,7 @@ class ServeInference(Inference):
 
     async def parse(self, request, photo, options):
         data, timings, from_store = await self._call("parse", photo, options)
-        parsed = ParsedPerson.from_bytes(data)
-        parsed.timings_ms, parsed.from_store = timings, from_store
-        return parsed
+        return ParseCall(ParsedPerson.from_bytes(data), timings, from_store)
 
     async def dress(self, request, parsed, garments, options, image_format):
         return await self._call("dress", parsed.to_bytes(), garments, options, image_format)
@@ -240,12 +242,12 @@ class ServeInference(Inference):
         except BackPressureError:
             raise Overloaded(self._retry_after(step), self.in_flight) from None
         except RayTaskError as exc:  # the replica's own error: an input it refuses, or a failure
-            if isinstance(exc.cause, TryonError):
+            if isinstance(exc.cause, TryonError):  # its class kept, so the answer is its status
                 raise exc.cause from None
             raise RuntimeError(f"the {step} deployment failed: {type(exc.cause).__name__}: {exc.cause}") from None
         except (RayActorError, DeploymentUnavailableError):
-            raise HTTPException(503, f"the {step} deployment lost its replica; retry in a moment (Serve starts "
-                                     "another)", headers={"Retry-After": str(self._retry_after(step))}) from None
+            raise Unavailable(f"the {step} deployment lost its replica; retry in a moment (Serve starts "
+                              "another)", retry_after=self._retry_after(step)) from None
         finally:
             self.in_flight -= 1
         self._seconds[step] = time.perf_counter() - start
@@ -270,7 +272,7 @@ def build(args: ServeArgs, gallery: Gallery | None = None):
     """The Serve application: Ingress over Parse (autoscaled) and Dress; `gallery`: the
     garments of args.gallery, when the caller has loaded them already."""
     serve = import_ray("serve").serve
-    args = dataclasses.replace(args, model_hashes=model_hashes(args.models, args.precision))
+    args = dataclasses.replace(args, model_hashes=model_hashes(args.pipeline.models, args.pipeline.precision))
     replica = dict(ray_actor_options={"num_cpus": args.cpus_per_replica}, max_queued_requests=args.queue,
                    max_constructor_retry_count=3)  # a replica that cannot start will not by retrying for long
     low, high = args.parse_replicas

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from .cpu import cpu_flags
-from .errors import InputError, TryonError
+from .errors import EXIT_ENVIRONMENT, InputError, TryonError
 from .model_dir import ModelDir, ModelsMissingError
 
 PROVIDERS = {
@@ -47,6 +47,8 @@ BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 class RuntimeSetupError(TryonError, RuntimeError):
     """The environment cannot run models (missing onnxruntime, missing provider)."""
+    exit_code = EXIT_ENVIRONMENT
+    http_status = 503
 
 
 def import_onnxruntime():

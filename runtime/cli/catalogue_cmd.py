@@ -9,7 +9,7 @@ import typer
 from ..catalogue import LEDGER
 from ..errors import InputError
 from . import common
-from .errors import EXIT_ENVIRONMENT, friendly
+from .errors import friendly
 
 EXIT_INCOMPLETE = 1
 ENGINES = ("local", "ray")
@@ -60,8 +60,8 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
     parse_options = ParseOptions(need_pre, need_bright, check_dirty, jpeg_dct)
     dress_options = DressOptions(keep_back, need_dilate, warp_jpeg)
     settings = Settings(str(models), provider, threads, common.parse_scales(scales), mirror, precision,
-                        parse_options, dress_options,
-                        common.store_location(cache, no_cache, cache_ttl_hours, cache_max_mb))
+                        common.store_settings(cache, no_cache, cache_ttl_hours, cache_max_mb),
+                        parse_options, dress_options)
     identity = settings.identity()  # reads the manifest: a missing models folder stops here
     plan = Catalogue.plan(persons_dir, garments_dir, out, pairs)
     with Ledger(out) as ledger:
@@ -89,13 +89,9 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
 
 def _ray_results(settings, batches, address, parse_actors, dress_actors, cpus_per_actor):
     from ..catalogue_ray import Pools, render_ray
-    from ..ray_common import RayMissingError, import_ray
+    from ..ray_common import import_ray
 
-    try:
-        import_ray("data")
-    except RayMissingError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(EXIT_ENVIRONMENT) from None
+    import_ray("data")  # or RayMissingError: its one line and exit 5, through `friendly`
     return render_ray(settings, batches, Pools(parse_actors, dress_actors, cpus_per_actor), address)
 
 

@@ -6,44 +6,22 @@ import importlib.util
 
 import typer
 
-from ..errors import TryonError
-
-EXIT_FAILED = 1  # one of our errors without a code of its own
-EXIT_MISSING_MODELS = 3
-EXIT_BAD_INPUT = 4
-EXIT_ENVIRONMENT = 5
-EXIT_BAD_CHECKPOINT = 6
-EXIT_EXPORT_MISMATCH = 7
-
-
-def _known():
-    """The project's own errors and their exit codes; anything else is a bug and keeps its
-    traceback (a ValueError from deep inside says nothing a user can act on)."""
-    from ..errors import InputError, TryonError
-    from ..model_dir import ModelsMissingError
-    from ..session import RuntimeSetupError
-
-    known = [(ModelsMissingError, EXIT_MISSING_MODELS), (InputError, EXIT_BAD_INPUT),
-             (RuntimeSetupError, EXIT_ENVIRONMENT)]
-    try:  # the export side is optional; its errors only exist where it is installed
-        from tryon.export.errors import CheckpointError, ExportValidationError
-        from tryon.export.sources import SourcesMissingError
-        known += [(SourcesMissingError, EXIT_BAD_CHECKPOINT), (CheckpointError, EXIT_BAD_CHECKPOINT),
-                  (ExportValidationError, EXIT_EXPORT_MISMATCH)]
-    except ImportError:
-        pass
-    return known + [(TryonError, EXIT_FAILED)]
+from ..errors import (  # noqa: F401 (the exit codes, for the verbs that exit on their own)
+    EXIT_BAD_CHECKPOINT, EXIT_BAD_INPUT, EXIT_CANNOT_LISTEN, EXIT_ENVIRONMENT, EXIT_EXPORT_MISMATCH, EXIT_FAILED,
+    EXIT_MISSING_MODELS, TryonError)
 
 
 def friendly(command):
+    """The project's own errors as one line on stderr and the error's own exit code (its
+    class's `exit_code`); anything else is a bug and keeps its traceback (a ValueError from
+    deep inside says nothing a user can act on)."""
     @functools.wraps(command)
     def wrapper(*args, **kwargs):
         try:
             return command(*args, **kwargs)
         except TryonError as exc:
-            code = next(code for kind, code in _known() if isinstance(exc, kind))
             typer.secho(f"error: {exc}", fg="red", err=True)
-            raise typer.Exit(code) from None
+            raise typer.Exit(exc.exit_code) from None
     return wrapper
 
 

@@ -13,7 +13,6 @@ from ..memory_budget import check_room_for
 from . import common
 from .errors import EXIT_ENVIRONMENT, friendly
 
-EXIT_CANNOT_LISTEN = 8  # the port is in use, or the address cannot be listened on
 ENGINES = ("local", "ray")
 
 
@@ -73,7 +72,6 @@ def serve(models: Path = common.MODELS,
     from ..serve.gallery import Gallery
     from ..serve.guard import allowed_host_names, normal_origin
     from ..serve.limits import Limits
-    from ..tryon import TryOn
 
     # Everything that can be wrong with the options fails here, in a second, before the models load.
     limits = Limits(max_body_bytes=int(max_body_mb * 2**20), max_garments=max_garments,
@@ -81,29 +79,26 @@ def serve(models: Path = common.MODELS,
     connections = Connections(max_connections, keep_alive, read_timeout)
     hosts = allowed_host_names(host, allowed_host)
     origins = tuple(normal_origin(origin) for origin in allowed_origin)
-    parsed_scales = common.parse_scales(scales)
+    settings = common.pipeline_settings(models, provider, threads, scales, mirror, precision,
+                                        common.store_settings(cache, no_cache, cache_ttl_hours, cache_max_mb))
     garments = Gallery.load(gallery)
     if engine == "ray":
         from ..serve_ray import ServeArgs
 
-        args = ServeArgs(cache="memory" if no_cache else cache, models=str(models), cache_ttl_hours=cache_ttl_hours,
-                         provider=provider, scales=parsed_scales, mirror=mirror, precision=precision,
-                         parse_replicas=_replicas(parse_replicas), dress_replicas=dress_replicas,
+        args = ServeArgs(settings, parse_replicas=_replicas(parse_replicas), dress_replicas=dress_replicas,
                          cpus_per_replica=cpus_per_replica, max_concurrent=max_concurrent, queue=queue,
                          max_connections=max_connections, max_body_mb=max_body_mb, max_garments=max_garments,
                          read_timeout=read_timeout, upload_timeout=upload_timeout, allowed_hosts=hosts,
                          allowed_origins=origins, gallery=tuple(str(folder) for folder in gallery))
         return _serve_on_ray(args, garments, host, port, keep_alive, address)
     with _listen_or_exit(host, port) as sock:
-        store = common.open_store(cache, no_cache, cache_ttl_hours, cache_max_mb)
         # Loaded before serving: a broken models folder stops the start, not the first request.
-        tryon = TryOn.from_dir(models, provider=provider, threads=threads, scales=parsed_scales, mirror=mirror,
-                               precision=precision, store=store)
+        tryon = settings.build()
         app = create_app(tryon, gallery=garments, max_concurrent=max_concurrent, queue=queue, limits=limits,
                          allowed_hosts=hosts, allowed_origins=origins)
         if tryon.synthetic:
             typer.secho(common.SYNTHETIC_NOTE, fg="yellow", err=True)
-        info = store.info()
+        info = tryon.store.info()
         kept = f"{info['kind']} store, persons kept {cache_ttl_hours:g} h" + \
             (f" (off: {info['disabled']})" if info.get("disabled") else "")
         typer.echo(f"serving http://{host}:{port}/web  (API docs: /docs; {kept})")
@@ -112,14 +107,11 @@ def serve(models: Path = common.MODELS,
 
 
 def _listen_or_exit(host: str, port: int):
-    """The listening socket, or the reason it cannot be had in one line and exit 8."""
-    from ..serve.server import CannotListen, listen
+    """The listening socket, or CannotListen: through `friendly`, the reason in one line and
+    exit 8 (CannotListen.exit_code)."""
+    from ..serve.server import listen
 
-    try:
-        return listen(host, port)
-    except CannotListen as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(EXIT_CANNOT_LISTEN) from None
+    return listen(host, port)
 
 
 def _replicas(text: str) -> tuple[int, int]:
@@ -133,21 +125,17 @@ def _replicas(text: str) -> tuple[int, int]:
 def _serve_on_ray(args, garments, host: str, port: int, keep_alive: float, address: str | None):
     """Deploy on Ray Serve and serve until Ctrl-C or SIGTERM; then the deployments go."""
     from ..person_store_redis import redacted
-    from ..ray_common import RayMissingError, import_ray
+    from ..ray_common import import_ray
     from ..serve_ray import running
 
-    try:
-        import_ray("serve")
-    except RayMissingError as exc:
-        typer.secho(f"error: {exc}", fg="red", err=True)
-        raise typer.Exit(EXIT_ENVIRONMENT) from None
+    import_ray("serve")  # or RayMissingError: its one line and exit 5, through `friendly`
     if address is None:  # Serve's proxy will listen here: a busy port fails now, not inside Ray
         _listen_or_exit(host, port).close()
     with running(args, host, port, keep_alive, address, gallery=garments):
         low, high = args.parse_replicas
         typer.echo(f"serving http://{host}:{port}/web on Ray Serve  (Parse {low if low == high else f'{low}-{high}'}, "
                    f"Dress {args.dress_replicas} replicas, {args.cpus_per_replica:g} CPU each; persons in "
-                   f"{redacted(args.cache)}, kept {args.cache_ttl_hours:g} h)")
+                   f"{redacted(args.pipeline.store.location)}, kept {args.pipeline.store.ttl_hours:g} h)")
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: the deployments go
         try:
             while True:

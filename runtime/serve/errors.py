@@ -1,18 +1,21 @@
 """Every refusal is a 4xx (or 503) JSON {"detail": "<what was wrong and what is accepted>"},
-and the OpenAPI spec says so route by route (`refusals`)."""
+and the OpenAPI spec says so route by route (`refusals`).
+
+The routes raise the project's errors (`TryonError` and its kinds); one handler answers them
+all with the class's `http_status` and `headers` (runtime/errors.py), including those relayed
+from a Ray replica."""
 from __future__ import annotations
 
 import logging
 
-from fastapi import FastAPI, Request
+from fastapi import FastAPI, HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
-from ..images import ImageError
-from .limits import ClientGone, Overloaded
+from ..errors import CLIENT_CLOSED_REQUEST, TryonError
 
 log = logging.getLogger("tryon.serve")
 
@@ -43,12 +46,30 @@ def refusals(*statuses: int) -> dict:
     return {status: {"model": Problem, "description": WHY[status]} for status in statuses}
 
 
+class HTTPCompatible(HTTPException):
+    """Mixed in after a TryonError kind (`class BodyTooLarge(InputError, HTTPCompatible)`) for
+    the errors that must also be HTTPExceptions: FastAPI re-raises an HTTPException from a
+    failed body read as it is but turns any other error there into its own 400, and callers
+    that caught the HTTPException such an error replaced keep working. `status_code`,
+    `detail` and `headers` come from the TryonError; the TryonError handler answers it (its
+    kind is first in the MRO)."""
+    __init__ = Exception.__init__
+    __str__ = Exception.__str__
+    __repr__ = Exception.__repr__
+
+    @property
+    def status_code(self) -> int:
+        return self.http_status
+
+    @property
+    def detail(self) -> str:
+        return str(self)
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
-    app.add_exception_handler(ImageError, _bad_image)
-    app.add_exception_handler(Overloaded, _overloaded)
+    app.add_exception_handler(TryonError, _refused)
     app.add_exception_handler(ClientDisconnect, _client_gone)
-    app.add_exception_handler(ClientGone, _client_gone)
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
@@ -62,16 +83,24 @@ def _field(loc) -> str:
     return ".".join(names) or "body"
 
 
-async def _bad_image(request: Request, exc: ImageError) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, 422)
+async def _refused(request: Request, exc: TryonError) -> JSONResponse:
+    """Every project error, raised here or relayed from a Ray replica, with its class's status."""
+    exc = relayed(exc)
+    if exc.http_status == CLIENT_CLOSED_REQUEST:  # nobody is left to read it: one log line, not a traceback
+        log.info("%s", exc)
+    return JSONResponse({"detail": str(exc)}, exc.http_status, headers=exc.headers)
 
 
-async def _overloaded(request: Request, exc: Overloaded) -> JSONResponse:
-    return JSONResponse({"detail": str(exc)}, 503, headers={"Retry-After": str(exc.retry_after)})
+def relayed(exc: TryonError) -> TryonError:
+    """The replica's own error inside a Ray error that took its class (Ray raises a remote error
+    as a `RayTaskError(<its class>)`, whose text is Ray's whole traceback)."""
+    cause = getattr(exc, "cause", None)
+    if isinstance(cause, TryonError) and any(kind.__module__.startswith("ray.") for kind in type(exc).__mro__):
+        return relayed(cause)
+    return exc
 
 
 async def _client_gone(request: Request, exc: Exception) -> Response:
     # Nobody is left to answer: one log line, not a traceback. 499 is nginx's "client closed request".
-    log.info("%s", exc if isinstance(exc, ClientGone) else
-             f"{request.method} {request.url.path}: the client went away during the upload")
-    return Response(status_code=499)
+    log.info("%s", f"{request.method} {request.url.path}: the client went away during the upload")
+    return Response(status_code=CLIENT_CLOSED_REQUEST)

@@ -17,11 +17,12 @@ import time
 from dataclasses import dataclass
 
 import anyio
-from fastapi import HTTPException
 from starlette.responses import JSONResponse
 
-from ..errors import InputError
-from ..images import FORMATS, MAX_PIXELS, ImageError, TooManyPixels, UnsupportedFormat, check_header
+from ..errors import CLIENT_CLOSED_REQUEST, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_FAILED, InputError, TryonError, \
+    Unavailable
+from ..images import FORMATS, MAX_PIXELS, ImageError, check_header
+from .errors import HTTPCompatible
 
 MAX_BODY_BYTES = 20 * 1024 * 1024
 
@@ -41,14 +42,23 @@ class Limits:
             raise InputError(f"every limit must be positive, got {self}")
 
 
-def _closing(status: int, detail: str) -> HTTPException:
-    # The rest of the body is never read, so the connection cannot carry another request.
-    return HTTPException(status, detail, headers={"Connection": "close"})
+# Raised inside a route's body read, so also HTTPExceptions (see HTTPCompatible). The rest of
+# the body is never read, so the connection cannot carry another request: Connection: close.
+class BodyTooLarge(InputError, HTTPCompatible):
+    exit_code = EXIT_BAD_INPUT
+    http_status = 413
+    headers = {"Connection": "close"}
 
 
-def body_too_large(max_bytes: int, size: int | None = None) -> HTTPException:
+class UploadStalled(InputError, HTTPCompatible):
+    exit_code = EXIT_BAD_INPUT
+    http_status = 408
+    headers = {"Connection": "close"}
+
+
+def body_too_large(max_bytes: int, size: int | None = None) -> BodyTooLarge:
     got = f" ({size:,} bytes)" if size is not None else ""
-    return _closing(413, f"the request body{got} is over the limit of {max_bytes:,} bytes ({max_bytes / 2**20:g} MB)")
+    return BodyTooLarge(f"the request body{got} is over the limit of {max_bytes:,} bytes ({max_bytes / 2**20:g} MB)")
 
 
 class UploadLimits:
@@ -66,7 +76,8 @@ class UploadLimits:
         declared = _content_length(scope)
         if declared is not None and declared > limits.max_body_bytes:
             error = body_too_large(limits.max_body_bytes, declared)
-            return await JSONResponse({"detail": error.detail}, 413, headers=error.headers)(scope, receive, send)
+            return await JSONResponse({"detail": str(error)}, error.http_status, headers=error.headers)(
+                scope, receive, send)
         received, finished = 0, False
         deadline = time.monotonic() + limits.upload_timeout_s
 
@@ -83,7 +94,7 @@ class UploadLimits:
                     raise body_too_large(limits.max_body_bytes)
                 finished = message["type"] != "http.request" or not message.get("more_body", False)
                 return message
-            raise _closing(408, f"the request body stalled: each part must arrive within "
+            raise UploadStalled(f"the request body stalled: each part must arrive within "
                                 f"{limits.read_timeout_s:g} s and the whole body within "
                                 f"{limits.upload_timeout_s:g} s ({received:,} bytes arrived)")
 
@@ -101,28 +112,31 @@ def _content_length(scope) -> int | None:
 
 
 async def check_image(data: bytes, what: str, max_pixels: int) -> None:
-    """Refuse what `images.decode` would refuse, with the HTTP status that says why."""
+    """Refuse what `images.decode` would refuse, with the HTTP status that says why (the
+    ImageError kinds': 415 format, 413 pixels, 422 the rest)."""
     if not data:
-        raise HTTPException(422, f"{what}: the upload is empty; send a {FORMATS} file")
-    try:
-        await anyio.to_thread.run_sync(check_header, data, what, max_pixels)
-    except UnsupportedFormat as exc:
-        raise HTTPException(415, str(exc)) from None
-    except TooManyPixels as exc:
-        raise HTTPException(413, str(exc)) from None
-    except ImageError as exc:
-        raise HTTPException(422, str(exc)) from None
+        raise ImageError(f"{what}: the upload is empty; send a {FORMATS} file")
+    await anyio.to_thread.run_sync(check_header, data, what, max_pixels)
 
 
-class Overloaded(Exception):
+class Overloaded(Unavailable):
+    """Every inference slot and queue place is taken: 503 with Retry-After."""
+    exit_code = EXIT_ENVIRONMENT
+    http_status = 503
+
     def __init__(self, retry_after: int, admitted: int):
         super().__init__(f"busy: {admitted} requests are already running or queued; "
-                         f"retry in about {retry_after} s")
-        self.retry_after = retry_after
+                         f"retry in about {retry_after} s", retry_after)
+        self.admitted = admitted
+
+    def __reduce__(self):
+        return type(self), (self.retry_after, self.admitted)
 
 
-class ClientGone(Exception):
+class ClientGone(TryonError):
     """The client disconnected while its request waited for a slot; its work is dropped."""
+    exit_code = EXIT_FAILED
+    http_status = CLIENT_CLOSED_REQUEST
 
 
 class InferenceGate:

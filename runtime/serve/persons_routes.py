@@ -8,13 +8,14 @@ pose; never the upload) is kept in the person store until it expires or is delet
 """
 from __future__ import annotations
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
+from ..errors import InputError, StoreUnavailable
 from ..images import FORMATS, encode
 from ..options import DressOptions, ParseOptions
 from ..sheet import colour_labels
-from .answers import GarmentAnswer, ParsedAnswer, PersonAnswer, person_answer, tryon_answer
+from .answers import GarmentAnswer, ParsedAnswer, PersonAnswer, garment_answer, person_answer
 from .errors import WITH_BODY, refusals
 from .v1_routes import gallery_garment
 
@@ -39,16 +40,17 @@ async def create_person(request: Request,
                         need_bright: bool = Form(False, description="brighten the photo x1.3 first"),
                         check_dirty: bool = Form(False, description="refuse arms crossing the torso")):
     service = request.app.state.service
-    parsed = await service.parse(request, await person.read(), ParseOptions(need_pre, need_bright, check_dirty))
+    call = await service.parse(request, await person.read(), ParseOptions(need_pre, need_bright, check_dirty))
+    parsed = call.parsed
     expires_at = await service.expires_at(parsed.id)
     if expires_at is None:
         store = await service.store_info()
-        raise HTTPException(503, "the person store could not keep the parsed person"
-                                 f"{' (' + store['disabled'] + ')' if store['disabled'] else ''}; "
-                                 "POST /v1/tryon with the photo works without it", headers={"Retry-After": "5"})
-    cached = parsed.from_store
+        raise StoreUnavailable("the person store could not keep the parsed person"
+                               f"{' (' + store['disabled'] + ')' if store['disabled'] else ''}; "
+                               "POST /v1/tryon with the photo works without it", retry_after=5)
+    cached = call.from_store
     body = {**person_answer(parsed, expires_at, service.synthetic), "cached": cached,
-            "timings_ms": parsed.timings_ms}
+            "timings_ms": call.timings_ms}
     return JSONResponse(body, 200 if cached else 201, headers={**PERSONAL, "Location": f"/v1/persons/{parsed.id}"})
 
 
@@ -87,7 +89,9 @@ async def delete_person(person_id: str, request: Request) -> Response:
                          "(GET /healthz; 16 unless `--max-garments` says otherwise). GMM and TOM run over "
                          "them in batches. Answers a list with one result per garment: the uploaded files "
                          "first (`garment` is cloth[0], cloth[1], ...), then the gallery ids, each in the "
-                         "order sent.",
+                         "order sent (`index`). A file whose header is refused refuses the request; one that "
+                         "then does not decode gets its own answer (`ok: false`, `reason`, no image) and the "
+                         "other garments are dressed all the same.",
              response_model=list[GarmentAnswer], responses=refusals(404, *WITH_BODY, 415, 422, 503))
 async def dress_person(person_id: str, request: Request,
                        cloth: list[UploadFile] = File([], description="garment photos"),
@@ -98,13 +102,13 @@ async def dress_person(person_id: str, request: Request,
     uploads = [data for data in [await part.read() for part in cloth] if data]  # empty parts: untouched inputs
     count, most = len(uploads) + len(garment), service.limits.max_garments
     if not count:
-        raise HTTPException(422, "give one garment at least: `cloth` files and/or `garment` ids from GET /v1/garments")
+        raise InputError("give one garment at least: `cloth` files and/or `garment` ids from GET /v1/garments")
     if count > most:
-        raise HTTPException(422, f"{count} garments is over the limit of {most} per request; send them in "
-                                 f"several requests")
+        raise InputError(f"{count} garments is over the limit of {most} per request; send them in "
+                         f"several requests")
     garments = uploads + [gallery_garment(service.gallery, garment_id) for garment_id in garment]
     parsed = await service.person(person_id)
     dressed = await service.dress(request, parsed, garments, DressOptions(keep_back, need_dilate))
     names = [f"cloth[{i}]" for i in range(len(uploads))] + list(garment)
-    return JSONResponse([tryon_answer(result, png, service.synthetic, parsed.id, garment=name)
-                         for name, (result, png) in zip(names, dressed)])
+    return JSONResponse([garment_answer(index, name, outcome, service.synthetic, parsed.id)
+                         for index, (name, outcome) in enumerate(zip(names, dressed))])

@@ -5,11 +5,12 @@ import base64
 import binascii
 import json
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from ..errors import EXIT_BAD_INPUT, BadRequest, InputError
 from ..options import split_flags
-from .errors import WITH_BODY, refusals
+from .errors import WITH_BODY, HTTPCompatible, refusals
 
 router = APIRouter(tags=["seed-compatible"])
 
@@ -17,6 +18,17 @@ router = APIRouter(tags=["seed-compatible"])
 SEED_FLAGS = dict(need_pre=True, need_bright=True, keep_back=True, need_dilate=True, check_dirty=False)
 FIELDS = ("image_person", "image_cloth")
 CONTRACT = '{"image_person": "<base64 image>", "image_cloth": "<base64 image>"}'
+
+
+# The body's refusals; also HTTPExceptions (HTTPCompatible) for callers of parse_body that catch those.
+class NotJSON(BadRequest, HTTPCompatible):
+    exit_code = EXIT_BAD_INPUT
+    http_status = 400
+
+
+class BadField(InputError, HTTPCompatible):
+    exit_code = EXIT_BAD_INPUT
+    http_status = 422
 
 
 class ClothRequest(BaseModel):
@@ -72,25 +84,25 @@ def parse_body(body: bytes) -> tuple[bytes, bytes]:
     except (UnicodeDecodeError, ValueError, RecursionError) as exc:
         # ValueError: not JSON, or an integer over Python's 4,300 digits; RecursionError: nested too deep.
         why = "nested too deeply" if isinstance(exc, RecursionError) else str(exc)[:200]
-        raise HTTPException(400, f"the body is not JSON this service can read ({why}); send {CONTRACT}") from None
+        raise NotJSON(f"the body is not JSON this service can read ({why}); send {CONTRACT}") from None
     if not isinstance(data, dict):
-        raise HTTPException(422, f"the body is JSON but not an object; send {CONTRACT}")
+        raise BadField(f"the body is JSON but not an object; send {CONTRACT}")
     return tuple(_base64_field(data, name) for name in FIELDS)
 
 
 def _base64_field(data: dict, name: str) -> bytes:
     if name not in data:
-        raise HTTPException(422, f"{name} is missing; send {CONTRACT}")
+        raise BadField(f"{name} is missing; send {CONTRACT}")
     value = data[name]
     if value is None:
-        raise HTTPException(422, f"{name} is null; it must be a base64 string of a JPEG, PNG, BMP or WebP "
-                                 f"file: send {CONTRACT}")
+        raise BadField(f"{name} is null; it must be a base64 string of a JPEG, PNG, BMP or WebP "
+                       f"file: send {CONTRACT}")
     if not isinstance(value, str):
-        raise HTTPException(422, f"{name} must be a base64 string, got {type(value).__name__}")
+        raise BadField(f"{name} must be a base64 string, got {type(value).__name__}")
     if value.startswith("data:"):  # a browser's FileReader.readAsDataURL
         value = value.partition(",")[2]
     try:
         return base64.b64decode("".join(value.split()), validate=True)
     except (binascii.Error, ValueError):
-        raise HTTPException(422, f"{name} is not valid base64 (standard alphabet A-Z a-z 0-9 + /, "
-                                 "padded with =)") from None
+        raise BadField(f"{name} is not valid base64 (standard alphabet A-Z a-z 0-9 + /, "
+                       "padded with =)") from None

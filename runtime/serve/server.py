@@ -21,7 +21,7 @@ import h11
 from uvicorn import Config, Server
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from ..errors import InputError, TryonError
+from ..errors import EXIT_CANNOT_LISTEN, InputError, TryonError
 
 log = logging.getLogger("tryon.serve")
 
@@ -39,6 +39,8 @@ class Connections:
 
 class CannotListen(TryonError, OSError):
     """The address cannot be listened on (port in use, no permission, no such address)."""
+    exit_code = EXIT_CANNOT_LISTEN
+    http_status = 503
 
 
 def listen(host: str, port: int) -> socket.socket:

@@ -8,10 +8,10 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import anyio
-from fastapi import HTTPException
 
+from ..errors import NotFound
 from ..options import DressOptions, ParseOptions
-from ..parsed_person import ParsedPerson
+from ..parsed_person import ParseCall, ParsedPerson
 from .gallery import Gallery
 from .inference import Inference
 from .limits import Limits, check_image
@@ -38,8 +38,9 @@ class TryOnService:
 
     # -- inference --------------------------------------------------------------------------
 
-    async def parse(self, request, photo: bytes, options: ParseOptions) -> ParsedPerson:
-        """Parse a photo, or find it in the store (then without running JPP-Net)."""
+    async def parse(self, request, photo: bytes, options: ParseOptions) -> ParseCall:
+        """Parse a photo, or find it in the store (then without running JPP-Net): the person,
+        with this call's timings and whether it came from the store beside it."""
         await check_image(photo, "person photo", self.limits.max_pixels)
         return await self.inference.parse(request, photo, options)
 
@@ -55,8 +56,9 @@ class TryOnService:
         return await self.inference.tryon(request, person, garment, parse_options, dress_options, image_format)
 
     async def dress(self, request, parsed: ParsedPerson, garments: list, options: DressOptions):
-        """[(result, PNG bytes)] for each garment (uploaded bytes or gallery RGB arrays), GMM
-        and TOM batched over them."""
+        """For each garment (uploaded bytes or gallery RGB arrays), in order: (result, PNG
+        bytes), or the TryonError of a garment that cannot be decoded (that garment alone); GMM
+        and TOM batched over the others. A header that refuses an upload refuses the request."""
         for index, garment in enumerate(garments):
             if isinstance(garment, bytes):
                 await check_image(garment, f"garment photo cloth[{index}]", self.limits.max_pixels)
@@ -71,9 +73,9 @@ class TryOnService:
             raise self.not_found(person_id)
         return found
 
-    def not_found(self, person_id: str) -> HTTPException:
-        return HTTPException(404, f"no person {person_id[:64]!r}: unknown, deleted or expired (persons are "
-                                  f"kept {self.store.ttl_s / 3600:g} h); {UPLOAD_AGAIN}")
+    def not_found(self, person_id: str) -> NotFound:
+        return NotFound(f"no person {person_id[:64]!r}: unknown, deleted or expired (persons are "
+                        f"kept {self.store.ttl_s / 3600:g} h); {UPLOAD_AGAIN}")
 
     async def expires_at(self, person_id: str) -> str | None:
         """When the stored person expires (ISO 8601, UTC), or None when it is not stored."""

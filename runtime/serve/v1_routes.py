@@ -5,9 +5,10 @@ import json
 from dataclasses import asdict
 from typing import Literal
 
-from fastapi import APIRouter, File, Form, HTTPException, Request, UploadFile
+from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
+from ..errors import InputError, NotFound
 from ..images import FORMATS
 from ..options import DressOptions, ParseOptions
 from .answers import GalleryAnswer, TryOnAnswer, tryon_answer
@@ -54,14 +55,14 @@ async def tryon(request: Request,
              if v is not None}
     photo = await person.read() if person is not None else b""  # a browser's untouched file input: empty
     if photo and person_id:
-        raise HTTPException(422, "give either a person photo or a person_id, not both")
+        raise InputError("give either a person photo or a person_id, not both")
     if person_id:
         subject = await service.person(person_id)
         _check_same_parse(subject.options, given)
     elif person is not None:
         subject = photo
     else:
-        raise HTTPException(422, "give a person: a `person` photo, or a `person_id` from POST /v1/persons")
+        raise InputError("give a person: a `person` photo, or a `person_id` from POST /v1/persons")
     garment_input = await _garment(service.gallery, cloth, garment)
     parsed, result, png = await service.tryon_one(request, subject, garment_input, ParseOptions(**given),
                                                   DressOptions(keep_back, need_dilate), ".png")
@@ -80,8 +81,8 @@ def _check_same_parse(options: ParseOptions, given: dict) -> None:
     if changed:
         wanted = ", ".join(f"{name}={json.dumps(value)}" for name, value in changed.items())
         was = ", ".join(f"{name}={json.dumps(parsed_with[name])}" for name in changed)
-        raise HTTPException(422, f"this person was parsed with {was}; a parse flag cannot change without a new "
-                                 f"parse: upload the photo with {wanted} (POST /v1/persons), or leave it out")
+        raise InputError(f"this person was parsed with {was}; a parse flag cannot change without a new "
+                         f"parse: upload the photo with {wanted} (POST /v1/persons), or leave it out")
 
 
 async def _garment(gallery, cloth: UploadFile | None, garment_id: str | None):
@@ -89,18 +90,18 @@ async def _garment(gallery, cloth: UploadFile | None, garment_id: str | None):
     data = await cloth.read() if cloth is not None else b""
     if garment_id:
         if data:
-            raise HTTPException(422, "give either a cloth file or a garment id, not both")
+            raise InputError("give either a cloth file or a garment id, not both")
         return gallery_garment(gallery, garment_id)
     if cloth is None:
-        raise HTTPException(422, "give a garment: a `cloth` file or a `garment` id from GET /v1/garments")
+        raise InputError("give a garment: a `cloth` file or a `garment` id from GET /v1/garments")
     return data
 
 
 def gallery_garment(gallery, garment_id: str):
     found = gallery.get(garment_id)
     if found is None:
-        raise HTTPException(422, f"garment {garment_id[:64]!r} is not in the gallery; "
-                                 f"GET /v1/garments lists: {', '.join(gallery.garments)}")
+        raise InputError(f"garment {garment_id[:64]!r} is not in the gallery; "
+                         f"GET /v1/garments lists: {', '.join(gallery.garments)}")
     return found.rgb
 
 
@@ -115,5 +116,5 @@ async def garments(request: Request) -> dict:
 async def garment_png(garment_id: str, request: Request) -> Response:
     found = request.app.state.service.gallery.get(garment_id)
     if found is None:
-        raise HTTPException(404, f"no garment {garment_id[:64]!r}; GET /v1/garments lists the ids")
+        raise NotFound(f"no garment {garment_id[:64]!r}; GET /v1/garments lists the ids")
     return Response(found.png, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
