@@ -34,6 +34,7 @@ from tryon.runtime.garments_benchmark import garment_variants
 from tryon.runtime.images import load_rgb, save_rgb
 from tryon.runtime.model_dir import ModelDir
 from tryon.runtime.options import DressOptions, ParseOptions
+from tryon.runtime.person_store import StoreSettings
 
 
 def make_inputs(folder: Path, persons: int, garments: int) -> tuple[Path, Path]:
@@ -120,7 +121,7 @@ def main(argv=None):
     scales = tuple(float(s) for s in args.scales.split(","))
     # As `tryon bench`: resize instead of the pose crop, which untrained weights' pose refuses.
     settings = Settings(args.models, args.provider, args.threads, scales, args.mirror, args.precision,
-                        ParseOptions(need_pre=False), DressOptions(), ("memory", 2**30, 3600.0))
+                        StoreSettings("memory", ttl_hours=1, max_mb=1024), ParseOptions(need_pre=False), DressOptions())
     record_ = {"kind": "catalogue", "persons": args.persons, "garments": args.garments,
                "settings": {"scales": list(scales), "mirror": args.mirror, "precision": args.precision,
                             "provider": args.provider, "threads": args.threads, "need_pre": False},

@@ -165,7 +165,6 @@ class Settings(PipelineSettings):
     """Everything an engine needs to build its pipeline and render, picklable for Ray actors."""
     parse: ParseOptions = ParseOptions()
     dress: DressOptions = DressOptions()
-    store: tuple | None = None  # (location, max_bytes, ttl_s) for person_store.open_store; None: none
 
     def identity(self) -> dict:
         """What a ledger line records and a rerun compares: the models' sha256 and every
@@ -173,14 +172,6 @@ class Settings(PipelineSettings):
         return {"models": model_hashes(self.models, self.precision),
                 "settings": {"scales": list(self.scales), "mirror": self.mirror, "precision": self.precision,
                              "provider": self.provider, **self.parse.__dict__, **self.dress.__dict__}}
-
-    def build(self, threads: int | None = None, load_jppnet: bool = True):
-        """The pipeline, with the person store these settings name (load_jppnet=False for a
-        pipeline that only dresses)."""
-        from .person_store import open_store
-
-        store = open_store(*self.store) if self.store is not None else None
-        return super().build(threads, store, load_jppnet)
 
 
 def model_hashes(models: str | Path, precision: str) -> dict[str, str]:

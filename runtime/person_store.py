@@ -19,6 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import closing
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
@@ -34,6 +35,18 @@ def default_cache_dir() -> Path:
     """Where `tryon` keeps its person store unless told otherwise (XDG's cache folder)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "tryon-onnx"
+
+
+@dataclass(frozen=True)
+class StoreSettings:
+    """Where parsed persons are kept and for how long: the `--cache` options, a Serve
+    config's `store`, or a catalogue's. `location` as `open_store` reads it."""
+    location: str | None = None
+    ttl_hours: float = DEFAULT_TTL_S / 3600
+    max_mb: float = DEFAULT_MAX_BYTES / 2**20
+
+    def open(self) -> "PersonStore":
+        return open_store(self.location, int(self.max_mb * 2**20), self.ttl_hours * 3600)
 
 
 def open_store(location: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES,

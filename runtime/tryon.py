@@ -27,7 +27,7 @@ from .options import DressOptions, ParseOptions, split_flags
 from .parse_stage import ParseStage, open_jppnet
 from .parsed_person import SEED_FAILURE_CONFIDENCE, ParsedPerson, given_parse_key, person_id
 from .person_crop import CannotFrame, crop_person, pose_box, resize_person
-from .person_store import PersonStore
+from .person_store import PersonStore, StoreSettings
 from .session import SessionOptions
 from .timing import Timer
 
@@ -38,20 +38,31 @@ DRESS_BATCH = 8
 
 @dataclass(frozen=True)
 class PipelineSettings:
-    """Which models and how to run them: `TryOn.from_dir`'s arguments as one typed, picklable
-    object (the benchmarks' and the catalogue's settings extend it)."""
-    models: str
+    """Which models, how to run them and where parsed persons are kept: the one way a TryOn
+    is configured (the CLI, the service, both Ray engines, the benchmarks), typed and
+    picklable; the benchmarks' and the catalogue's settings extend it."""
+    models: str = "models_onnx"
     provider: str = "auto"
     threads: int = 0
     scales: tuple[float, ...] = (1.0, 0.75, 1.25)
     mirror: bool = True
     precision: str = "fp32"
+    store: StoreSettings | None = None  # None: no person store
 
-    def build(self, threads: int | None = None, store: PersonStore | None = None,
-              load_jppnet: bool = True) -> "TryOn":
-        """The pipeline these settings describe; `threads` overrides the intra-op threads."""
-        return TryOn.from_dir(self.models, self.provider, self.threads if threads is None else threads,
-                              self.scales, self.mirror, self.precision, store, load_jppnet)
+    def build(self, threads: int | None = None, load_jppnet: bool = True,
+              store: PersonStore | None = None) -> "TryOn":
+        """The pipeline these settings describe. `threads` overrides the intra-op threads;
+        load_jppnet=False: a pipeline that only dresses persons parsed elsewhere (a dress
+        replica), without JPP-Net's memory; `store`: an open store instead of opening `self.store`."""
+        models = ModelDir.open(self.models)
+        options = SessionOptions(provider=self.provider, threads=self.threads if threads is None else threads)
+        graph, parse_stage = "jppnet", None
+        if load_jppnet:
+            graph, jppnet = open_jppnet(models, options, self.precision)
+            parse_stage = ParseStage(jppnet, self.scales, self.mirror)
+        if store is None and self.store is not None:
+            store = self.store.open()
+        return TryOn(parse_stage, CpvtonStage.from_dir(self.models, options), models, graph, store)
 
 
 @dataclass
@@ -83,15 +94,9 @@ class TryOn:
     def from_dir(cls, path: str | Path = "models_onnx", provider: str = "auto", threads: int = 0,
                  scales=(1.0, 0.75, 1.25), mirror: bool = True, precision: str = "fp32",
                  store: PersonStore | None = None, load_jppnet: bool = True) -> "TryOn":
-        """load_jppnet=False: a pipeline that only dresses persons parsed elsewhere (a dress
-        replica), without JPP-Net's memory; its parse takes only given labels and keypoints."""
-        models = ModelDir.open(path)
-        options = SessionOptions(provider=provider, threads=threads)
-        graph, parse_stage = "jppnet", None
-        if load_jppnet:
-            graph, jppnet = open_jppnet(models, options, precision)
-            parse_stage = ParseStage(jppnet, scales, mirror)
-        return cls(parse_stage, CpvtonStage.from_dir(path, options), models, graph, store)
+        """`PipelineSettings(...).build()` by keywords, with an open store (or none)."""
+        settings = PipelineSettings(str(path), provider, threads, tuple(scales), mirror, precision)
+        return settings.build(load_jppnet=load_jppnet, store=store)
 
     @property
     def synthetic(self) -> bool:

@@ -25,13 +25,14 @@ from serve_process import FAST, free_port  # noqa: E402
 from test_serve_api import assert_one_line  # noqa: E402
 from test_serve_persons import photo  # noqa: E402
 from tryon.runtime.catalogue import model_hashes  # noqa: E402
+from tryon.runtime.errors import InputError  # noqa: E402
 from tryon.runtime.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON  # noqa: E402
 from tryon.runtime.images import decode  # noqa: E402
 from tryon.runtime.options import ParseOptions, split_flags  # noqa: E402
-from tryon.runtime.person_store import open_store  # noqa: E402
+from tryon.runtime.person_store import StoreSettings, open_store  # noqa: E402
 from tryon.runtime.serve.seed_route import SEED_FLAGS  # noqa: E402
 from tryon.runtime.serve_ray import APP, DressReplica, ParseReplica, ServeArgs, running  # noqa: E402
-from tryon.runtime.tryon import TryOn  # noqa: E402
+from tryon.runtime.tryon import PipelineSettings, TryOn  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -91,8 +92,9 @@ def local(tiny_models_dir):
 
 @pytest.fixture(scope="module")
 def args(tiny_models_dir, redis_server):
-    return ServeArgs(cache=redis_server.url, models=str(tiny_models_dir), provider="cpu", scales=(1.0,),
-                     mirror=False, parse_replicas=(2, 2), dress_replicas=2, cpus_per_replica=0.5, queue=QUEUE)
+    settings = PipelineSettings(str(tiny_models_dir), "cpu", scales=(1.0,), mirror=False,
+                                store=StoreSettings(redis_server.url))
+    return ServeArgs(settings, parse_replicas=(2, 2), dress_replicas=2, cpus_per_replica=0.5, queue=QUEUE)
 
 
 @pytest.fixture(scope="module")
@@ -215,13 +217,27 @@ def test_beyond_the_replicas_and_the_queue_the_answer_is_503_with_retry_after(se
     assert post_person(service, photo(99)).status_code == 201  # and it serves again
 
 
+def test_a_serve_configs_args_become_the_typed_settings(tiny_models_dir):
+    """What a KubeRay RayService's `args` hold (docs/distributed.md): mappings of the fields."""
+    config = {"pipeline": {"models": str(tiny_models_dir), "precision": "fp32", "scales": [1.0, 0.75],
+                           "store": {"location": "redis://tryon-redis:6379/0", "ttl_hours": 2}},
+              "parse_replicas": [2, 12], "allowed_hosts": ["tryon.shop.example"]}
+    args = ServeArgs(**config)
+    assert args.pipeline == PipelineSettings(str(tiny_models_dir), scales=(1.0, 0.75),
+                                             store=StoreSettings("redis://tryon-redis:6379/0", ttl_hours=2))
+    assert args.parse_replicas == (2, 12) and args.allowed_hosts == ("tryon.shop.example",)
+    with pytest.raises(InputError, match="--engine ray needs --cache redis://"):
+        ServeArgs(pipeline={"models": str(tiny_models_dir), "store": {"location": "/tmp/a-folder"}})
+
+
 def test_an_error_of_the_machine_fails_the_replicas_health_check(args, tiny_models_dir):
     """Outside Ray: the replica class itself, its ONNX Runtime session made to fail."""
     from onnxruntime.capi.onnxruntime_pybind11_state import Fail
 
     from tryon.runtime.images import ImageError
 
-    replica = ParseReplica(dataclasses.replace(args, cache="redis://127.0.0.1:1/0",
+    unreachable = dataclasses.replace(args.pipeline, store=StoreSettings("redis://127.0.0.1:1/0"))
+    replica = ParseReplica(dataclasses.replace(args, pipeline=unreachable,
                                                model_hashes=model_hashes(tiny_models_dir, "fp32")))
     with pytest.raises(ImageError):
         asyncio.run(replica.parse(b"not an image", ParseOptions()))
@@ -238,11 +254,9 @@ def test_an_error_of_the_machine_fails_the_replicas_health_check(args, tiny_mode
 
 
 def test_a_replica_on_a_node_with_other_models_refuses_to_start(args, tiny_models_dir):
-    from tryon.runtime.errors import InputError
-
     other = {**model_hashes(tiny_models_dir, "fp32"), "tom": "0" * 64}
     with pytest.raises(InputError, match="are not the ones this service was deployed with"):
-        dataclasses.replace(args, model_hashes=other).pipeline(load_jppnet=False)
+        dataclasses.replace(args, model_hashes=other).replica_pipeline(load_jppnet=False)
 
 
 def test_a_dress_batch_runs_several_requests_together_and_refuses_a_bad_one_alone(args, local, tiny_models_dir):

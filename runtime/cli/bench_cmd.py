@@ -52,8 +52,7 @@ def bench(models: Path = common.MODELS,
           out: Path = typer.Option(Path("benchmarks/results"), help="folder for the JSON record and chart")):
     from ..benchmark import BenchSettings, format_table, run_benchmark, speedups
 
-    settings = BenchSettings(models=str(models), provider=provider, threads=threads,
-                             scales=common.parse_scales(scales), mirror=mirror, precision=precision,
+    settings = BenchSettings(str(models), provider, threads, common.parse_scales(scales), mirror, precision,
                              batch=batch, runs=runs, warmup=warmup, baseline=baseline)
     if garments:
         return _bench_garments(settings, garments, reference, out)

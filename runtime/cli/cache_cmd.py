@@ -19,7 +19,7 @@ def register(parent: typer.Typer):
 @friendly
 def info(cache: str = common.CACHE, cache_ttl_hours: float = common.CACHE_TTL,
          cache_max_mb: float = common.CACHE_MB):
-    facts = common.open_store(cache, False, cache_ttl_hours, cache_max_mb).info()
+    facts = common.store_settings(cache, False, cache_ttl_hours, cache_max_mb).open().info()
     typer.echo(f"store: {facts['kind']} {facts.get('path') or facts.get('url', '')}".rstrip())
     cap = facts.get("size_cap") or f"{facts['max_bytes'] / 2**20:.0f} MB"
     typer.echo(f"persons: {facts['persons']} ({facts['bytes'] / 2**20:.1f} MB; size capped by {cap})")
@@ -31,5 +31,5 @@ def info(cache: str = common.CACHE, cache_ttl_hours: float = common.CACHE_TTL,
 @app.command(help="Delete every parsed person now.\n\nExample: tryon cache clear")
 @friendly
 def clear(cache: str = common.CACHE):
-    removed = common.open_store(cache, False, 24.0, 512.0).clear()
+    removed = common.store_settings(cache, False).open().clear()
     typer.echo(f"removed {removed} parsed person{'s' if removed != 1 else ''}")

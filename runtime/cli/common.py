@@ -76,13 +76,16 @@ def save_intermediates(folder: Path, stem: str, result, synthetic: bool) -> Path
     return folder / f"{stem}_sheet.png"
 
 
-def store_location(cache, no_cache: bool, ttl_hours: float, max_mb: float) -> tuple:
-    """The --cache options as person_store.open_store's arguments (location, max_bytes, ttl_s)."""
-    return "memory" if no_cache else cache, int(max_mb * 2**20), ttl_hours * 3600
+def store_settings(cache, no_cache: bool, ttl_hours: float = 24.0, max_mb: float = 512.0):
+    """The --cache options as the StoreSettings they name."""
+    from ..person_store import StoreSettings
+
+    return StoreSettings("memory" if no_cache else cache, ttl_hours, max_mb)
 
 
-def open_store(cache, no_cache: bool, ttl_hours: float, max_mb: float):
-    """The person store the --cache options name."""
-    from ..person_store import open_store as open_named
+def pipeline_settings(models: Path, provider: str, threads: int, scales: str, mirror: bool, precision: str,
+                      store=None):
+    """The pipeline options as the PipelineSettings they name (`scales` as --scales reads)."""
+    from ..tryon import PipelineSettings
 
-    return open_named(*store_location(cache, no_cache, ttl_hours, max_mb))
+    return PipelineSettings(str(models), provider, threads, parse_scales(scales), mirror, precision, store)

@@ -61,11 +61,8 @@ def run(inputs: list[Path] = typer.Argument(None, help="PERSON then GARMENT... (
     dress_options = DressOptions(keep_back, need_dilate, warp_jpeg)
     jobs = plan(inputs or [], pairs, out)
     check_outputs(jobs, [*(inputs or []), *([pairs] if pairs else [])], overwrite, save_intermediates)
-    from ..tryon import TryOn
-
-    tryon = TryOn.from_dir(models, provider=provider, threads=threads, scales=common.parse_scales(scales),
-                           mirror=mirror, precision=precision,
-                           store=common.open_store(cache, no_cache, cache_ttl_hours, cache_max_mb))
+    tryon = common.pipeline_settings(models, provider, threads, scales, mirror, precision,
+                                     common.store_settings(cache, no_cache, cache_ttl_hours, cache_max_mb)).build()
     batch = Batch(tryon, parse_options, dress_options, save_intermediates, verbose=len(jobs) == 1)
     with typer.progressbar(length=len(jobs), label="try-on", hidden=len(jobs) == 1) as bar:
         for person, its_jobs in by_person(jobs).items():
