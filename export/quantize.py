@@ -2,7 +2,12 @@
 with bf16 instructions, each recorded with its agreement with fp32 on real photos.
 
 int8 (jppnet.onnx -> jppnet.int8.onnx) is static: QDQ format, per-channel s8 weights and
-u8 activations (ONNX Runtime fuses them into QLinearConv, fast on AVX-512 VNNI).
+u8 activations (ONNX Runtime fuses them into QLinearConv, fast on AVX-512 VNNI). The weights
+use 7 bits (reduce_range, -64..64): without VNNI (AVX2 only) ONNX Runtime's u8s8 kernels add
+pairs of u8*s8 products in 16 bits with saturation (vpmaddubsw), and with 8-bit weights a pair
+can reach 2*255*127 > 32767; with 7-bit weights it stays within 2*255*64 = 32640, so the
+integer sums, hence the outputs, are the same on CPUs with and without VNNI. The entry
+records the CPU the agreement was measured on.
 Calibration feeds the network exactly what the parse stage feeds it: each photo and its
 mirror at every configured scale. MinMax ranges suit the photos they came from, so
 calibrate on real photos (e.g. ../shared/data/viton/person), never on noise. The
@@ -29,6 +34,7 @@ from pathlib import Path
 
 import numpy as np
 
+from tryon.runtime.cpu import describe_cpu, vector_extensions
 from tryon.runtime.cpvton_stage import CpvtonStage
 from tryon.runtime.errors import InputError
 from tryon.runtime.examples import EXAMPLE_GARMENT
@@ -49,7 +55,9 @@ from .batch_norm_folding import fold_batch_norms
 PRECISIONS = ("int8", "fp16", "bf16")
 FILES = {"int8": "jppnet.int8.onnx", "fp16": "jppnet.fp16.onnx"}  # bf16 is a provider setting, not a file
 METHODS = {
-    "int8": {"format": "QDQ", "weights": "s8 per-channel", "activations": "u8", "calibration": "MinMax"},
+    "int8": {"format": "QDQ",
+             "weights": "s8 per-channel, 7-bit range (reduce_range: no 16-bit saturation without VNNI)",
+             "reduce_range": True, "activations": "u8", "calibration": "MinMax"},
     "fp16": {"weights": "fp16, batch norms folded in float64 first", "activations": "fp16",
              "input_and_outputs": "float32"},
 }
@@ -103,6 +111,8 @@ def _quantize(fp32_path: Path, int8_path: Path, photos, scales, mirror: bool):
         str(fp32_path), str(int8_path), PhotoBatches(photos, scales, mirror),
         quant_format=QuantFormat.QDQ, per_channel=True,
         activation_type=QuantType.QUInt8, weight_type=QuantType.QInt8,
+        # Weights in -64..64: u8s8 pair sums fit 16 bits, so CPUs without VNNI give VNNI's answer.
+        reduce_range=METHODS["int8"]["reduce_range"],
         calibrate_method=CalibrationMethod.MinMax,
         # Ranges are folded in after every batch: the full network's activations for one
         # 480x480 batch are gigabytes, and keeping them all would not fit in memory.
@@ -177,7 +187,8 @@ def quantize_jppnet(models_dir: str | Path, photos, scales=REFERENCE_SCALES, mir
              "source": {"fp32": models.entry("jppnet")["file"], "sha256": models.entry("jppnet")["sha256"],
                         "synthetic": models.synthetic("jppnet")},
              "agreement": {**agreement(models, low, photos, scales, mirror, agreement_provider(precision)),
-                           "calibrated_on_these_photos": precision == "int8"}}
+                           "calibrated_on_these_photos": precision == "int8",
+                           "cpu": describe_cpu(), "vector_extensions": vector_extensions()}}
     return manifest.record(models.path, JPPNET_BY_PRECISION[precision], entry)
 
 

@@ -102,6 +102,60 @@ def _nodes(path):
     return onnx.load(str(path)).graph.node
 
 
+def test_int8_weights_use_7_bits_so_cpus_without_vnni_cannot_saturate(int8_models_dir):
+    """Without VNNI, ONNX Runtime's u8s8 kernels add pairs of u8*s8 products in 16 bits with
+    saturation: weights within -64..64 keep 2*255*64 below 32767, so no sum saturates."""
+    import numpy as np
+    import onnx
+    from onnx import numpy_helper
+
+    from tryon.runtime.cpu import describe_cpu, vector_extensions
+
+    entry = json.loads((int8_models_dir / "manifest.json").read_text())["models"]["jppnet_int8"]
+    model = onnx.load(str(int8_models_dir / entry["file"]))
+    initializers = {t.name: t for t in model.graph.initializer}
+    weights = [initializers[n.input[0]] for n in model.graph.node
+               if n.op_type == "DequantizeLinear" and n.input[0] in initializers
+               and initializers[n.input[0]].data_type == onnx.TensorProto.INT8]
+    assert len(weights) >= 10  # every convolution's weights
+    for tensor in weights:
+        values = numpy_helper.to_array(tensor).astype(np.int16)
+        assert -64 <= values.min() and values.max() <= 64, tensor.name
+    assert entry["quantization"]["reduce_range"] is True and "7-bit" in entry["quantization"]["weights"]
+    assert entry["agreement"]["cpu"] == describe_cpu()
+    assert entry["agreement"]["vector_extensions"] == vector_extensions()
+
+
+def test_an_old_8_bit_int8_graph_warns_on_a_cpu_without_vnni(int8_models_dir, monkeypatch):
+    import warnings
+
+    from tryon.runtime import cpu
+    from tryon.runtime.model_dir import ModelDir
+    from tryon.runtime.parse_stage import open_jppnet
+    from tryon.runtime.session import SessionOptions
+
+    monkeypatch.setattr(cpu, "has_vnni", lambda: False)
+    options = SessionOptions(provider="cpu")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # the 7-bit graph this `tryon quantize` writes: no warning
+        assert open_jppnet(ModelDir.open(int8_models_dir), options, "int8")[0] == "jppnet_int8"
+
+    manifest_path = int8_models_dir / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    method = manifest["models"]["jppnet_int8"]["quantization"]
+    del method["reduce_range"]
+    method["weights"] = "s8 per-channel"  # as an older `tryon quantize` recorded it
+    manifest_path.write_text(json.dumps(manifest))
+    with pytest.warns(RuntimeWarning, match=r"may saturate.*re-run `tryon quantize") as caught:
+        open_jppnet(ModelDir.open(int8_models_dir), options, "int8")
+    assert len(caught) == 1
+
+    monkeypatch.setattr(cpu, "has_vnni", lambda: True)  # with VNNI the 8-bit graph cannot saturate
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        open_jppnet(ModelDir.open(int8_models_dir), options, "int8")
+
+
 def test_fp16_jppnet_is_folded_half_precision_and_agrees_with_fp32(tiny_models_dir, tmp_path, viton_pair):
     import onnx
 
