@@ -178,7 +178,7 @@ def model_hashes(models: str | Path, precision: str) -> dict[str, str]:
     """sha256 of each model file a run at `precision` can use, from the manifest."""
     folder = ModelDir.open(models)
     names = [JPPNET_BY_PRECISION.get(precision, "jppnet"), *([WINOGRAD] if precision == "fp32" else []), "gmm", "tom"]
-    return {name: folder.entry(name).get("sha256", "") for name in names if folder.has(name)}
+    return {name: folder.entry(name).sha256 or "" for name in names if folder.has(name)}
 
 
 # -- the work: one person, one dress batch ---------------------------------------------------
@@ -209,7 +209,8 @@ class Outcome:
 
 
 def parse_photo(tryon, photo: Photo, options: ParseOptions):
-    """(parsed person, '') or (None, why the photo cannot be used)."""
+    """(the ParseCall: the person and its parse's timings, '') or (None, why the photo cannot
+    be used)."""
     from .images import ImageError, load_rgb
 
     what = f"person photo {photo.name}"
@@ -220,7 +221,7 @@ def parse_photo(tryon, photo: Photo, options: ParseOptions):
     except ImageError as exc:
         return None, str(exc)
     try:
-        return tryon.parse(rgb, options), ""
+        return tryon.parse_call(rgb, options), ""
     except Exception as exc:  # one bad photo never stops a catalogue; the ledger keeps why
         return None, f"{what}: {_explained(exc)}"
 
@@ -237,36 +238,31 @@ def _explained(exc: Exception) -> str:
     return str(exc) if isinstance(exc, TryonError) else f"unexpected {type(exc).__name__}: {exc}"
 
 
-def dress_batch(tryon, parsed, garments: list[Photo], options: DressOptions) -> list[Outcome]:
-    """One Outcome per garment, in order: GMM/TOM over the garments that decode, together."""
-    from .images import ImageError, load_rgb
+def dress_batch(tryon, call, garments: list[Photo], options: DressOptions) -> list[Outcome]:
+    """One Outcome per garment, in order: GMM/TOM over the garments that decode, together;
+    one that cannot be read or decoded fails alone. `call`: the person's ParseCall."""
+    from .images import ImageError
 
-    outcomes: list[Outcome | None] = [None] * len(garments)
-    good, cloths = [], []
-    for i, photo in enumerate(garments):
-        what = f"garment {photo.name}"
-        try:
-            if photo.error:
-                raise ImageError(f"{what}: {photo.error}")
-            cloths.append(load_rgb(photo.data, what))
-            good.append(i)
-        except ImageError as exc:
-            outcomes[i] = Outcome("failed", reason=str(exc))
+    names = [f"garment {photo.name}" for photo in garments]
+    sources = [ImageError(f"{name}: {photo.error}") if photo.error else photo.data
+               for name, photo in zip(names, garments)]
     try:
-        results = tryon.dress(parsed, cloths, options) if cloths else []
+        dressed = tryon.dress(call.parsed, sources, options, names=names)
     except Exception as exc:
-        results, failure = [], _explained(exc)
-        for i in good:
-            outcomes[i] = Outcome("failed", reason=f"dressing failed: {failure}")
-    parse_ms = round(parsed.timings_ms.get("total", 0.0), 1)
-    for i, result in zip(good, results):
-        timings = {"parse": parse_ms, "dress": round(result.timings_ms.get("total", 0.0), 1)}
-        if result.reason:
-            outcomes[i] = Outcome("refused", 0.0, result.reason, timings)
-        else:
-            outcomes[i] = Outcome("ok" if result.ok else "low_confidence", float(result.confidence), "", timings,
-                                  encode(result.image, ".png"))
-    return outcomes
+        return failed_batch(garments, f"dressing failed: {_explained(exc)}")
+    parse_ms = round(call.timings_ms.get("total", 0.0), 1)
+    return [_outcome(result, parse_ms) for result in dressed]
+
+
+def _outcome(result, parse_ms: float) -> Outcome:
+    """A garment's ledger outcome: its TryOnResult's status and PNG, or its TryonError."""
+    if isinstance(result, TryonError):
+        return Outcome("failed", reason=str(result))
+    timings = {"parse": parse_ms, "dress": round(result.timings_ms.get("total", 0.0), 1)}
+    if result.reason:
+        return Outcome("refused", 0.0, result.reason, timings)
+    return Outcome("ok" if result.ok else "low_confidence", float(result.confidence), "", timings,
+                   encode(result.image, ".png"))
 
 
 def failed_batch(garments: list[Photo], reason: str) -> list[Outcome]:
@@ -281,9 +277,9 @@ def render_local(tryon, batches: list[tuple[Input, list[Input]]], settings: Sett
         if person not in parsed_by_person:
             parsed_by_person.clear()  # batches come person by person: keep one parse at a time
             parsed_by_person[person] = parse_photo(tryon, read_photo(person), settings.parse)
-        parsed, error = parsed_by_person[person]
+        call, error = parsed_by_person[person]
         photos = [read_photo(g) for g in garments]
-        outcomes = failed_batch(photos, error) if error else dress_batch(tryon, parsed, photos, settings.dress)
+        outcomes = failed_batch(photos, error) if error else dress_batch(tryon, call, photos, settings.dress)
         for garment, outcome in zip(garments, outcomes):
             yield person.path.name, garment.path.name, outcome
 

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from .catalogue import (Input, Outcome, Photo, Settings, dress_batch, failed_batch, model_hashes, parse_photo,
                         read_photo)
 from .errors import InputError
+from .parsed_person import ParseCall
 from .ray_common import import_ray, joined_cluster, tryon_cause
 
 
@@ -56,12 +57,12 @@ class ParseActor:
     def __call__(self, batch: dict) -> dict:
         rows = {"person": [], "parsed": [], "error": [], "parse_ms": [], "batches": []}
         for name, data, error, batches in zip(batch["person"], batch["photo"], batch["error"], batch["batches"]):
-            parsed, why = parse_photo(self.tryon, Photo(name, bytes(data) or None, error), self.settings.parse)
+            call, why = parse_photo(self.tryon, Photo(name, bytes(data) or None, error), self.settings.parse)
             rows["person"].append(name)
-            rows["parsed"].append(parsed.to_bytes() if parsed is not None else b"")
+            rows["parsed"].append(call.parsed.to_bytes() if call is not None else b"")
             rows["error"].append(why)
-            # to_bytes keeps no timings: the parse's travel beside it, for the ledger
-            rows["parse_ms"].append(json.dumps(parsed.timings_ms if parsed is not None else {}))
+            # the person's bytes keep no timings: the parse's travel beside them, for the ledger
+            rows["parse_ms"].append(json.dumps(call.timings_ms if call is not None else {}))
             rows["batches"].append(batches)
         return rows
 
@@ -93,9 +94,8 @@ class DressActor:
             if error:
                 outcomes = failed_batch(photos, error)
             else:
-                parsed = self.from_bytes(bytes(parsed))
-                parsed.timings_ms = json.loads(parse_ms)
-                outcomes = dress_batch(self.tryon, parsed, photos, self.settings.dress)
+                call = ParseCall(self.from_bytes(bytes(parsed)), json.loads(parse_ms))
+                outcomes = dress_batch(self.tryon, call, photos, self.settings.dress)
             for photo, outcome in zip(photos, outcomes):
                 rows["person"].append(person)
                 rows["garment"].append(photo.name)

@@ -5,6 +5,9 @@ Two steps, because JPP-Net (98% of the time) never sees the garment:
     parsed = tryon.parse(photo)               decode, brightness, JPP-Net, crop, crossed arms
     results = tryon.dress(parsed, garments)   GMM and TOM over the garments in batches, keep_back
 
+`dress` answers each garment on its own: a TryOnResult, or the TryonError of a garment that
+cannot be read or decoded (the others are dressed all the same). `parse_call` gives the
+ParsedPerson with the facts of that call beside it (its timings, whether the store had it).
 `predict` is the seed's one-call form (parse, then dress in one garment) and gives the same
 bytes. With a person store (`store=`), a photo parsed before is looked up by its content
 hash instead of parsed again.
@@ -18,14 +21,14 @@ import numpy as np
 
 from . import brightness
 from .cpvton_stage import CpvtonStage
-from .errors import InputError
+from .errors import InputError, TryonError
 from .images import load_rgb
 from .keep_background import keep_background
 from .keypoints import crossed_arms
 from .model_dir import ModelDir
 from .options import DressOptions, ParseOptions, split_flags
 from .parse_stage import ParseStage, open_jppnet
-from .parsed_person import SEED_FAILURE_CONFIDENCE, ParsedPerson, given_parse_key, person_id
+from .parsed_person import SEED_FAILURE_CONFIDENCE, ParseCall, ParsedPerson, given_parse_key, person_id
 from .person_crop import CannotFrame, crop_person, pose_box, resize_person
 from .person_store import PersonStore, StoreSettings
 from .session import SessionOptions
@@ -78,6 +81,11 @@ class TryOnResult:
         return self.confidence >= SEED_FAILURE_CONFIDENCE
 
 
+# What `TryOn.dress` gives for each garment, in order: the person wearing it, or the error that
+# refused that garment alone (`isinstance(outcome, TryonError)`); one bad garment spoils no other.
+GarmentOutcome = TryOnResult | TryonError
+
+
 class TryOn:
     def __init__(self, parse_stage: ParseStage | None, cpvton: CpvtonStage, models: ModelDir,
                  jppnet_graph: str = "jppnet", store: PersonStore | None = None):
@@ -87,7 +95,7 @@ class TryOn:
         self.jppnet_graph = jppnet_graph  # the manifest entry JPP-Net runs from
         self.store = store
         # What makes JPP-Net's answer for a photo: the graph's bytes and how it is run.
-        self.parser_key = (f"{models.entry(jppnet_graph).get('sha256', '')}|{parse_stage.identity()}"
+        self.parser_key = (f"{models.entry(jppnet_graph).sha256 or ''}|{parse_stage.identity()}"
                            if parse_stage is not None else "")
 
     @classmethod
@@ -110,9 +118,15 @@ class TryOn:
         garments. Options as a `ParseOptions` or as its fields (need_pre, need_bright,
         check_dirty). Pass `labels` (HxW LIP labels) and `keypoints` (16x2 LIP x/y) of the
         photo to skip JPP-Net."""
+        return self.parse_call(person, options, labels=labels, keypoints=keypoints, **flags).parsed
+
+    def parse_call(self, person, options: ParseOptions | None = None, *, labels=None, keypoints=None,
+                   **flags) -> ParseCall:
+        """`parse`, with this call's facts beside the person: its steps' timings and whether
+        the person came from the store."""
         return self._parse(person, replace(options or ParseOptions(), **flags), labels, keypoints)
 
-    def _parse(self, person, options: ParseOptions, labels, keypoints, seen: dict | None = None) -> ParsedPerson:
+    def _parse(self, person, options: ParseOptions, labels, keypoints, seen: dict | None = None) -> ParseCall:
         """`seen`: persons parsed earlier in the same call, by id."""
         timer = Timer()
         with timer("total"):
@@ -121,20 +135,19 @@ class TryOn:
             given = _given_parse(labels, keypoints, rgb.shape[:2])
             pid = person_id(rgb, options, given_parse_key(*given) if given else self.parser_key)
             if seen is not None and pid in seen:
-                return replace(seen[pid], timings_ms=timer.ms)
+                return ParseCall(seen[pid], timer.ms)
             if self.store is not None:
                 with timer("store"):
                     found = self.store.get(pid)
                 if found is not None:
-                    found.timings_ms, found.from_store = timer.ms, True
-                    return found
+                    return ParseCall(found, timer.ms, from_store=True)
             parsed = self._parse_photo(pid, rgb, options, given, timer)
             if self.store is not None:
                 with timer("store"):
                     self.store.put(parsed)
         if seen is not None:
             seen[pid] = parsed
-        return parsed
+        return ParseCall(parsed, timer.ms)
 
     def _parse_photo(self, pid: str, rgb: np.ndarray, options: ParseOptions, given, timer: Timer) -> ParsedPerson:
         if options.need_bright:
@@ -161,36 +174,41 @@ class TryOn:
                 reason = str(exc)
         if not reason and options.check_dirty and crossed_arms(framed[2]):
             reason = "crossed arms: a wrist lies inside the torso (check_dirty)"
-        return ParsedPerson(pid, *framed, 0.0 if reason else confidence, reason, options, timer.ms)
+        return ParsedPerson(pid, *framed, 0.0 if reason else confidence, reason, options)
 
     # -- step 2: the garments -------------------------------------------------------------
 
     def dress(self, parsed: ParsedPerson, garments, options: DressOptions | None = None, *,
-              intermediates: bool = False, **flags) -> list[TryOnResult]:
+              intermediates: bool = False, names: list[str] | None = None, **flags) -> list[GarmentOutcome]:
         """Dress a parsed person in each garment (paths, bytes or arrays; one or a list), GMM
         and TOM batched over the garments. Options as a `DressOptions` or as its fields
-        (keep_back, need_dilate). One result per garment, in order."""
+        (keep_back, need_dilate). One outcome per garment, in order: its TryOnResult, or the
+        TryonError that refuses it alone (it cannot be read or decoded: the others are dressed
+        all the same). `names`: what the errors call each garment ("garment photo")."""
         if isinstance(garments, (str, Path, bytes, bytearray, np.ndarray)):
             garments = [garments]
         options = replace(options or DressOptions(), **flags)
-        return self.dress_pairs([(parsed, g) for g in garments], options, intermediates)
+        return self.dress_pairs([(parsed, g) for g in garments], options, intermediates, names)
 
-    def dress_pairs(self, pairs, options: DressOptions, intermediates: bool = False) -> list[TryOnResult]:
-        """(parsed person, garment) pairs -> results, in order; GMM/TOM over up to DRESS_BATCH
-        pairs at once, whoever's persons they are (a server batching several requests)."""
-        timers, cloths = [], []
-        for _, garment in pairs:
+    def dress_pairs(self, pairs, options: DressOptions, intermediates: bool = False,
+                    names: list[str] | None = None) -> list[GarmentOutcome]:
+        """(parsed person, garment) pairs -> one outcome each, in order (as `dress`); GMM/TOM
+        over up to DRESS_BATCH pairs at once, whoever's persons they are (a server batching
+        several requests). A garment may be a TryonError already: one its caller could not
+        read, whose outcome that error is."""
+        outcomes: list[GarmentOutcome | None] = [None] * len(pairs)
+        timers, cloths, ready = {}, {}, []
+        for i, (parsed, garment) in enumerate(pairs):
             timer = Timer()
             with timer("total"), timer("decode"):
-                cloths.append(load_rgb(garment, "garment photo"))
-            timers.append(timer)
-        results: list[TryOnResult | None] = [None] * len(pairs)
-        ready = []
-        for i, (parsed, _) in enumerate(pairs):
-            if parsed.refused:
+                cloth = _garment_rgb(garment, names[i] if names else "garment photo")
+            if isinstance(cloth, TryonError):
+                outcomes[i] = cloth
+            elif parsed.refused:
                 extras = _extras(parsed, None) if intermediates else {}
-                results[i] = TryOnResult(parsed.person, 0.0, timers[i].ms, parsed.reason, extras)
+                outcomes[i] = TryOnResult(parsed.person, 0.0, timer.ms, parsed.reason, extras)
             else:
+                timers[i], cloths[i] = timer, cloth
                 ready.append(i)
         for start in range(0, len(ready), DRESS_BATCH):
             chunk = ready[start:start + DRESS_BATCH]
@@ -201,9 +219,9 @@ class TryOn:
                                              [p.labels for p in persons], [p.keypoints for p in persons],
                                              warp_jpeg=options.warp_jpeg)
             for i, parsed, out in zip(chunk, persons, outs):
-                results[i] = self._finish(parsed, out, timers[i], batch.ms["cpvton"] / len(chunk),
-                                          options, intermediates)
-        return results
+                outcomes[i] = self._finish(parsed, out, timers[i], batch.ms["cpvton"] / len(chunk),
+                                           options, intermediates)
+        return outcomes
 
     def _finish(self, parsed: ParsedPerson, out, timer: Timer, share_ms: float, options: DressOptions,
                 intermediates: bool) -> TryOnResult:
@@ -240,12 +258,29 @@ class TryOn:
         parses = parses or [(None, None)] * len(pairs)
         cloths = [load_rgb(cloth, "garment photo") for _, cloth in pairs]
         seen: dict[str, ParsedPerson] = {}  # one parse per photo in this call, store or not
-        parsed = [self._parse(person, parse_options, labels, keypoints, seen)
-                  for (person, _), (labels, keypoints) in zip(pairs, parses)]
-        dressed = self.dress_pairs(list(zip(parsed, cloths)), dress_options, intermediates)
-        for person, result in zip(parsed, dressed):
-            result.timings_ms = join_timings(person.timings_ms, result.timings_ms)
+        calls = [self._parse(person, parse_options, labels, keypoints, seen)
+                 for (person, _), (labels, keypoints) in zip(pairs, parses)]
+        dressed = self.dress_pairs([(call.parsed, cloth) for call, cloth in zip(calls, cloths)], dress_options,
+                                   intermediates)
+        for call, result in zip(calls, dressed):
+            if isinstance(result, TryonError):  # the garments were read above: not expected
+                raise result
+            result.timings_ms = join_timings(call.timings_ms, result.timings_ms)
         return dressed
+
+
+def _garment_rgb(garment, what: str) -> np.ndarray | TryonError:
+    """A garment's RGB, or the error that refuses it."""
+    if isinstance(garment, TryonError):
+        return garment
+    try:
+        return load_rgb(garment, what)
+    except TryonError as exc:
+        return exc
+    except OSError as exc:  # a path that exists but cannot be read
+        error = InputError(str(exc))
+        error.__cause__ = exc
+        return error
 
 
 def _extras(parsed: ParsedPerson, out) -> dict[str, np.ndarray]:

@@ -317,7 +317,7 @@ def test_an_error_of_the_machine_stops_the_run_and_an_odd_photo_fails_alone():
         def __init__(self, error):
             self.error = error
 
-        def parse(self, *args, **kwargs):
+        def parse_call(self, *args, **kwargs):
             raise self.error
 
     photo = cat.Photo("a.png", encode(np.zeros((32, 32, 3), np.uint8)))

@@ -38,6 +38,18 @@ def test_a_batch_goes_on_past_a_bad_photo_and_names_it(tiny_models_dir, photos, 
     assert "Traceback" not in done.stderr
 
 
+def test_a_bad_garment_fails_alone_between_good_ones(tiny_models_dir, photos, tmp_path):
+    people, garments = photos
+    (garments / "b_torn.jpg").write_bytes(b"not a garment either")
+    out = tmp_path / "out"
+    done = tryon("run", people / "a.jpg", garments, "-o", out, "--models", tiny_models_dir, "--cache",
+                 tmp_path / "c", *FAST)
+    assert done.returncode == 4, done.stderr
+    assert sorted(p.name for p in out.glob("*.png")) == ["a__red.png", "a__shirt.png"]
+    assert "wrote 2 of 3 results; 1 failed" in done.stderr
+    assert "a.jpg + b_torn.jpg: garment photo: not a JPEG" in done.stderr and "Traceback" not in done.stderr
+
+
 def test_one_person_many_garments_parses_the_person_once(tiny_models_dir, viton_pair, tmp_path, monkeypatch):
     person, cloth = viton_pair
     runs = []

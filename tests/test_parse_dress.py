@@ -97,8 +97,9 @@ def test_predict_and_parse_plus_dress_give_the_bytes_of_the_one_call_pipeline(st
         source = photo if given else person
         image, confidence = seed_order(stored_tryon, source, cloth, flags, **given)
         predicted = stored_tryon.predict(source, cloth, **flags, **given)
-        parsed = stored_tryon.parse(source, parse_options, **given)
-        assert "store" in parsed.timings_ms and not any(k.startswith("parse.") for k in parsed.timings_ms)
+        call = stored_tryon.parse_call(source, parse_options, **given)
+        parsed = call.parsed
+        assert "store" in call.timings_ms and not any(k.startswith("parse.") for k in call.timings_ms)
         dressed = stored_tryon.dress(parsed, [cloth], dress_options)[0]
         for result in (predicted, dressed):
             assert np.array_equal(result.image, image)
@@ -153,13 +154,18 @@ def test_a_store_hit_runs_no_jppnet(tiny_models_dir, viton_pair):
     tryon = TryOn.from_dir(tiny_models_dir, provider="cpu", scales=(1.0,), mirror=False, store=MemoryStore())
     tryon.parse_stage.session = counting = CountingSession(tryon.parse_stage.session)
     person, cloth = viton_pair
-    first = tryon.parse(person)
+    first_call = tryon.parse_call(person)
+    first = first_call.parsed
     assert counting.runs == 1
-    again = tryon.parse(person.read_bytes())
-    assert counting.runs == 1 and again.id == first.id and "store" in again.timings_ms and again.from_store
-    assert not first.from_store
-    assert not any(name.startswith("parse.") for name in again.timings_ms)
+    again_call = tryon.parse_call(person.read_bytes())
+    again = again_call.parsed
+    assert counting.runs == 1 and again.id == first.id and "store" in again_call.timings_ms and again_call.from_store
+    assert not first_call.from_store
+    assert not any(name.startswith("parse.") for name in again_call.timings_ms)
     assert np.array_equal(again.labels, first.labels) and np.array_equal(again.keypoints, first.keypoints)
+    # The call's facts travel beside the person, never in it: the stored person is shared.
+    assert not hasattr(again, "timings_ms") and not hasattr(again, "from_store")
+    assert tryon.parse_call(person).timings_ms is not again_call.timings_ms  # each call its own
     assert tryon.predict(person, cloth).confidence == pytest.approx(first.confidence)
     assert counting.runs == 1
     tryon.parse(person, need_bright=True)  # another parse option: a parse of its own
@@ -188,6 +194,25 @@ def test_a_bad_garment_fails_before_any_jppnet_work(fast_tryon, viton_pair):
     finally:
         fast_tryon.parse_stage.session = counting.session
     assert counting.runs == 0
+
+
+def test_dress_refuses_a_bad_garment_alone_and_dresses_the_others(fast_tryon, viton_pair, tmp_path):
+    """One outcome per garment, in order: an undecodable garment or a missing file is its own
+    TryonError, and the garments around it get the images they get without it."""
+    from tryon.runtime.errors import TryonError
+
+    person, cloth = viton_pair
+    parsed = fast_tryon.parse(person, need_pre=False)
+    good = garments(2)
+    outcomes = fast_tryon.dress(parsed, [good[0], b"not an image", good[1], tmp_path / "missing.png"])
+    assert [isinstance(outcome, TryonError) for outcome in outcomes] == [False, True, False, True]
+    assert str(outcomes[1]).startswith("garment photo: ") and "no such file" in str(outcomes[3])
+    for outcome, alone in zip(outcomes[::2], fast_tryon.dress(parsed, good)):
+        assert np.array_equal(outcome.image, alone.image) and outcome.timings_ms["decode"] >= 0
+    [named] = fast_tryon.dress(parsed, [b"not an image"], names=["garment x.png"])
+    assert isinstance(named, ImageError) and str(named).startswith("garment x.png: ")
+    refused = fast_tryon.parse(person, need_pre=False, check_dirty=True)  # a refused person's bad garment too
+    assert isinstance(fast_tryon.dress(refused, [b"not an image"])[0], ImageError)
 
 
 def test_options_travel_as_objects_or_as_their_fields(fast_tryon, viton_pair):

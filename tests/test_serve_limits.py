@@ -126,11 +126,11 @@ class HeldParse(TryOn):
         super().__init__(tryon.parse_stage, tryon.cpvton, tryon.models, tryon.jppnet_graph, MemoryStore())
         self.entered, self.release, self.parses = threading.Event(), threading.Event(), 0
 
-    def parse(self, *args, **kwargs):
+    def parse_call(self, *args, **kwargs):
         self.parses += 1
         self.entered.set()
         assert self.release.wait(30)
-        return super().parse(*args, **kwargs)
+        return super().parse_call(*args, **kwargs)
 
 
 def wait_until(condition, timeout_s: float = 30):

@@ -179,6 +179,28 @@ def test_many_garments_at_once_in_the_order_sent(client, tryon):
         assert result["person_id"] == person_id and result["confidence"] == pytest.approx(want.confidence)
 
 
+def test_a_garment_that_does_not_decode_gets_its_own_answer_and_the_others_are_dressed(client, tryon):
+    person_id = post_person(client, photo(12)).json()["person_id"]
+    torn = CLOTH[:len(CLOTH) // 2]  # its header passes: only the decode finds it bad
+    red = encode(np.full((256, 192, 3), (200, 0, 0), np.uint8), ".png")
+    response = client.post(f"/v1/persons/{person_id}/tryon",
+                           files=[("cloth", ("a.jpg", CLOTH)), ("cloth", ("torn.jpg", torn)),
+                                  ("cloth", ("c.png", red))])
+    assert response.status_code == 200, response.text
+    answers = response.json()
+    assert [a["index"] for a in answers] == [0, 1, 2]
+    assert [a["garment"] for a in answers] == ["cloth[0]", "cloth[1]", "cloth[2]"]
+    bad = answers[1]
+    assert bad["ok"] is False and bad["image_png_base64"] is None and bad["confidence"] == 0
+    assert bad["reason"].startswith("garment photo") and "corrupt or truncated" in bad["reason"]
+    expected = tryon.dress(tryon.parse(photo(12)), [CLOTH, red])
+    for answer, want in zip(answers[::2], expected):
+        image = decode(base64.b64decode(answer["image_png_base64"]))
+        assert np.abs(image.astype(int) - want.image).max() <= 1 and answer["reason"] == ""
+    one = client.post("/v1/tryon", data={"person_id": person_id}, files={"cloth": ("torn.jpg", torn)})
+    assert_refused(one, 422, "garment photo", "corrupt or truncated")  # alone, it refuses the request
+
+
 @pytest.mark.parametrize("files, data, status, words", [
     ([], {}, 422, ["one garment at least"]),
     ([("cloth", ("c.jpg", CLOTH))] * 2, {"garment": ["garment_tshirt"] * 2}, 422, ["4 garments", "limit of 3"]),

@@ -16,7 +16,7 @@ import typer
 
 from ..errors import InputError, TryonError
 from ..files import write_atomically
-from ..images import load_rgb, save_rgb
+from ..images import save_rgb
 from ..options import DressOptions, ParseOptions
 from . import common
 from .errors import EXIT_BAD_INPUT, friendly
@@ -84,28 +84,24 @@ class Batch:
 
     def person(self, path: Path, jobs: list[Pair], advance):
         try:
-            parsed = self.tryon.parse(path, self.parse_options)
+            call = self.tryon.parse_call(path, self.parse_options)
         except (TryonError, OSError) as exc:
             self._fail(jobs, exc, advance)
             return
         from ..tryon import DRESS_BATCH
 
         for start in range(0, len(jobs), DRESS_BATCH):  # a chunk's garments in memory at a time
-            chunk, garments = [], []
-            for job in jobs[start:start + DRESS_BATCH]:
-                try:
-                    garments.append(load_rgb(job.garment, "garment photo"))
-                    chunk.append(job)
-                except (TryonError, OSError) as exc:
-                    self._fail([job], exc, advance)
-            if chunk:
-                results = self.tryon.dress(parsed, garments, self.dress_options,
-                                           intermediates=self.intermediates_dir is not None)
-                for job, result in zip(chunk, results):
-                    self._save(job, parsed, result)
+            chunk = jobs[start:start + DRESS_BATCH]
+            outcomes = self.tryon.dress(call.parsed, [job.garment for job in chunk], self.dress_options,
+                                        intermediates=self.intermediates_dir is not None)
+            for job, outcome in zip(chunk, outcomes):
+                if isinstance(outcome, TryonError):  # this garment alone
+                    self._fail([job], outcome, advance)
+                else:
+                    self._save(job, call, outcome)
                     advance(1)
 
-    def _save(self, job: Pair, parsed, result):
+    def _save(self, job: Pair, call, result):
         try:
             save_rgb(job.out, result.image)
             if self.intermediates_dir is not None:
@@ -120,7 +116,7 @@ class Batch:
 
             note = f"; {result.reason}" if result.reason else ""
             typer.echo(f"wrote {job.out} (confidence {result.confidence:.3f}{note})")
-            typer.echo(common.timings_table(join_timings(parsed.timings_ms, result.timings_ms)))
+            typer.echo(common.timings_table(join_timings(call.timings_ms, result.timings_ms)))
 
     def _fail(self, jobs: list[Pair], exc: Exception, advance):
         for job in jobs:

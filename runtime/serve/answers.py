@@ -6,6 +6,7 @@ import base64
 
 from pydantic import BaseModel, Field
 
+from ..errors import TryonError
 from ..options import ParseOptions
 
 
@@ -21,6 +22,12 @@ class TryOnAnswer(BaseModel):
 
 class GarmentAnswer(TryOnAnswer):
     garment: str = Field(description="the gallery id, or cloth[i] for the i-th uploaded file")
+    index: int = Field(description="its place in the answer and in the request: the uploaded files first, then the "
+                                   "gallery ids")
+    image_png_base64: str | None = Field(description="the 192x256 result as a base64 PNG; null when this garment "
+                                                     "could not be used (a file that does not decode): then ok is "
+                                                     "false, reason says why, and the other garments are dressed "
+                                                     "all the same")
 
 
 class ParseFlags(BaseModel):
@@ -93,6 +100,16 @@ def tryon_answer(result, png: bytes, synthetic: bool, person_id: str, **extra) -
     return {"confidence": result.confidence, "ok": result.ok, "reason": result.reason,
             "timings_ms": result.timings_ms, "image_png_base64": base64.b64encode(png).decode("ascii"),
             "synthetic": synthetic, "person_id": person_id, **extra}
+
+
+def garment_answer(index: int, garment: str, outcome, synthetic: bool, person_id: str) -> dict:
+    """One garment of several (a GarmentAnswer): its (result, png), or the TryonError that
+    refused this garment alone (ok false, no image, the error as the reason)."""
+    if isinstance(outcome, TryonError):
+        return {"confidence": 0.0, "ok": False, "reason": str(outcome), "timings_ms": {}, "image_png_base64": None,
+                "synthetic": synthetic, "person_id": person_id, "garment": garment, "index": index}
+    result, png = outcome
+    return tryon_answer(result, png, synthetic, person_id, garment=garment, index=index)
 
 
 def person_answer(parsed, expires_at: str, synthetic: bool) -> dict:

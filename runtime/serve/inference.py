@@ -5,10 +5,12 @@ deployments (`tryon serve --engine ray`)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from functools import partial
 from typing import TYPE_CHECKING
 
+from ..errors import TryonError
 from ..images import encode
-from ..parsed_person import ParsedPerson
+from ..parsed_person import ParseCall, ParsedPerson
 from ..session import providers_in_use
 from ..tryon import join_timings
 from .limits import InferenceGate
@@ -16,7 +18,7 @@ from .limits import InferenceGate
 if TYPE_CHECKING:
     from ..options import DressOptions, ParseOptions
     from ..person_store import PersonStore
-    from ..tryon import TryOn, TryOnResult
+    from ..tryon import GarmentOutcome, TryOn, TryOnResult
 
 
 class Inference(ABC):
@@ -26,20 +28,22 @@ class Inference(ABC):
     store: "PersonStore"
 
     @abstractmethod
-    async def parse(self, request, photo: bytes, options: "ParseOptions") -> ParsedPerson:
-        """Parse a photo, or find it in the store (then without running JPP-Net)."""
+    async def parse(self, request, photo: bytes, options: "ParseOptions") -> ParseCall:
+        """Parse a photo, or find it in the store (then without running JPP-Net): the person,
+        with this call's timings and whether it came from the store beside it."""
 
     @abstractmethod
     async def dress(self, request, parsed: ParsedPerson, garments: list, options: "DressOptions",
-                    image_format: str) -> list[tuple["TryOnResult", bytes]]:
-        """Each garment's result and its image encoded as `image_format`, in order."""
+                    image_format: str) -> list[tuple["TryOnResult", bytes] | TryonError]:
+        """Each garment's outcome, in order (`encoded`): its result and its image encoded as
+        `image_format`, or the TryonError that refuses that garment alone."""
 
     async def tryon(self, request, person, garment, parse_options: "ParseOptions", dress_options: "DressOptions",
                     image_format: str) -> tuple[ParsedPerson, "TryOnResult", bytes]:
-        """One try-on; `person` is photo bytes or a ParsedPerson."""
-        parsed = person if isinstance(person, ParsedPerson) else await self.parse(request, person, parse_options)
-        [(result, image)] = await self.dress(request, parsed, [garment], dress_options, image_format)
-        return parsed, joined(person, parsed, result), image
+        """One try-on (`one_tryon` over this engine's two steps); `person` is photo bytes or a
+        ParsedPerson."""
+        return await one_tryon(partial(self.parse, request), partial(self.dress, request), person, garment,
+                               parse_options, dress_options, image_format)
 
     @abstractmethod
     def describe(self) -> dict:
@@ -50,11 +54,40 @@ class Inference(ABC):
         """max_concurrent, queue, in_flight."""
 
 
-def joined(person, parsed: ParsedPerson, result: "TryOnResult") -> "TryOnResult":
-    """A one-call try-on's timings: the parse's, when this call parsed, then the dress's."""
-    if parsed is not person:
-        result.timings_ms = join_timings(parsed.timings_ms, result.timings_ms)
-    return result
+async def one_tryon(parse, dress, person, garment, parse_options: "ParseOptions", dress_options: "DressOptions",
+                    image_format: str) -> tuple[ParsedPerson, "TryOnResult", bytes]:
+    """The one-call try-on, written once for every engine over its two steps: `parse(photo,
+    options)` -> ParseCall and `dress(parsed, garments, options, image_format)` -> `encoded`
+    outcomes. `person` is photo bytes or a ParsedPerson. Returns the parsed person, the result
+    (its timings: the parse's, when this call parsed, then the dress's) and its image; the
+    garment's error refuses the call."""
+    call = None if isinstance(person, ParsedPerson) else await parse(person, parse_options)
+    parsed = person if call is None else call.parsed
+    [outcome] = await dress(parsed, [garment], dress_options, image_format)
+    if isinstance(outcome, TryonError):
+        raise outcome
+    result, image = outcome
+    if call is not None:
+        result.timings_ms = join_timings(call.timings_ms, result.timings_ms)
+    return parsed, result, image
+
+
+def encoded(outcomes: list["GarmentOutcome"], image_format: str) -> list[tuple["TryOnResult", bytes] | TryonError]:
+    """`TryOn.dress`'s outcomes as every engine's `Inference.dress` answers them: each result
+    with its image encoded as `image_format`; an error as it is."""
+    return [outcome if isinstance(outcome, TryonError) else (outcome, encode(outcome.image, image_format))
+            for outcome in outcomes]
+
+
+def finished(coroutine):
+    """The value of a coroutine whose awaits never wait (steps that run at once, in this
+    thread), run to its end here."""
+    try:
+        coroutine.send(None)
+    except StopIteration as done:
+        return done.value
+    coroutine.close()
+    raise RuntimeError("a step that runs at once waited")
 
 
 def describe(tryon: "TryOn") -> dict:
@@ -63,7 +96,7 @@ def describe(tryon: "TryOn") -> dict:
     facts = {"synthetic": bool(tryon.synthetic), "family": tryon.models.family}
     if tryon.parse_stage is not None:
         sessions.insert(0, tryon.parse_stage.session)
-        facts["jppnet_graph"] = tryon.models.entry(tryon.jppnet_graph)["file"]
+        facts["jppnet_graph"] = tryon.models.entry(tryon.jppnet_graph).file
     facts["providers"] = list(dict.fromkeys(p for session in sessions for p in providers_in_use(session)))
     return facts
 
@@ -81,7 +114,7 @@ class LocalInference(Inference):
         return self.pipeline.store
 
     async def parse(self, request, photo, options):
-        return await self.gate.run(request, self.pipeline.parse, photo, options)
+        return await self.gate.run(request, self.pipeline.parse_call, photo, options)
 
     async def dress(self, request, parsed, garments, options, image_format):
         return await self.gate.run(request, self._dress, parsed, garments, options, image_format)
@@ -92,13 +125,17 @@ class LocalInference(Inference):
 
     def _dress(self, parsed, garments, options, image_format):
         # Decoding and encoding run here, in the worker thread, to keep the event loop free.
-        results = self.pipeline.dress(parsed, garments, options)
-        return [(result, encode(result.image, image_format)) for result in results]
+        return encoded(self.pipeline.dress(parsed, garments, options), image_format)
 
-    def _tryon(self, person, garment, parse_options, dress_options, image_format):
-        parsed = person if isinstance(person, ParsedPerson) else self.pipeline.parse(person, parse_options)
-        [(result, image)] = self._dress(parsed, [garment], dress_options, image_format)
-        return parsed, joined(person, parsed, result), image
+    def _tryon(self, *args):
+        """`one_tryon` in the slot's worker thread, its two steps run right here."""
+        async def parse(photo, options):
+            return self.pipeline.parse_call(photo, options)
+
+        async def dress(*dress_args):
+            return self._dress(*dress_args)
+
+        return finished(one_tryon(parse, dress, *args))
 
     def describe(self):
         return self._facts
