@@ -239,11 +239,13 @@ class TryOn:
     def predict(self, person, cloth, need_pre: bool = True, need_bright: bool = False,
                 keep_back: bool = False, need_dilate: bool = False, check_dirty: bool = False,
                 labels: np.ndarray | None = None, keypoints: np.ndarray | None = None,
-                intermediates: bool = False) -> TryOnResult:
+                intermediates: bool = False, jpeg_dct: str = "accurate", warp_jpeg: bool = False) -> TryOnResult:
         """The seed's predict() with its bugs fixed: parse, then dress in one garment. Pass
         `labels` (HxW LIP labels) and `keypoints` (16x2 LIP, x/y) of the person photo to skip
-        JPP-Net."""
+        JPP-Net; `jpeg_dct` and `warp_jpeg` are the original pipelines' JPEG steps (options.py)."""
         parse_options, dress_options = split_flags(need_pre, need_bright, keep_back, need_dilate, check_dirty)
+        parse_options = replace(parse_options, jpeg_dct=jpeg_dct)
+        dress_options = replace(dress_options, warp_jpeg=warp_jpeg)
         return self.predict_batch([(person, cloth)], parse_options, dress_options, [(labels, keypoints)],
                                   intermediates)[0]
 

@@ -248,3 +248,26 @@ def test_a_store_that_cannot_keep_persons_says_so_and_one_call_tryons_still_work
         assert_refused(post_person(client, photo(11)), 503, "could not keep", "POST /v1/tryon")
         response = client.post("/v1/tryon", files={"person": ("p.png", photo(11))}, data={"garment": "garment_tshirt"})
         assert response.status_code == 200
+
+
+def test_the_jpeg_options_reach_the_routes(client, tryon):
+    """jpeg_dct on the parse routes, warp_jpeg on the dress routes: the library's bytes."""
+    fast = post_person(client, PERSON, need_pre=False, jpeg_dct="fast")
+    assert fast.status_code in (200, 201), fast.text
+    expected = tryon.parse(PERSON, need_pre=False, jpeg_dct="fast")
+    assert fast.json()["person_id"] == expected.id != tryon.parse(PERSON, need_pre=False).id
+    dressed = client.post(f"/v1/persons/{expected.id}/tryon", files={"cloth": ("c.png", CLOTH)},
+                          data={"warp_jpeg": "true"})
+    assert dressed.status_code == 200, dressed.text
+    [answer] = dressed.json()
+    jpeg = tryon.dress(expected, CLOTH, warp_jpeg=True)[0].image
+    assert np.array_equal(decode(base64.b64decode(answer["image_png_base64"])), jpeg)
+    assert not np.array_equal(jpeg, tryon.dress(expected, CLOTH)[0].image)
+    one = client.post("/v1/tryon", files={"person": ("p.jpg", PERSON), "cloth": ("c.png", CLOTH)},
+                      data={"need_pre": "false", "jpeg_dct": "fast", "warp_jpeg": "true"})
+    assert one.status_code == 200, one.text
+    assert one.headers["x-tryon-person-id"] == expected.id and np.array_equal(decode(one.content), jpeg)
+    assert np.array_equal(tryon.predict(PERSON, CLOTH, need_pre=False, jpeg_dct="fast", warp_jpeg=True).image, jpeg)
+    changed = client.post("/v1/tryon", files={"cloth": ("c.png", CLOTH)},
+                          data={"person_id": expected.id, "jpeg_dct": "accurate"})
+    assert_refused(changed, 422, "jpeg_dct")

@@ -17,7 +17,7 @@ from ..options import DressOptions, ParseOptions
 from ..sheet import colour_labels
 from .answers import GarmentAnswer, ParsedAnswer, PersonAnswer, garment_answer, person_answer
 from .errors import WITH_BODY, refusals
-from .v1_routes import gallery_garment
+from .v1_routes import JPEG_DCT_DOC, WARP_JPEG_DOC, JpegDct, gallery_garment
 
 router = APIRouter(prefix="/v1/persons", tags=["persons"])
 
@@ -38,9 +38,11 @@ async def create_person(request: Request,
                         person: UploadFile = File(description="person photo"),
                         need_pre: bool = Form(True, description="crop around the pose, resize to 256x192"),
                         need_bright: bool = Form(False, description="brighten the photo x1.3 first"),
-                        check_dirty: bool = Form(False, description="refuse arms crossing the torso")):
+                        check_dirty: bool = Form(False, description="refuse arms crossing the torso"),
+                        jpeg_dct: JpegDct = Form("accurate", description=JPEG_DCT_DOC)):
     service = request.app.state.service
-    call = await service.parse(request, await person.read(), ParseOptions(need_pre, need_bright, check_dirty))
+    options = ParseOptions(need_pre, need_bright, check_dirty, jpeg_dct)
+    call = await service.parse(request, await person.read(), options)
     parsed = call.parsed
     expires_at = await service.expires_at(parsed.id)
     if expires_at is None:
@@ -97,7 +99,8 @@ async def dress_person(person_id: str, request: Request,
                        cloth: list[UploadFile] = File([], description="garment photos"),
                        garment: list[str] = Form([], description="gallery ids"),
                        keep_back: bool = Form(False, description="keep the photo outside the upper clothes"),
-                       need_dilate: bool = Form(False, description="soften the keep_back mask")):
+                       need_dilate: bool = Form(False, description="soften the keep_back mask"),
+                       warp_jpeg: bool = Form(False, description=WARP_JPEG_DOC)):
     service = request.app.state.service
     uploads = [data for data in [await part.read() for part in cloth] if data]  # empty parts: untouched inputs
     count, most = len(uploads) + len(garment), service.limits.max_garments
@@ -108,7 +111,7 @@ async def dress_person(person_id: str, request: Request,
                          f"several requests")
     garments = uploads + [gallery_garment(service.gallery, garment_id) for garment_id in garment]
     parsed = await service.person(person_id)
-    dressed = await service.dress(request, parsed, garments, DressOptions(keep_back, need_dilate))
+    dressed = await service.dress(request, parsed, garments, DressOptions(keep_back, need_dilate, warp_jpeg))
     names = [f"cloth[{i}]" for i in range(len(uploads))] + list(garment)
     return JSONResponse([garment_answer(index, name, outcome, service.synthetic, parsed.id)
                          for index, (name, outcome) in enumerate(zip(names, dressed))])

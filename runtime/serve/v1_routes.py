@@ -19,6 +19,11 @@ router = APIRouter(prefix="/v1", tags=["v1"])
 PNG_HEADERS_DOC = ("X-Tryon-Confidence, X-Tryon-Ok, X-Tryon-Synthetic, X-Tryon-Reason, X-Tryon-Person-Id, and "
                    "the per-stage timings as a standard Server-Timing header (milliseconds).")
 PARSE_FLAG_DOC = " (a parse flag: with `person_id`, leave it out or give the value the person was parsed with)"
+JpegDct = Literal["accurate", "fast"]
+JPEG_DCT_DOC = ("JPEG decode of the person photo: accurate (the seed's PIL/OpenCV decode) or fast "
+                "(LIP_JPPNet's TensorFlow decode_jpeg, bit for bit; the server needs the fastdct extra)")
+WARP_JPEG_DOC = ("hand the warped garment to TOM through a quality-75 JPEG, as cp-vton's test pipeline did "
+                 "(the seed casts it to uint8 in memory)")
 
 
 @router.post("/tryon", summary="Dress a person in a garment",
@@ -47,12 +52,15 @@ async def tryon(request: Request,
                                                                   "[default: false]" + PARSE_FLAG_DOC),
                 check_dirty: bool | None = Form(None, description="refuse arms crossing the torso "
                                                                   "[default: false]" + PARSE_FLAG_DOC),
+                jpeg_dct: JpegDct | None = Form(None, description=JPEG_DCT_DOC + " [default: accurate]"
+                                                + PARSE_FLAG_DOC),
                 keep_back: bool = Form(False, description="keep the photo outside the upper clothes"),
                 need_dilate: bool = Form(False, description="soften the keep_back mask"),
+                warp_jpeg: bool = Form(False, description=WARP_JPEG_DOC),
                 format: Literal["png", "json"] = Form("png", description="png or json")):
     service = request.app.state.service
-    given = {k: v for k, v in dict(need_pre=need_pre, need_bright=need_bright, check_dirty=check_dirty).items()
-             if v is not None}
+    given = {k: v for k, v in dict(need_pre=need_pre, need_bright=need_bright, check_dirty=check_dirty,
+                                   jpeg_dct=jpeg_dct).items() if v is not None}
     photo = await person.read() if person is not None else b""  # a browser's untouched file input: empty
     if photo and person_id:
         raise InputError("give either a person photo or a person_id, not both")
@@ -65,7 +73,7 @@ async def tryon(request: Request,
         raise InputError("give a person: a `person` photo, or a `person_id` from POST /v1/persons")
     garment_input = await _garment(service.gallery, cloth, garment)
     parsed, result, png = await service.tryon_one(request, subject, garment_input, ParseOptions(**given),
-                                                  DressOptions(keep_back, need_dilate), ".png")
+                                                  DressOptions(keep_back, need_dilate, warp_jpeg), ".png")
     if format == "json":
         return JSONResponse(tryon_answer(result, png, service.synthetic, parsed.id))
     return Response(png, media_type="image/png", headers={
