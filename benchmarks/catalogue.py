@@ -127,7 +127,7 @@ def main(argv=None):
                             "provider": args.provider, "threads": args.threads, "need_pre": False},
                "models": settings.identity()["models"], "machine": machine(),
                "synthetic_weights": any(ModelDir.open(args.models).synthetic(n) for n in ("jppnet", "gmm", "tom")),
-               "jppnet_variant": ModelDir.open(args.models).entry("jppnet").get("variant", "full"), "runs": []}
+               "jppnet_variant": ModelDir.open(args.models).entry("jppnet").variant or "full", "runs": []}
     with tempfile.TemporaryDirectory() as tmp:
         persons, garments = make_inputs(Path(tmp), args.persons, args.garments)
         reference = None

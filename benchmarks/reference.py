@@ -111,10 +111,10 @@ def reference_tryon(settings: BenchSettings) -> TryOn:
     threads = settings.threads or 0
     torch.set_num_threads(threads or torch.get_num_threads())
     jppnet = models.entry("jppnet")
-    config = CONFIGS[jppnet["variant"]]
-    weights = load_weights(jppnet["source"]["path"], config)
+    config = CONFIGS[jppnet.variant]
+    weights = load_weights(jppnet.source.path, config)
     parse = TfParseStage(weights, config, settings.scales, settings.mirror, threads)
-    cpvton = torch_cpvton(models.entry("gmm")["source"]["path"], models.entry("tom")["source"]["path"])
+    cpvton = torch_cpvton(models.entry("gmm").source.path, models.entry("tom").source.path)
     return TryOn(parse, cpvton, models)
 
 

@@ -8,7 +8,8 @@ from .sources import find_sources
 
 def export_all(checkpoints: str | Path, models_dir: str | Path, family: str | None = None,
                opset: int = 17) -> dict[str, dict]:
-    from . import manifest
+    from tryon.runtime.manifest import Manifest
+
     from .cpvton_export import export_cpvton
     from .jppnet_export import export_jppnet
 
@@ -17,7 +18,7 @@ def export_all(checkpoints: str | Path, models_dir: str | Path, family: str | No
     models_dir.mkdir(parents=True, exist_ok=True)
     entries = dict(export_cpvton(sources.gmm, sources.tom, models_dir, opset=opset))
     entries["jppnet"] = export_jppnet(sources.jppnet, models_dir, opset=opset)
-    entries["jppnet_winograd"] = manifest.load(models_dir)["models"]["jppnet_winograd"]
+    entries["jppnet_winograd"] = Manifest.read(models_dir).models["jppnet_winograd"].to_json()
     return entries
 
 
@@ -35,17 +36,19 @@ def validate_all(checkpoints: str | Path, models_dir: str | Path, family: str | 
 
 def up_to_date(checkpoints: str | Path, models_dir: str | Path, family: str | None = None) -> bool:
     """True when every model in the manifest was exported from these very checkpoint files."""
+    from tryon.runtime.manifest import Manifest
+
     from . import manifest
 
     sources = find_sources(checkpoints, family)
-    models = manifest.load(models_dir)["models"]
+    models = Manifest.read(models_dir, missing_ok=True).models
     for name, path in (("jppnet", sources.jppnet), ("jppnet_winograd", sources.jppnet), ("gmm", sources.gmm),
                        ("gmm_person", sources.gmm), ("gmm_garment", sources.gmm), ("tom", sources.tom),
                        ("tom_winograd", sources.tom)):
         entry = models.get(name)
-        if entry is None or not (Path(models_dir) / entry["file"]).is_file():
+        if entry is None or not (Path(models_dir) / entry.file).is_file():
             return False
-        if entry["source"].get("sha256") != manifest.source_sha256(path):
+        if entry.source is None or entry.source.sha256 != manifest.source_sha256(path):
             return False
     return True
 

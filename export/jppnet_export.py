@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 
+from tryon.runtime.manifest import Manifest, ModelSource
 from tryon.runtime.model_dir import ModelsMissingError
 from tryon.runtime.parse_stage import photo_batch
 from tryon.runtime.session import SessionOptions, create_session
@@ -276,14 +277,15 @@ def _report(progress, validation: dict):
 def validate_jppnet(models_dir: str | Path, source: str | Path) -> dict:
     """Re-run the TensorFlow vs ONNX Runtime check on an existing jppnet.onnx."""
     models_dir = Path(models_dir)
-    entry = manifest.load(models_dir)["models"].get("jppnet")
+    entry = Manifest.read(models_dir, missing_ok=True).models.get("jppnet")
     if entry is None:
         raise ModelsMissingError(f"{models_dir}/manifest.json has no jppnet entry: run `tryon export` first")
-    config = CONFIGS[entry["variant"]]
+    config = CONFIGS[entry.variant]
     weights = load_weights(source, config)
-    report = validate_files(weights, config, models_dir / entry["file"])
+    report = validate_files(weights, config, models_dir / entry.file)
     reference = report.pop("reference")
-    report["source_matches_manifest"] = _source_record(Path(source))["sha256"] == entry["source"]["sha256"]
+    recorded = entry.source.sha256 if entry.source is not None else None
+    report["source_matches_manifest"] = ModelSource.from_json(_source_record(Path(source))).sha256 == recorded
     _raise_unless_passed(report)
     if (models_dir / WINOGRAD_FILE).is_file():
         report["winograd"] = validate_files(weights, config, models_dir / WINOGRAD_FILE, reference)

@@ -7,14 +7,13 @@ from __future__ import annotations
 
 import datetime
 import hashlib
-import json
-import os
+from dataclasses import replace
 from pathlib import Path
 
+from tryon.runtime.manifest import Manifest, ModelEntry
 from tryon.runtime.model_dir import sha256_file
 from tryon.runtime.versions import installed_versions
 
-MANIFEST = "manifest.json"
 TOOLS = ("onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorflow-cpu", "tensorflow", "tf2onnx", "onnxscript", "numpy")
 
 
@@ -58,30 +57,21 @@ def io_signature(onnx_path: str | Path) -> dict[str, list[dict]]:
     return {"inputs": describe(model.graph.input), "outputs": describe(model.graph.output)}
 
 
-def load(models_dir: str | Path) -> dict:
-    path = Path(models_dir) / MANIFEST
-    if not path.is_file():
-        return {"format": 1, "models": {}}
-    return json.loads(path.read_text())
-
-
-def record(models_dir: str | Path, name: str, entry: dict) -> dict:
-    """Add or replace the manifest entry for one exported model; returns the full entry."""
+def record(models_dir: str | Path, name: str, entry: ModelEntry | dict) -> dict:
+    """Add or replace the manifest entry for one exported model; returns the full entry as
+    written. A dict is read with `ModelEntry.from_json`, so an entry of the wrong structure
+    (a `file` outside the models folder, a key of the wrong type) is refused before anything
+    is hashed or written."""
     models_dir = Path(models_dir)
-    onnx_path = models_dir / entry["file"]
-    if "path" in entry.get("source", {}):  # absolute, so tools run from elsewhere find the source
-        entry = {**entry, "source": {**entry["source"], "path": str(Path(entry["source"]["path"]).resolve())}}
-    full = {
-        **entry,
-        "sha256": sha256_file(onnx_path),
-        "bytes": onnx_path.stat().st_size,
-        **io_signature(onnx_path),
-        "tools": tool_versions(),
-        "exported_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-    }
-    manifest = load(models_dir)
-    manifest["models"][name] = full
-    tmp = models_dir / (MANIFEST + ".tmp")
-    tmp.write_text(json.dumps(manifest, indent=2) + "\n")
-    os.replace(tmp, models_dir / MANIFEST)
-    return full
+    if isinstance(entry, dict):
+        entry = ModelEntry.from_json(entry, f"models.{name}")
+    if entry.source is not None and entry.source.path is not None:
+        # absolute, so tools run from elsewhere find the source
+        entry = replace(entry, source=replace(entry.source, path=str(Path(entry.source.path).resolve())))
+    onnx_path = models_dir / entry.file
+    signature = io_signature(onnx_path)
+    full = replace(entry, sha256=sha256_file(onnx_path), bytes=onnx_path.stat().st_size,
+                   inputs=signature["inputs"], outputs=signature["outputs"], tools=tool_versions(),
+                   exported_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
+    Manifest.read(models_dir, missing_ok=True).with_entry(name, full).write(models_dir)
+    return full.to_json()

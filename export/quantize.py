@@ -182,9 +182,10 @@ def quantize_jppnet(models_dir: str | Path, photos, scales=REFERENCE_SCALES, mir
         low, method = _openvino_bf16(models)
     else:
         low, method = _write_low_precision(models, precision, photos, scales, mirror)
-    entry = {"file": method.pop("file"), "variant": models.entry("jppnet").get("variant"), "precision": precision,
+    fp32 = models.entry("jppnet")
+    entry = {"file": method.pop("file"), "variant": fp32.variant, "precision": precision,
              **method,
-             "source": {"fp32": models.entry("jppnet")["file"], "sha256": models.entry("jppnet")["sha256"],
+             "source": {"fp32": fp32.file, "sha256": fp32.sha256,
                         "synthetic": models.synthetic("jppnet")},
              "agreement": {**agreement(models, low, photos, scales, mirror, agreement_provider(precision)),
                            "calibrated_on_these_photos": precision == "int8",
@@ -209,4 +210,4 @@ def _openvino_bf16(models: ModelDir):
     session = create_session(models.file(BF16_GRAPH),
                              SessionOptions(provider="cpu", openvino_bf16=True, memory_pattern=False))
     provider = {"name": OPENVINO, "options": openvino_bf16_options(), "onnxruntime": import_onnxruntime().__version__}
-    return session, {"file": models.entry(BF16_GRAPH)["file"], "execution_provider": provider}
+    return session, {"file": models.entry(BF16_GRAPH).file, "execution_provider": provider}

@@ -123,8 +123,8 @@ def stage_gflop(settings: BenchSettings, stages, jppnet_variant: str) -> dict[st
 
 def model_sizes_mb(models: ModelDir) -> dict[str, float]:
     sizes = {}
-    for name, entry in models.manifest.get("models", {}).items():
-        path = models.path / entry["file"]
+    for name, entry in models.manifest.models.items():
+        path = models.path / entry.file
         if path.is_file():
             sizes[name] = path.stat().st_size / 2**20
     return sizes
@@ -220,7 +220,7 @@ def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict
     record = {
         "settings": asdict(settings),
         "providers": providers_used(tryon),
-        "jppnet_graph": tryon.models.entry(tryon.jppnet_graph)["file"],
+        "jppnet_graph": tryon.models.entry(tryon.jppnet_graph).file,
         "machine": machine(),
         "synthetic_weights": tryon.synthetic,
         "load_ms": load_ms,
@@ -229,18 +229,18 @@ def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict
         "gpu_memory_mb": gpu_memory_mb() if "CUDAExecutionProvider" in providers_used(tryon) else None,
         "stages": stages,
     }
-    gflop = stage_gflop(settings, stages, tryon.models.entry("jppnet").get("variant", "full"))
+    gflop = stage_gflop(settings, stages, tryon.models.entry("jppnet").variant or "full")
     record["gflop"] = gflop
     record["gflops_achieved"] = throughput(stages, gflop)
     record["sgemm_gflops"] = sgemm_gflops()
     if settings.precision != "fp32":
-        entry = tryon.models.entry(JPPNET_BY_PRECISION[settings.precision])
-        record[f"{settings.precision}_agreement"] = entry.get("agreement")
+        agreement = tryon.models.entry(JPPNET_BY_PRECISION[settings.precision]).agreement
+        record[f"{settings.precision}_agreement"] = agreement.to_json() if agreement is not None else None
     if settings.baseline:
         baseline = _stages(samples[1])
         ratios = speedups(stages, baseline)
         record["baseline"] = {"precision": settings.baseline, "providers": providers_used(tryons[1]),
-                              "jppnet_graph": tryons[1].models.entry(tryons[1].jppnet_graph)["file"],
+                              "jppnet_graph": tryons[1].models.entry(tryons[1].jppnet_graph).file,
                               "stages": baseline,
                               "note": "timed in this process, run for run in turn with the precision above; "
                                       "peak_rss_mb.after_runs holds both pipelines"}

@@ -84,8 +84,8 @@ def run_garments_benchmark(tryon_factory, settings: BenchSettings, person, cloth
     samples, results = time_garments(tryon, person, cloth, settings, count, ways)
     record = {"settings": asdict(settings), "garments": count, "machine": machine(),
               "providers": providers_used(tryon),
-              "jppnet_graph": tryon.models.entry(tryon.jppnet_graph)["file"],
-              "cpvton_graphs": [tryon.models.entry(name)["file"] for name in tryon.cpvton.graphs],
+              "jppnet_graph": tryon.models.entry(tryon.jppnet_graph).file,
+              "cpvton_graphs": [tryon.models.entry(name).file for name in tryon.cpvton.graphs],
               "synthetic_weights": tryon.synthetic, "peak_rss_mb": peak_rss_mb(),
               "ways": {name: summarize(values) for name, values in samples.items()}}
     if "parse_once" in samples:

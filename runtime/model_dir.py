@@ -18,10 +18,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .errors import EXIT_MISSING_MODELS, TryonError
+from .manifest import Manifest, ModelEntry
 
 MODEL_FILES = {"jppnet": "jppnet.onnx", "gmm": "gmm.onnx", "tom": "tom.onnx"}
 VERIFIED = ".verified.json"
-SHAPE = '{"models": {"<name>": {"file": "<name>.onnx", "sha256": "...", ...}}}'
 
 
 class ModelsMissingError(TryonError, FileNotFoundError):
@@ -39,28 +39,15 @@ class ModelMismatchError(ModelsMissingError):
 @dataclass(frozen=True)
 class ModelDir:
     path: Path
-    manifest: dict
+    manifest: Manifest
 
     @classmethod
     def open(cls, path: str | Path) -> "ModelDir":
         path = Path(path)
-        manifest_path = path / "manifest.json"
-        if not manifest_path.is_file():
-            raise ModelsMissingError(
-                f"no exported models in {path} (manifest.json missing): run `tryon export` first"
-            )
-        try:
-            manifest = json.loads(manifest_path.read_text())
-        except (UnicodeDecodeError, ValueError, RecursionError) as exc:
-            raise ModelsMissingError(f"{manifest_path} is not valid JSON ({exc}); re-run `tryon export`") from None
-        problem = _structure_problem(manifest)
-        if problem:
-            raise ModelsMissingError(f"{manifest_path} is not a tryon manifest ({problem}; expected {SHAPE}): "
-                                     "re-run `tryon export`")
-        return cls(path, manifest)
+        return cls(path, Manifest.read(path))
 
-    def entry(self, name: str) -> dict:
-        entry = self.manifest["models"].get(name)
+    def entry(self, name: str) -> ModelEntry:
+        entry = self.manifest.models.get(name)
         if entry is None:
             raise ModelsMissingError(
                 f"{self.path} has no {name} model in manifest.json: run `tryon export` first"
@@ -70,53 +57,38 @@ class ModelDir:
     def file(self, name: str) -> Path:
         """The model's path, after checking it is the file the export recorded."""
         entry = self.entry(name)
-        path = self.path / entry["file"]
+        path = self.path / entry.file
         if not path.is_file():
             raise ModelsMissingError(f"{path} is listed in manifest.json but missing: re-run `tryon export`")
         _verify(path, entry)
         return path
 
     def has(self, name: str) -> bool:
-        return name in self.manifest["models"]
+        return name in self.manifest.models
 
     def synthetic(self, name: str) -> bool:
-        return bool(self.entry(name).get("source", {}).get("synthetic", False))
+        source = self.entry(name).source
+        return bool(source is not None and source.synthetic)
 
     @property
     def family(self) -> str:
         """CP-VTON family of the exported GMM/TOM: 'grayxu' (20-channel agnostic) or 'cpvton' (22)."""
-        family = self.entry("gmm").get("family")
+        family = self.entry("gmm").family
         if family not in ("grayxu", "cpvton"):
             raise ModelsMissingError(f"{self.path}/manifest.json gives gmm no family (grayxu or cpvton), got "
                                      f"{family!r}: re-run `tryon export`")
         return family
 
 
-def _structure_problem(manifest) -> str:
-    """What makes `manifest` unusable, or "" when nothing does."""
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("models"), dict):
-        return f"no \"models\" object at the top (found {type(manifest).__name__})"
-    for name, entry in manifest["models"].items():
-        if not isinstance(entry, dict):
-            return f"models.{name} is a {type(entry).__name__}, not an object"
-        file = entry.get("file")
-        if not isinstance(file, str) or not file or Path(file).name != file:
-            return f"models.{name}.file must be a file name in the models folder, got {file!r}"
-        for key, kind in (("source", dict), ("sha256", str), ("bytes", int), ("family", str)):
-            if key in entry and not isinstance(entry[key], kind):
-                return f"models.{name}.{key} must be {kind.__name__}, got {type(entry[key]).__name__}"
-    return ""
-
-
-def _verify(path: Path, entry: dict) -> None:
+def _verify(path: Path, entry: ModelEntry) -> None:
     """Refuse a file whose size or sha256 differs from its manifest entry (entries without a
     hash, written by hand, are taken as they are)."""
-    expected = entry.get("sha256")
+    expected = entry.sha256
     if not expected:
         return
     stat = path.stat()
-    if "bytes" in entry and stat.st_size != entry["bytes"]:
-        raise ModelMismatchError(f"{path} is {stat.st_size:,} bytes but manifest.json recorded {entry['bytes']:,}: "
+    if entry.bytes is not None and stat.st_size != entry.bytes:
+        raise ModelMismatchError(f"{path} is {stat.st_size:,} bytes but manifest.json recorded {entry.bytes:,}: "
                                  "it was changed, swapped or damaged after export; re-run `tryon export`")
     seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino, "sha256": expected}
     verified = _read_verified(path.parent)

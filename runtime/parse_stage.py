@@ -289,13 +289,13 @@ def open_jppnet(models: ModelDir, options: SessionOptions, precision: str = "fp3
     options = replace(options, memory_pattern=False)  # one network, three input sizes
     if precision == "fp32":
         return open_preferring_winograd(models, options, name, WINOGRAD)
-    if precision == "int8" and not models.entry(name).get("quantization", {}).get("reduce_range"):
+    if precision == "int8" and not (models.entry(name).quantization or {}).get("reduce_range"):
         from . import cpu  # (the module, so that tests can stand in for this CPU)
 
         if not cpu.has_vnni():
             import warnings
 
-            warnings.warn(f"{models.entry(name)['file']} has 8-bit weights (written by an older `tryon quantize`): "
+            warnings.warn(f"{models.entry(name).file} has 8-bit weights (written by an older `tryon quantize`): "
                           "on this CPU, without VNNI, ONNX Runtime's int8 kernels may saturate their 16-bit sums "
                           "and move labels and keypoints well beyond the recorded agreement with fp32; re-run "
                           "`tryon quantize PHOTO ...` to write 7-bit weights, which give the same answer with and "

@@ -14,6 +14,7 @@ from tryon.export.jppnet_export import (
 from tryon.export.jppnet_graph import FULL, REDUCED, variable_specs
 from tryon.export.jppnet_reference import run_reference
 from tryon.export.jppnet_synth import write_synthetic
+from tryon.runtime.manifest import Manifest
 from tryon.runtime.model_dir import ModelDir
 from tryon.runtime.parse_stage import ParseStage, open_jppnet
 from tryon.runtime.session import SessionOptions
@@ -30,7 +31,7 @@ def exported(tmp_path_factory):
 
 def test_manifest_records_source_variant_and_validation(exported):
     folder, written, _, entry = exported
-    recorded = manifest.load(folder / "models")["models"]["jppnet"]
+    recorded = Manifest.read(folder / "models").models["jppnet"].to_json()
     assert recorded == entry
     assert entry["file"] == "jppnet.onnx" and entry["variant"] == "reduced" and entry["opset"] == 17
     assert entry["source"] == {"path": str(written["jppnet_pb"]), "format": "pb", "synthetic": True,
@@ -49,7 +50,7 @@ def test_manifest_records_source_variant_and_validation(exported):
 
 def test_winograd_graph_is_written_validated_and_what_fp32_runs_on_the_cpu(exported):
     folder = exported[0] / "models"
-    entry = manifest.load(folder)["models"]["jppnet_winograd"]
+    entry = Manifest.read(folder).models["jppnet_winograd"].to_json()
     assert entry["file"] == "jppnet.winograd.onnx" and entry["source"] == exported[3]["source"]
     assert entry["validation"]["passed"]
     for output in ("parsing", "pose"):
@@ -86,7 +87,7 @@ def test_export_prints_its_phases_and_finds_the_layout_itself(tmp_path, exported
     lines = capsys.readouterr().out.splitlines()
     assert any("converting with tf2onnx" in line for line in lines)
     assert all(line.startswith("[jppnet ") and " s] " in line for line in lines)
-    entry = manifest.load(tmp_path)["models"]["jppnet"]
+    entry = Manifest.read(tmp_path).models["jppnet"].to_json()
     assert entry["source"]["format"] == "ckpt" and entry["variant"] == "reduced"
     assert entry["source"]["sha256"] == manifest.sha256_files(
         sorted((exported[1]["jppnet_ckpt"]).glob("model.ckpt-*")))
@@ -135,10 +136,10 @@ def test_full_size_export_matches_tensorflow(full_models):
     """The published network size: synthetic checkpoint -> tf2onnx -> one 384 scale with
     the mirror through ParseStage, against the TensorFlow reference. The export is the
     session's shared full-size one (conftest.full_models)."""
-    entry = manifest.load(full_models.models)["models"]["jppnet"]
+    entry = Manifest.read(full_models.models).models["jppnet"].to_json()
     assert entry["variant"] == "full" and entry["source"]["synthetic"] and entry["validation"]["passed"]
     assert entry["bytes"] > 488e6 and entry["source"]["format"] == "ckpt"
-    winograd = manifest.load(full_models.models)["models"]["jppnet_winograd"]
+    winograd = Manifest.read(full_models.models).models["jppnet_winograd"].to_json()
     assert winograd["validation"]["passed"] and winograd["winograd_convolutions"] == 27
     photo = validation_photo(301, 203)
     result = ParseStage.from_dir(full_models.models, scales=(1.0,), mirror=True).run(photo)

@@ -203,6 +203,6 @@ def test_parse_stage_matches_the_tensorflow_reference(models, weights, scales, m
 
 
 def test_models_dir_knows_the_source_was_synthetic(models):
-    entry = ModelDir.open(models).entry("jppnet")
+    entry = ModelDir.open(models).entry("jppnet").to_json()
     assert ModelDir.open(models).synthetic("jppnet") and entry["variant"] == "reduced"
     assert entry["source"]["path"].endswith(CHECKPOINT_DIR)

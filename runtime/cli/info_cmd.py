@@ -8,6 +8,7 @@ from pathlib import Path
 import typer
 
 from ..cpu import describe_cpu
+from ..manifest import Agreement
 from ..model_dir import MODEL_FILES, ModelDir, ModelsMissingError
 from ..parse_stage import JPPNET_BY_PRECISION, open_jppnet
 from ..session import (
@@ -47,12 +48,13 @@ def info(models: Path = common.MODELS, provider: str = common.PROVIDER):
             continue
         entry = model_dir.entry(name)
         session = create_session(model_dir.file(name), options)
-        kind = "SYNTHETIC (untrained)" if model_dir.synthetic(name) else "from " + entry["source"].get("path", "?")
-        detail = entry.get("family") or entry.get("variant", "")
-        typer.echo(f"{name}: {entry['file']} {detail} {kind}; providers in use: {', '.join(providers_in_use(session))}")
+        source = (entry.source and entry.source.path) or "?"
+        kind = "SYNTHETIC (untrained)" if model_dir.synthetic(name) else "from " + source
+        detail = entry.family or entry.variant or ""
+        typer.echo(f"{name}: {entry.file} {detail} {kind}; providers in use: {', '.join(providers_in_use(session))}")
     if model_dir.has("jppnet"):
         graph, _ = open_jppnet(model_dir, options)
-        typer.echo(f"fp32 JPP-Net runs {model_dir.entry(graph)['file']} with these providers")
+        typer.echo(f"fp32 JPP-Net runs {model_dir.entry(graph).file} with these providers")
     for precision, name in JPPNET_BY_PRECISION.items():
         if precision != "fp32":
             typer.echo(f"--precision {precision}: {_fast_mode(model_dir, name, precision, options)}")
@@ -71,7 +73,9 @@ def _fast_mode(model_dir: ModelDir, name: str, precision: str, options: SessionO
     runs_on = ""
     if precision == "bf16":
         runs_on = f" in bf16 on {', '.join(providers_in_use(open_jppnet(model_dir, options, precision)[1]))}"
-    agreement = entry.get("agreement", {})
-    measured_on = ", ".join(agreement.get("jppnet_providers", [])) or agreement.get("provider", "cpu")
-    return (f"{entry['file']}{runs_on}; labels {agreement.get('label_agreement', float('nan')):.2%} equal to fp32 "
-            f"on {agreement.get('photos', '?')} photos (measured on {measured_on})")
+    agreement = entry.agreement or Agreement()
+    measured_on = ", ".join(agreement.jppnet_providers or []) or agreement.provider or "cpu"
+    labels = agreement.label_agreement if agreement.label_agreement is not None else float("nan")
+    photos = agreement.photos if agreement.photos is not None else "?"
+    return (f"{entry.file}{runs_on}; labels {labels:.2%} equal to fp32 "
+            f"on {photos} photos (measured on {measured_on})")

@@ -79,12 +79,13 @@ def quantize(photos: list[Path] = typer.Argument(..., help="real person photos: 
     require_export_side(("onnx",))  # with onnxruntime's own quantisation and fp16 tools
     from tryon.export.quantize import quantize_jppnet
 
+    from ..manifest import ModelEntry
     from .common import parse_scales
 
-    entry = quantize_jppnet(models, photos, parse_scales(scales), mirror, precision)
-    done = (f"recorded bf16 in {models / 'manifest.json'}: {entry['file']} on {entry['execution_provider']['name']}"
-            if precision == "bf16" else f"wrote {models / entry['file']}")
-    typer.echo(f"{done}; agreement with fp32: {entry['agreement']}")
+    entry = ModelEntry.from_json(quantize_jppnet(models, photos, parse_scales(scales), mirror, precision))
+    done = (f"recorded bf16 in {models / 'manifest.json'}: {entry.file} on {entry.execution_provider['name']}"
+            if precision == "bf16" else f"wrote {models / entry.file}")
+    typer.echo(f"{done}; agreement with fp32: {entry.agreement.to_json()}")
 
 
 def _print_validation(entries: dict[str, dict]):
