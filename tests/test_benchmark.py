@@ -243,7 +243,8 @@ def test_quantize_needs_neither_tensorflow_nor_torch(tiny_models_dir, tmp_path, 
 
 
 def test_a_missing_export_module_is_named_with_the_extra_to_install(capsys):
-    from tryon.runtime.cli.errors import EXIT_ENVIRONMENT, require_export_side
+    from tryon.runtime.cli.errors import require_export_side
+    from tryon.runtime.errors import EXIT_ENVIRONMENT
 
     with pytest.raises(typer.Exit) as stop:
         require_export_side(("onnx", "no_such_module_here"))

@@ -6,9 +6,7 @@ import importlib.util
 
 import typer
 
-from ..errors import (  # noqa: F401 (the exit codes, for the verbs that exit on their own)
-    EXIT_BAD_CHECKPOINT, EXIT_BAD_INPUT, EXIT_CANNOT_LISTEN, EXIT_ENVIRONMENT, EXIT_EXPORT_MISMATCH, EXIT_FAILED,
-    EXIT_MISSING_MODELS, TryonError)
+from ..errors import EXIT_ENVIRONMENT, TryonError
 
 
 def friendly(command):

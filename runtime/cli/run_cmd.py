@@ -14,12 +14,12 @@ from pathlib import Path
 
 import typer
 
-from ..errors import InputError, TryonError
+from ..errors import EXIT_BAD_INPUT, InputError, TryonError
 from ..files import write_atomically
 from ..images import save_rgb
 from ..options import DressOptions, ParseOptions
 from . import common
-from .errors import EXIT_BAD_INPUT, friendly
+from .errors import friendly
 
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".bmp", ".webp"}
 

@@ -8,10 +8,10 @@ from pathlib import Path
 
 import typer
 
-from ..errors import InputError
+from ..errors import EXIT_ENVIRONMENT, InputError
 from ..memory_budget import check_room_for
 from . import common
-from .errors import EXIT_ENVIRONMENT, friendly
+from .errors import friendly
 
 ENGINES = ("local", "ray")
 
