@@ -27,14 +27,16 @@ import tempfile
 import time
 from pathlib import Path
 
-from tryon.runtime.benchmark import _one_pixel_apart, machine
-from tryon.runtime.catalogue import WRITTEN, Catalogue, Ledger, Settings, pair_index, record, render_local
-from tryon.runtime.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
-from tryon.runtime.garments_benchmark import garment_variants
-from tryon.runtime.images import load_rgb, save_rgb
-from tryon.runtime.model_dir import ModelDir
-from tryon.runtime.options import DressOptions, ParseOptions
-from tryon.runtime.person_store import StoreSettings
+from tryon.bench.garments import garment_variants
+from tryon.bench.latency import _one_pixel_apart, machine
+from tryon.catalogue.ledger import Ledger, record
+from tryon.catalogue.plan import WRITTEN, Catalogue, Settings, pair_index
+from tryon.catalogue.work import render_local
+from tryon.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
+from tryon.images import load_rgb, save_rgb
+from tryon.models.model_dir import ModelDir
+from tryon.options import DressOptions, ParseOptions
+from tryon.store import StoreSettings
 
 
 def make_inputs(folder: Path, persons: int, garments: int) -> tuple[Path, Path]:
@@ -70,8 +72,7 @@ def run_engine(spec: dict, settings: Settings, persons: Path, garments: Path, ra
             results = render_local(settings.build(), batches, settings)
         else:
             import ray
-
-            from tryon.runtime.catalogue_ray import Pools, render_ray
+            from tryon.catalogue.ray_engine import Pools, render_ray
 
             ray.init(num_cpus=ray_cpus, include_dashboard=False, logging_level="WARNING")
             figures["ray_cpus"] = ray_cpus

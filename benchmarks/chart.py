@@ -8,8 +8,7 @@ from pathlib import Path
 
 import cv2
 import numpy as np
-
-from tryon.runtime.benchmark import pipeline_order
+from tryon.bench.latency import pipeline_order
 
 OURS = (200, 110, 30)  # BGR: blue
 REFERENCE = (150, 150, 150)

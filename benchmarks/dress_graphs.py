@@ -15,11 +15,10 @@ import time
 from dataclasses import replace
 
 import numpy as np
-
 from tryon.export.cpvton_export import validation_inputs
-from tryon.runtime.cpvton_stage import run_gmm_halves
-from tryon.runtime.model_dir import ModelDir
-from tryon.runtime.session import SessionOptions, create_session
+from tryon.models.model_dir import ModelDir
+from tryon.models.session import SessionOptions, create_session
+from tryon.stages.cpvton import run_gmm_halves
 
 
 def main():

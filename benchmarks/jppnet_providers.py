@@ -21,11 +21,10 @@ import time
 from pathlib import Path
 
 import numpy as np
-
-from tryon.runtime.benchmark import machine
-from tryon.runtime.model_dir import ModelDir
-from tryon.runtime.parse_stage import WINOGRAD
-from tryon.runtime.session import OPENVINO, PROVIDERS, import_onnxruntime, openvino_bf16_options
+from tryon.bench.latency import machine
+from tryon.models.graphs import WINOGRAD
+from tryon.models.model_dir import ModelDir
+from tryon.models.session import OPENVINO, PROVIDERS, import_onnxruntime, openvino_bf16_options
 
 THREADS = 2
 

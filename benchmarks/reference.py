@@ -24,20 +24,19 @@ from pathlib import Path
 import numpy as np
 import tensorflow as tf
 import torch
-
+from tryon.bench.garments import run_garments_benchmark
+from tryon.bench.latency import BenchSettings, run_benchmark
 from tryon.export.cpvton_checkpoint import load_network
 from tryon.export.cpvton_export import reference_gmm
 from tryon.export.cpvton_networks import tom_outputs
 from tryon.export.jppnet_checkpoint import load_weights
 from tryon.export.jppnet_graph import CONFIGS, constant_weights
 from tryon.export.jppnet_reference import build_reference, keypoints_of
-from tryon.runtime.agnostic import family_constants
-from tryon.runtime.benchmark import BenchSettings, run_benchmark
-from tryon.runtime.cpvton_stage import CpvtonStage
-from tryon.runtime.garments_benchmark import run_garments_benchmark
-from tryon.runtime.model_dir import ModelDir
-from tryon.runtime.parse_stage import ParseResult, PoseHeatmaps, check_photo, photo_to_bgr, pose_confidence
-from tryon.runtime.tryon import TryOn
+from tryon.models.model_dir import ModelDir
+from tryon.pipeline import TryOn
+from tryon.stages.agnostic import family_constants
+from tryon.stages.cpvton import CpvtonStage
+from tryon.stages.parse import ParseResult, PoseHeatmaps, check_photo, photo_to_bgr, pose_confidence
 
 
 class TfParseStage:

@@ -12,8 +12,7 @@ import zipfile
 from pathlib import Path
 
 import torch
-
-from tryon.runtime.agnostic import FAMILIES
+from tryon.stages.agnostic import FAMILIES
 
 from .cpvton_networks import GMM, UnetGenerator
 from .errors import CheckpointError  # shared with JPP-Net, so the CLI maps both to one exit code

@@ -34,10 +34,9 @@ import cv2
 import numpy as np
 import onnx
 import torch
-
-from tryon.runtime.agnostic import HEIGHT, WIDTH, agnostic_representation, to_unit_range
-from tryon.runtime.cpvton_stage import run_gmm_halves, to_uint8
-from tryon.runtime.session import SessionOptions, create_session
+from tryon.models.session import SessionOptions, create_session
+from tryon.stages.agnostic import HEIGHT, WIDTH, agnostic_representation, to_unit_range
+from tryon.stages.cpvton import run_gmm_halves, to_uint8
 
 from . import manifest, winograd
 from .cpvton_checkpoint import load_network

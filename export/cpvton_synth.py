@@ -15,8 +15,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-
-from tryon.runtime.errors import InputError
+from tryon.errors import InputError
 
 from .cpvton_checkpoint import build
 from .cpvton_export import validation_inputs

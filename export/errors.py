@@ -1,6 +1,6 @@
 """Errors the export side raises for files a user brought."""
 
-from tryon.runtime.errors import EXIT_BAD_CHECKPOINT, EXIT_EXPORT_MISMATCH, TryonError
+from tryon.errors import EXIT_BAD_CHECKPOINT, EXIT_EXPORT_MISMATCH, TryonError
 
 
 class CheckpointError(TryonError, ValueError):

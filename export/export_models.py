@@ -8,7 +8,7 @@ from .sources import find_sources
 
 def export_all(checkpoints: str | Path, models_dir: str | Path, family: str | None = None,
                opset: int = 17) -> dict[str, dict]:
-    from tryon.runtime.manifest import Manifest
+    from tryon.models.manifest import Manifest
 
     from .cpvton_export import export_cpvton
     from .jppnet_export import export_jppnet
@@ -36,7 +36,7 @@ def validate_all(checkpoints: str | Path, models_dir: str | Path, family: str | 
 
 def up_to_date(checkpoints: str | Path, models_dir: str | Path, family: str | None = None) -> bool:
     """True when every model in the manifest was exported from these very checkpoint files."""
-    from tryon.runtime.manifest import Manifest
+    from tryon.models.manifest import Manifest
 
     from . import manifest
 

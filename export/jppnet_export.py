@@ -3,7 +3,7 @@
 The ONNX graph is one forward pass at one scale (ARCHITECTURE.md): input `image`
 [N, H, W, 3] (BGR minus the LIP mean), outputs `parsing` (mean of the three parsing
 stages' logits) and `pose` (stage-3 heatmaps), both at 1/8 of the input size. Scales,
-mirror and merge live in tryon.runtime.parse_stage.
+mirror and merge live in tryon.stages.parse.
 
 Validation, as optimum does it: the TensorFlow graph the file was converted from and
 ONNX Runtime run the same input (a smooth synthetic photo and its mirror at 384x384);
@@ -17,11 +17,10 @@ from pathlib import Path
 
 import numpy as np
 import tensorflow as tf
-
-from tryon.runtime.manifest import Manifest, ModelSource
-from tryon.runtime.model_dir import ModelsMissingError
-from tryon.runtime.parse_stage import photo_batch
-from tryon.runtime.session import SessionOptions, create_session
+from tryon.errors import ModelsMissingError
+from tryon.models.manifest import Manifest, ModelSource
+from tryon.models.session import SessionOptions, create_session
+from tryon.stages.parse import photo_batch
 
 from . import manifest, winograd
 from .errors import ExportValidationError

@@ -14,8 +14,7 @@ from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
-
-from tryon.runtime.parse_stage import BASE_SIZE, REFERENCE_SCALES, photo_to_bgr
+from tryon.stages.parse import BASE_SIZE, REFERENCE_SCALES, photo_to_bgr
 
 from .jppnet_graph import FULL, JppNetConfig, build_forward, fed_weights
 

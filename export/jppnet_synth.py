@@ -17,9 +17,8 @@ from typing import Mapping
 
 import numpy as np
 import tensorflow as tf
-
-from tryon.runtime.errors import InputError
-from tryon.runtime.parse_stage import LIP_MEAN_BGR
+from tryon.errors import InputError
+from tryon.stages.parse import LIP_MEAN_BGR
 
 from .jppnet_graph import FULL, JppNetConfig, constant_weights, variable_specs
 from .jppnet_reference import build_reference

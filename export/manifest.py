@@ -10,9 +10,9 @@ import hashlib
 from dataclasses import replace
 from pathlib import Path
 
-from tryon.runtime.manifest import Manifest, ModelEntry
-from tryon.runtime.model_dir import sha256_file
-from tryon.runtime.versions import installed_versions
+from tryon.bench.versions import installed_versions
+from tryon.models.manifest import Manifest, ModelEntry
+from tryon.models.model_dir import sha256_file
 
 TOOLS = ("onnx", "onnxruntime", "onnxruntime-gpu", "torch", "tensorflow-cpu", "tensorflow", "tf2onnx", "onnxscript", "numpy")
 

@@ -33,21 +33,26 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-
-from tryon.runtime.cpu import describe_cpu, vector_extensions
-from tryon.runtime.cpvton_stage import CpvtonStage
-from tryon.runtime.errors import InputError
-from tryon.runtime.examples import EXAMPLE_GARMENT
-from tryon.runtime.images import load_rgb
-from tryon.runtime.model_dir import ModelDir
-from tryon.runtime.parse_stage import (
-    BASE_SIZE, BF16_GRAPH, JPPNET_BY_PRECISION, REFERENCE_SCALES, ParseStage, photo_to_bgr, resize_bilinear,
+from tryon.cpu import describe_cpu, vector_extensions
+from tryon.errors import InputError
+from tryon.examples import EXAMPLE_GARMENT
+from tryon.images import load_rgb
+from tryon.models.graphs import BF16_GRAPH, JPPNET_BY_PRECISION
+from tryon.models.model_dir import ModelDir
+from tryon.models.session import (
+    OPENVINO,
+    PROVIDERS,
+    SessionOptions,
+    check_openvino_bf16,
+    create_session,
+    import_onnxruntime,
+    openvino_bf16_options,
+    providers_in_use,
+    resolve_providers,
 )
-from tryon.runtime.session import (
-    OPENVINO, PROVIDERS, SessionOptions, check_openvino_bf16, create_session, import_onnxruntime,
-    openvino_bf16_options, providers_in_use, resolve_providers,
-)
-from tryon.runtime.tryon import TryOn
+from tryon.pipeline import TryOn
+from tryon.stages.cpvton import CpvtonStage
+from tryon.stages.parse import BASE_SIZE, REFERENCE_SCALES, ParseStage, photo_to_bgr, resize_bilinear
 
 from . import manifest
 from .batch_norm_folding import fold_batch_norms

@@ -4,7 +4,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from tryon.runtime.errors import EXIT_BAD_CHECKPOINT, TryonError
+from tryon.errors import EXIT_BAD_CHECKPOINT, TryonError
 
 # The first line of the README.md that `tryon synth` writes beside its files.
 SYNTHETIC_MARKER = "# UNTRAINED SYNTHETIC CHECKPOINTS"

@@ -74,3 +74,21 @@ class StoreUnavailable(Unavailable):
     """The person store could not keep or give a parsed person."""
     exit_code = EXIT_ENVIRONMENT
     http_status = 503
+
+
+class ModelsMissingError(TryonError, FileNotFoundError):
+    """Exported ONNX files are not where they were looked for."""
+    exit_code = EXIT_MISSING_MODELS
+    http_status = 503  # the service's fault, not the request's
+
+
+class ModelMismatchError(ModelsMissingError):
+    """A model file is not the one manifest.json recorded at export."""
+    exit_code = EXIT_MISSING_MODELS
+    http_status = 503
+
+
+class RuntimeSetupError(TryonError, RuntimeError):
+    """The environment cannot run models (missing onnxruntime, missing provider)."""
+    exit_code = EXIT_ENVIRONMENT
+    http_status = 503

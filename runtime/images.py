@@ -18,9 +18,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import EXIT_BAD_INPUT, InputError
+from .errors import EXIT_BAD_INPUT, InputError, RuntimeSetupError
 from .files import write_atomically
-from .session import RuntimeSetupError
 
 MAX_PIXELS = 40_000_000  # a 40 MP phone photo is the largest sane input
 MIN_SIDE = 16

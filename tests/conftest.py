@@ -9,9 +9,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-
 from shared_data import viton_dir
-
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +32,7 @@ def tiny_models_dir(tiny_checkpoints, tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_tryon(tiny_models_dir):
-    from tryon.runtime.tryon import TryOn
+    from tryon.pipeline import TryOn
 
     return TryOn.from_dir(tiny_models_dir, provider="cpu")
 

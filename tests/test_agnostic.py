@@ -1,8 +1,7 @@
 """runtime.agnostic: hand-computed small cases, then the seed's own code path end to end."""
 import numpy as np
 import pytest
-
-from tryon.runtime.agnostic import FAMILIES, agnostic_representation, family_constants
+from tryon.stages.agnostic import FAMILIES, agnostic_representation, family_constants
 
 H, W = 256, 192
 

@@ -5,7 +5,6 @@ import pytest
 onnx = pytest.importorskip("onnx")
 from onnx import helper  # noqa: E402
 from test_winograd import _conv_model, _run  # noqa: E402
-
 from tryon.export.batch_norm_folding import fold_batch_norms  # noqa: E402
 
 

@@ -8,10 +8,9 @@ from pathlib import Path
 import cv2
 import pytest
 import typer
+from tryon.cli import bench_cmd
+from tryon.cpu import vector_extensions
 from typer.testing import CliRunner
-
-from tryon.runtime.cli import bench_cmd
-from tryon.runtime.cpu import vector_extensions
 
 STAGES = ("decode", "parse", "crop", "cpvton.agnostic", "cpvton.gmm", "cpvton.tom", "cpvton.composite", "total")
 
@@ -108,8 +107,7 @@ def test_int8_weights_use_7_bits_so_cpus_without_vnni_cannot_saturate(int8_model
     import numpy as np
     import onnx
     from onnx import numpy_helper
-
-    from tryon.runtime.cpu import describe_cpu, vector_extensions
+    from tryon.cpu import describe_cpu, vector_extensions
 
     entry = json.loads((int8_models_dir / "manifest.json").read_text())["models"]["jppnet_int8"]
     model = onnx.load(str(int8_models_dir / entry["file"]))
@@ -129,10 +127,10 @@ def test_int8_weights_use_7_bits_so_cpus_without_vnni_cannot_saturate(int8_model
 def test_an_old_8_bit_int8_graph_warns_on_a_cpu_without_vnni(int8_models_dir, monkeypatch):
     import warnings
 
-    from tryon.runtime import cpu
-    from tryon.runtime.model_dir import ModelDir
-    from tryon.runtime.parse_stage import open_jppnet
-    from tryon.runtime.session import SessionOptions
+    from tryon import cpu
+    from tryon.models.graphs import open_jppnet
+    from tryon.models.model_dir import ModelDir
+    from tryon.models.session import SessionOptions
 
     monkeypatch.setattr(cpu, "has_vnni", lambda: False)
     options = SessionOptions(provider="cpu")
@@ -158,7 +156,6 @@ def test_an_old_8_bit_int8_graph_warns_on_a_cpu_without_vnni(int8_models_dir, mo
 
 def test_fp16_jppnet_is_folded_half_precision_and_agrees_with_fp32(tiny_models_dir, tmp_path, viton_pair):
     import onnx
-
     from tryon.export.quantize import agreement_provider, quantize_jppnet
 
     folder = models_copy(tiny_models_dir, tmp_path / "models")
@@ -178,15 +175,15 @@ def test_fp16_jppnet_is_folded_half_precision_and_agrees_with_fp32(tiny_models_d
     # garment when a few dozen label pixels change.)
     assert agreement["label_agreement"] >= 0.99 and agreement["keypoint_px_median"] <= 1
 
-    from tryon.runtime.cli import app
+    from tryon.cli import app
 
     info = CliRunner().invoke(app, ["info", "--models", str(folder), "--provider", "cpu"]).output
     assert f"--precision fp16: jppnet.fp16.onnx; labels {agreement['label_agreement']:.2%} equal to fp32" in info
 
 
 def test_fp16_is_refused_on_the_cpu_and_a_missing_fast_mode_says_how_to_make_it(tiny_models_dir):
-    from tryon.runtime.model_dir import ModelsMissingError
-    from tryon.runtime.tryon import TryOn
+    from tryon.errors import ModelsMissingError
+    from tryon.pipeline import TryOn
 
     with pytest.raises(ValueError, match="fp16 is for the CUDA provider.*--precision int8"):
         TryOn.from_dir(tiny_models_dir, provider="cpu", precision="fp16")
@@ -196,7 +193,7 @@ def test_fp16_is_refused_on_the_cpu_and_a_missing_fast_mode_says_how_to_make_it(
 
 def test_quantize_rejects_bad_precision_and_photos_before_any_work(tiny_models_dir, tmp_path, viton_pair):
     from tryon.export.quantize import quantize_jppnet
-    from tryon.runtime.images import ImageError
+    from tryon.images import ImageError
 
     folder = models_copy(tiny_models_dir, tmp_path / "models")
     with pytest.raises(ValueError, match="precision 'fp8' is not one of int8, fp16"):
@@ -210,10 +207,9 @@ def test_quantize_rejects_bad_precision_and_photos_before_any_work(tiny_models_d
 
 def test_calibration_runs_one_image_at_a_time_and_sees_what_the_parse_stage_runs(viton_pair):
     import numpy as np
-
     from tryon.export.quantize import PhotoBatches
-    from tryon.runtime.images import load_rgb
-    from tryon.runtime.parse_stage import photo_batch
+    from tryon.images import load_rgb
+    from tryon.stages.parse import photo_batch
 
     reader = PhotoBatches([viton_pair[0]], (1.0, 0.5), mirror=True)
     assert len(reader) == 4
@@ -235,7 +231,7 @@ def test_quantize_needs_neither_tensorflow_nor_torch(tiny_models_dir, tmp_path, 
     from test_runtime_isolation import BLOCK_FRAMEWORKS
 
     folder = models_copy(tiny_models_dir, tmp_path / "models")
-    cli = BLOCK_FRAMEWORKS + "from tryon.runtime.cli import app\napp()\n"
+    cli = BLOCK_FRAMEWORKS + "from tryon.cli import app\napp()\n"
     done = subprocess.run([sys.executable, "-c", cli, "quantize", "--precision", "fp16", "--scales", "1.0",
                            "--no-mirror", "--models", str(folder), str(viton_pair[0])], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
@@ -243,8 +239,8 @@ def test_quantize_needs_neither_tensorflow_nor_torch(tiny_models_dir, tmp_path, 
 
 
 def test_a_missing_export_module_is_named_with_the_extra_to_install(capsys):
-    from tryon.runtime.cli.errors import require_export_side
-    from tryon.runtime.errors import EXIT_ENVIRONMENT
+    from tryon.cli.errors import require_export_side
+    from tryon.errors import EXIT_ENVIRONMENT
 
     with pytest.raises(typer.Exit) as stop:
         require_export_side(("onnx", "no_such_module_here"))

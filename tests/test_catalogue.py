@@ -5,15 +5,15 @@ import subprocess
 import sys
 
 import pytest
-from typer.testing import CliRunner
-
-from tryon.runtime import catalogue as cat
-from tryon.runtime.catalogue import LEDGER, Catalogue, Ledger, name_inputs
-from tryon.runtime.cli import app
-from tryon.runtime.errors import InputError
-from tryon.runtime.tryon import DRESS_BATCH
-
 from shared_data import viton_dir
+from tryon.catalogue import plan as cat
+from tryon.catalogue import work
+from tryon.catalogue.ledger import Ledger
+from tryon.catalogue.plan import LEDGER, Catalogue, name_inputs
+from tryon.cli import app
+from tryon.errors import InputError
+from tryon.pipeline import DRESS_BATCH
+from typer.testing import CliRunner
 
 FAST = ["--no-need-pre", "--scales", "1.0", "--no-mirror", "--no-cache", "--provider", "cpu"]
 
@@ -79,14 +79,14 @@ def test_the_ledger_survives_a_torn_line_and_admits_one_writer(tmp_path):
 
 def test_runtime_modules_import_without_ray_or_redis():
     """Only catalogue_ray (and the Redis store) need the extras, and they import them lazily."""
-    code = ("import sys, pkgutil, importlib, tryon.runtime as r\n"
+    code = ("import sys, pkgutil, importlib, tryon as r\n"
             "class Block:\n"
             "    def find_spec(self, name, path=None, target=None):\n"
             "        if name.split('.')[0] in ('ray', 'redis'): raise ImportError('blocked: ' + name)\n"
             "sys.meta_path.insert(0, Block())\n"
-            "names = [m.name for m in pkgutil.walk_packages(r.__path__, 'tryon.runtime.')]\n"
+            "names = [m.name for m in pkgutil.walk_packages(r.__path__, 'tryon.')]\n"
             "[importlib.import_module(n) for n in names]\n"
-            "assert 'tryon.runtime.catalogue_ray' in names\n"
+            "assert 'tryon.catalogue.ray_engine' in names\n"
             "print('imported', len(names))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert done.returncode == 0 and "imported" in done.stdout, done.stderr[-2000:]
@@ -160,7 +160,7 @@ def test_a_killed_run_keeps_what_it_wrote_and_the_rerun_finishes(tiny_models_dir
     persons, garments = inputs
     (garments / "torn.png").unlink()
     out = tmp_path / "out"
-    real, calls = cat.dress_batch, []
+    real, calls = work.dress_batch, []
 
     def dies_in_the_second_batch(*args):
         calls.append(1)
@@ -168,13 +168,13 @@ def test_a_killed_run_keeps_what_it_wrote_and_the_rerun_finishes(tiny_models_dir
             raise KeyboardInterrupt  # as a Ctrl-C or kill between two batches
         return real(*args)
 
-    monkeypatch.setattr(cat, "dress_batch", dies_in_the_second_batch)
+    monkeypatch.setattr(work, "dress_batch", dies_in_the_second_batch)
     killed = catalogue(persons, garments, "-o", out, "--models", tiny_models_dir, *FAST)
     assert killed.exit_code != 0
     kept = images(out)
     assert len(kept) == 3 and len((out / LEDGER).read_text().splitlines()) == 3
     assert not list(out.rglob("*.partial"))
-    monkeypatch.setattr(cat, "dress_batch", real)
+    monkeypatch.setattr(work, "dress_batch", real)
     rerun = catalogue(persons, garments, "-o", out, "--models", tiny_models_dir, *FAST)
     assert rerun.exit_code == 0 and "3 done before, 3 to render" in rerun.output
     assert len(images(out)) == 6 and {k: images(out)[k] for k in kept} == kept
@@ -232,10 +232,9 @@ def test_the_ray_engine_hands_over_a_person_before_the_next_is_dressed(ray_clust
     """Images stream: the driver gets a dressed person's pairs while the next person waits
     (reading with prefetch held them back until the next person was dressed too)."""
     from ray import cloudpickle
-
-    from tryon.runtime import catalogue_ray
-    from tryon.runtime.catalogue import Settings
-    from tryon.runtime.options import ParseOptions
+    from tryon.catalogue import ray_engine as catalogue_ray
+    from tryon.catalogue.plan import Settings
+    from tryon.options import ParseOptions
 
     release, waited_out = tmp_path / "release", tmp_path / "waited-out"
     gated = type("Gated", (GatedDressActor, catalogue_ray.DressActor),
@@ -284,7 +283,7 @@ def test_an_actor_that_cannot_start_says_why_in_one_line(ray_cluster, tiny_model
 
 
 def test_more_actors_than_the_cluster_has_cpus_is_refused(ray_cluster):
-    from tryon.runtime.catalogue_ray import Pools, _check_cpus
+    from tryon.catalogue.ray_engine import Pools, _check_cpus
 
     _check_cpus(ray_cluster, Pools(1, 1, 1), fixed=True)  # the 2-CPU test cluster
     with pytest.raises(InputError, match="2 parse and 1 dress actors of 1 CPUs each need 3 CPUs; the Ray cluster has 2"):
@@ -293,8 +292,9 @@ def test_more_actors_than_the_cluster_has_cpus_is_refused(ray_cluster):
 
 
 def test_an_actor_on_a_node_with_other_models_refuses_to_start(tiny_models_dir):
-    from tryon.runtime.catalogue import Settings, model_hashes
-    from tryon.runtime.catalogue_ray import DressActor, ParseActor
+    from tryon.catalogue.plan import Settings
+    from tryon.catalogue.ray_engine import DressActor, ParseActor
+    from tryon.models.graphs import model_hashes
 
     settings = Settings(str(tiny_models_dir), "cpu", scales=(1.0,), mirror=False)
     driver = model_hashes(tiny_models_dir, "fp32")
@@ -308,10 +308,9 @@ def test_an_actor_on_a_node_with_other_models_refuses_to_start(tiny_models_dir):
 
 def test_an_error_of_the_machine_stops_the_run_and_an_odd_photo_fails_alone():
     import numpy as np
-
-    from tryon.runtime.images import encode
-    from tryon.runtime.options import ParseOptions
-    from tryon.runtime.session import RuntimeSetupError
+    from tryon.errors import RuntimeSetupError
+    from tryon.images import encode
+    from tryon.options import ParseOptions
 
     class Pipeline:
         def __init__(self, error):
@@ -320,8 +319,8 @@ def test_an_error_of_the_machine_stops_the_run_and_an_odd_photo_fails_alone():
         def parse_call(self, *args, **kwargs):
             raise self.error
 
-    photo = cat.Photo("a.png", encode(np.zeros((32, 32, 3), np.uint8)))
+    photo = work.Photo("a.png", encode(np.zeros((32, 32, 3), np.uint8)))
     with pytest.raises(RuntimeSetupError):
-        cat.parse_photo(Pipeline(RuntimeSetupError("onnxruntime is not installed")), photo, ParseOptions())
-    parsed, why = cat.parse_photo(Pipeline(ZeroDivisionError("odd")), photo, ParseOptions())
+        work.parse_photo(Pipeline(RuntimeSetupError("onnxruntime is not installed")), photo, ParseOptions())
+    parsed, why = work.parse_photo(Pipeline(ZeroDivisionError("odd")), photo, ParseOptions())
     assert parsed is None and why == "person photo a.png: unexpected ZeroDivisionError: odd"

@@ -5,9 +5,8 @@ import sys
 from pathlib import Path
 
 import cv2
-
 from serve_process import free_port
-from tryon.runtime.cpu import cpu_flags
+from tryon.cpu import cpu_flags
 
 TRYON = str(Path(sys.executable).parent / "tryon")
 
@@ -81,6 +80,9 @@ def test_info_reports_providers_in_use_and_synthetic_models(tiny_models_dir):
     assert ("AVX2" in cpu_line) == ("avx2" in cpu_flags()) and "cores" in cpu_line
     assert done.stdout.count("SYNTHETIC") == 3
     assert "providers in use: CPUExecutionProvider" in done.stdout
+    for stage, file in (("parse", "jppnet.winograd.onnx"), ("gmm_person", "gmm_person.onnx"),
+                        ("gmm", "gmm_garment.onnx"), ("tom", "tom.winograd.onnx")):
+        assert f"fp32 {stage} runs {file} on CPUExecutionProvider" in done.stdout
     assert "--precision int8: not written (`tryon quantize --precision int8 PHOTO ...`)" in done.stdout
 
 

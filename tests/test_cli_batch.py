@@ -2,12 +2,10 @@
 import cv2
 import numpy as np
 import pytest
-from typer.testing import CliRunner
-
-from tryon.runtime.cli import app
-from tryon.runtime.parse_stage import ParseStage
-
 from test_cli import tryon
+from tryon.cli import app
+from tryon.stages.parse import ParseStage
+from typer.testing import CliRunner
 
 FAST = ("--scales", "1.0", "--no-mirror", "--provider", "cpu", "--no-need-pre")
 
@@ -130,8 +128,8 @@ def test_cache_info_and_clear(tiny_models_dir, viton_pair, tmp_path):
 def test_only_the_projects_own_errors_become_one_line_exits(tiny_models_dir, viton_pair, tmp_path, monkeypatch):
     """A ValueError from deep inside is a bug: it keeps its traceback (exit 1) instead of
     passing for bad input (exit 4)."""
-    from tryon.runtime.cli import run_cmd
-    from tryon.runtime.errors import InputError
+    from tryon.cli import run_cmd
+    from tryon.errors import InputError
 
     args = ["run", *map(str, viton_pair), "-o", str(tmp_path / "o.png"), "--models", str(tiny_models_dir), *FAST]
     monkeypatch.setattr(run_cmd, "check_outputs", lambda *a: (_ for _ in ()).throw(ValueError("a bug")))

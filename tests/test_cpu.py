@@ -1,5 +1,5 @@
 """The CPU's vector extensions as records and `tryon info` name them."""
-from tryon.runtime import cpu
+from tryon import cpu
 
 
 def test_extensions_follow_the_flags_and_the_description_names_what_is_missing(monkeypatch):

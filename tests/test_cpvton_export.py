@@ -5,22 +5,26 @@ import shutil
 import zipfile
 
 import cv2
-
 import numpy as np
 import pytest
 import torch
-
+from shared_data import viton_dir
 from tryon.export.cpvton_checkpoint import CheckpointError, load_network, read_state_dict
 from tryon.export.cpvton_export import (
-    TOLERANCE, ExportValidationError, export_cpvton, garment_sample, person_sample, reference_gmm,
-    sharp_garment_sample, validate_cpvton, validation_inputs,
+    TOLERANCE,
+    ExportValidationError,
+    export_cpvton,
+    garment_sample,
+    person_sample,
+    reference_gmm,
+    sharp_garment_sample,
+    validate_cpvton,
+    validation_inputs,
 )
 from tryon.export.cpvton_networks import LinearTpsGridGen, TpsGridGen, tps_matrix
 from tryon.export.cpvton_synth import write_synthetic
-from tryon.runtime.agnostic import agnostic_representation, to_unit_range
-from tryon.runtime.session import SessionOptions, create_session
-
-from shared_data import viton_dir
+from tryon.models.session import SessionOptions, create_session
+from tryon.stages.agnostic import agnostic_representation, to_unit_range
 
 # REFERENCE.md: floats in the published files (num_batches_tracked, 14 int64 scalars, not counted).
 FLOATS = {("grayxu", "gmm"): 19_063_410, ("cpvton", "gmm"): 19_065_458,

@@ -5,14 +5,12 @@ import shutil
 
 import numpy as np
 import pytest
-
-from tryon.runtime import cpvton_stage
-from tryon.runtime.agnostic import agnostic_representation, to_unit_range
-from tryon.runtime.cpvton_stage import CpvtonStage, distinct_persons, fit_cloth
-from tryon.runtime.keypoints import lip_to_openpose
-from tryon.runtime.session import SessionOptions
-
 from shared_data import viton_dir
+from tryon.models.session import SessionOptions
+from tryon.stages import cpvton as cpvton_stage
+from tryon.stages.agnostic import agnostic_representation, to_unit_range
+from tryon.stages.cpvton import CpvtonStage, distinct_persons, fit_cloth
+from tryon.stages.keypoints import lip_to_openpose
 
 CPU = SessionOptions(provider="cpu", threads=2)
 
@@ -126,14 +124,14 @@ def test_from_dir_opens_gmm_halves_and_on_the_cpu_the_winograd_tom(models_dirs, 
                                                                     provider, expected):
     """(file, whether ONNX Runtime may fold constants) of each session: the Winograd graph makes its
     transformed weights at each run and must not have them folded (held at 4x the weights)."""
-    from tryon.runtime import session
-    from tryon.runtime.session import PROVIDERS
+    from tryon.models import graphs
+    from tryon.models.session import PROVIDERS
 
-    opened, real = [], session.create_session
+    opened, real = [], graphs.create_session
     recorded = lambda path, options: opened.append((path.name, options.fold_constants)) or real(  # noqa: E731
         path, SessionOptions(provider="cpu"))
-    monkeypatch.setattr(session, "resolve_providers", lambda _: PROVIDERS[provider])
-    for module in (cpvton_stage, session):  # GMM's sessions, and TOM's (open_preferring_winograd)
+    monkeypatch.setattr(graphs, "resolve_providers", lambda _: PROVIDERS[provider])
+    for module in (cpvton_stage, graphs):  # GMM's sessions, and TOM's (open_preferring_winograd)
         monkeypatch.setattr(module, "create_session", recorded)
     path = models_dirs["grayxu"] if folder == "export" else older_dir
     stage = CpvtonStage.from_dir(path, SessionOptions(provider=provider))

@@ -7,7 +7,6 @@ import json
 
 import numpy as np
 import pytest
-
 from test_benchmark import bench, models_copy, read_record
 
 
@@ -19,8 +18,8 @@ def needs_cuda():
 
 
 def parse(models, viton_pair, **kwargs):
-    from tryon.runtime.images import load_rgb
-    from tryon.runtime.tryon import TryOn
+    from tryon.images import load_rgb
+    from tryon.pipeline import TryOn
 
     tryon = TryOn.from_dir(models, scales=(1.0, 0.75), **kwargs)
     return tryon, tryon.parse_stage.run(load_rgb(viton_pair[0], "person"))

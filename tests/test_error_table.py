@@ -6,19 +6,18 @@ import pkgutil
 from pathlib import Path
 
 import pytest
+import tryon
 import typer
+from tryon.cli.errors import friendly
+from tryon.errors import TryonError
 from typer.testing import CliRunner
-
-import tryon.runtime
-from tryon.runtime.cli.errors import friendly
-from tryon.runtime.errors import TryonError
 
 MESSAGE = "what was wrong, and what is accepted"
 
 
 def _import_everything() -> None:
-    root = Path(tryon.runtime.__file__).parent
-    for module in pkgutil.walk_packages([str(root)], "tryon.runtime."):
+    root = Path(tryon.__file__).parent
+    for module in pkgutil.walk_packages([str(root)], "tryon."):
         try:
             importlib.import_module(module.name)
         except ImportError:  # an optional extra (serve) not installed: its classes cannot be raised either
@@ -50,7 +49,7 @@ IDS = [kind.__qualname__ for kind in CLASSES]
 
 
 def make(kind: type) -> TryonError:
-    from tryon.runtime.serve.limits import Overloaded
+    from tryon.serve.limits import Overloaded
 
     if issubclass(kind, Overloaded):
         return kind(7, 3)
@@ -112,8 +111,7 @@ def _service(error: Exception):
     pytest.importorskip("httpx")
     from fastapi import FastAPI
     from fastapi.testclient import TestClient
-
-    from tryon.runtime.serve import errors
+    from tryon.serve import errors
 
     app = FastAPI()
     errors.install(app)
@@ -136,8 +134,8 @@ def test_the_service_answers_the_class_status_and_detail(kind):
 
 
 def test_overloaded_and_the_store_say_when_to_retry():
-    from tryon.runtime.errors import StoreUnavailable, Unavailable
-    from tryon.runtime.serve.limits import Overloaded
+    from tryon.errors import StoreUnavailable, Unavailable
+    from tryon.serve.limits import Overloaded
 
     busy = _service(Overloaded(7, 3))
     assert busy.status_code == 503 and busy.headers["retry-after"] == "7" and "busy: 3 requests" in busy.text
@@ -146,7 +144,7 @@ def test_overloaded_and_the_store_say_when_to_retry():
 
 
 def test_the_upload_errors_close_the_connection():
-    from tryon.runtime.serve.limits import body_too_large
+    from tryon.serve.limits import body_too_large
 
     answer = _service(body_too_large(1024, 4096))
     assert answer.status_code == 413 and answer.headers["connection"] == "close"
@@ -191,8 +189,8 @@ def test_the_ray_ingress_raises_the_replicas_own_error():
     pytest.importorskip("ray.serve")
     import asyncio
 
-    from tryon.runtime.person_crop import CannotFrame
-    from tryon.runtime.serve_ray import ServeInference
+    from tryon.serve.ray_engine import ServeInference
+    from tryon.stages.person_crop import CannotFrame
 
     relayed = _ray_task_error(CannotFrame("the pose frames only 3x4 pixels: no person found"))
 
@@ -211,11 +209,11 @@ def test_the_ray_ingress_raises_the_replicas_own_error():
 
 
 def test_a_tryon_error_in_a_ray_errors_text_is_made_again_with_its_class():
-    from tryon.runtime.person_crop import CannotFrame
-    from tryon.runtime.ray_common import tryon_cause
+    from tryon.ray_cluster import tryon_cause
+    from tryon.stages.person_crop import CannotFrame
 
     text = ("ray::ServeReplica:tryon:Dress.initialize_and_get_metadata()\n  File \"x.py\", line 1\n"
-            "tryon.runtime.person_crop.CannotFrame: no person found")
+            "tryon.stages.person_crop.CannotFrame: no person found")
     found = tryon_cause(text, "replica")
     assert type(found) is CannotFrame and str(found) == "on a Ray replica: no person found"
-    assert tryon_cause("tryon.runtime.serve.limits.Overloaded: busy", "replica") is None  # not made from a message
+    assert tryon_cause("tryon.serve.limits.Overloaded: busy", "replica") is None  # not made from a message

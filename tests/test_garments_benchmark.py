@@ -4,12 +4,10 @@ import json
 
 import numpy as np
 import pytest
-
-from tryon.runtime.garments_benchmark import garment_variants
-from tryon.runtime.examples import EXAMPLE_GARMENT
-from tryon.runtime.parse_stage import ParseStage
-
 from test_benchmark import bench
+from tryon.bench.garments import garment_variants
+from tryon.examples import EXAMPLE_GARMENT
+from tryon.stages.parse import ParseStage
 
 
 def test_bench_garments_times_reparse_parse_once_and_the_reference(tiny_models_dir, tmp_path, monkeypatch):
@@ -45,7 +43,7 @@ def test_garment_variants_are_all_different():
 def test_compare_outputs_counts_identical_images_and_the_largest_step():
     from types import SimpleNamespace
 
-    from tryon.runtime.garments_benchmark import compare_outputs
+    from tryon.bench.garments import compare_outputs
     image = np.zeros((4, 4, 3), np.uint8)
     moved = image.copy()
     moved[0, 0, 1] = 2  # one pixel of 16, two steps

@@ -5,8 +5,7 @@ import zlib
 import cv2
 import numpy as np
 import pytest
-
-from tryon.runtime.images import ImageError, decode, encode, exif_orientation, header_size, load_rgb
+from tryon.images import ImageError, decode, encode, exif_orientation, header_size, load_rgb
 
 
 def _png(rgb):

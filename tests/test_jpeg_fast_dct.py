@@ -10,10 +10,9 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
 from shared_data import viton_dir
-from tryon.runtime.images import ImageError, decode, encode, load_rgb
-from tryon.runtime.session import RuntimeSetupError
+from tryon.errors import RuntimeSetupError
+from tryon.images import ImageError, decode, encode, load_rgb
 
 pytestmark = pytest.mark.exact
 

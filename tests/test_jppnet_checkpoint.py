@@ -2,16 +2,20 @@
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from tryon.export.errors import CheckpointError
 from tryon.export.jppnet_checkpoint import detect_config, load_weights, resolve_source
 from tryon.export.jppnet_graph import FULL, REDUCED, variable_specs
 from tryon.export.jppnet_reference import run_reference
-from tryon.runtime.parse_stage import LIP_MEAN_BGR
 from tryon.export.jppnet_synth import (
-    CHECKPOINT_DIR, CHECKPOINT_PREFIX, FROZEN_GRAPH, synthetic_weights, write_checkpoint, write_synthetic,
+    CHECKPOINT_DIR,
+    CHECKPOINT_PREFIX,
+    FROZEN_GRAPH,
+    synthetic_weights,
+    write_checkpoint,
+    write_synthetic,
 )
 from tryon.export.sources import SYNTHETIC_MARKER, is_synthetic
+from tryon.stages.parse import LIP_MEAN_BGR
 
 SEED = 3
 

@@ -4,20 +4,24 @@ from collections import Counter
 import numpy as np
 import onnx
 import pytest
-
 from tryon.export import manifest
 from tryon.export.errors import ExportValidationError
 from tryon.export.jppnet_checkpoint import load_weights
 from tryon.export.jppnet_export import (
-    RELATIVE_TOLERANCE, compare, export_jppnet, validate_jppnet, validation_photo,
+    RELATIVE_TOLERANCE,
+    compare,
+    export_jppnet,
+    validate_jppnet,
+    validation_photo,
 )
 from tryon.export.jppnet_graph import FULL, REDUCED, variable_specs
 from tryon.export.jppnet_reference import run_reference
 from tryon.export.jppnet_synth import write_synthetic
-from tryon.runtime.manifest import Manifest
-from tryon.runtime.model_dir import ModelDir
-from tryon.runtime.parse_stage import ParseStage, open_jppnet
-from tryon.runtime.session import SessionOptions
+from tryon.models.graphs import open_jppnet
+from tryon.models.manifest import Manifest
+from tryon.models.model_dir import ModelDir
+from tryon.models.session import SessionOptions
+from tryon.stages.parse import ParseStage
 
 
 @pytest.fixture(scope="session")

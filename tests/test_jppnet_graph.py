@@ -5,9 +5,15 @@ import sys
 import numpy as np
 import pytest
 import tensorflow as tf
-
 from tryon.export.jppnet_graph import (
-    FULL, N_CLASSES, N_JOINTS, REDUCED, atrous_conv, build_forward, constant_weights, parameter_count,
+    FULL,
+    N_CLASSES,
+    N_JOINTS,
+    REDUCED,
+    atrous_conv,
+    build_forward,
+    constant_weights,
+    parameter_count,
     variable_specs,
 )
 from tryon.export.jppnet_synth import synthetic_weights

@@ -1,15 +1,15 @@
 """manifest.json as typed records: real entries round-trip exactly, a misshapen manifest or
-entry is refused, and no code outside runtime/manifest.py reads the raw keys."""
+entry is refused, and no code outside runtime/models/manifest.py reads the raw keys."""
 import json
 import re
 import shutil
 from pathlib import Path
 
 import pytest
-
+from tryon.errors import ModelsMissingError
 from tryon.export import manifest as export_manifest
-from tryon.runtime.manifest import Agreement, Manifest, ManifestStructureError, ModelEntry, ModelSource
-from tryon.runtime.model_dir import ModelDir, ModelsMissingError
+from tryon.models.manifest import Agreement, Manifest, ManifestStructureError, ModelEntry, ModelSource
+from tryon.models.model_dir import ModelDir
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -257,7 +257,7 @@ def test_record_validates_what_an_exporter_passes(tiny_models_dir, tmp_path):
     assert models.entry("gmm").extra == {"from_a_newer_exporter": 1}
 
 
-# Raw reads of manifest keys; runtime/manifest.py is the one place that may hold them.
+# Raw reads of manifest keys; runtime/models/manifest.py is the one place that may hold them.
 RAW = re.compile(r"""\[["'](file|sha256)["']\]|\.get\(["'](agreement|variant|source)["']"""
                  r"""|manifest\[["']models["']\]|\.manifest\.get\(|\.manifest\[|manifest\.load\(""")
 
@@ -266,9 +266,9 @@ def test_no_code_reads_the_manifest_raw():
     found = []
     for folder in ("runtime", "export", "benchmarks"):
         for path in sorted((ROOT / folder).rglob("*.py")):
-            if path == ROOT / "runtime" / "manifest.py":
+            if path == ROOT / "runtime" / "models" / "manifest.py":
                 continue
             for number, line in enumerate(path.read_text().splitlines(), 1):
                 if RAW.search(line):
                     found.append(f"{path.relative_to(ROOT)}:{number}: {line.strip()}")
-    assert not found, "read the typed fields (runtime/manifest.py) instead:\n" + "\n".join(found)
+    assert not found, "read the typed fields (runtime/models/manifest.py) instead:\n" + "\n".join(found)

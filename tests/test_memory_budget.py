@@ -4,8 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
-
-from tryon.runtime.memory_budget import GB, available_bytes, check_room_for
+from tryon.serve.memory_budget import GB, available_bytes, check_room_for
 
 
 def meminfo(tmp_path, available_gb):

@@ -5,9 +5,9 @@ import shutil
 from pathlib import Path
 
 import pytest
-
-from tryon.runtime import model_dir
-from tryon.runtime.model_dir import VERIFIED, ModelDir, ModelMismatchError, ModelsMissingError
+from tryon.errors import ModelMismatchError, ModelsMissingError
+from tryon.models import model_dir
+from tryon.models.model_dir import VERIFIED, ModelDir
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import json
 
 import numpy as np
 import pytest
-
 from test_benchmark import bench, check_stages, int8_models_dir, models_copy, read_record  # noqa: F401
 from test_cli import tryon
-from tryon.runtime import session as sessions
-from tryon.runtime.session import OPENVINO, RuntimeSetupError, SessionOptions, providers_in_use
+from tryon.errors import RuntimeSetupError
+from tryon.models import session as sessions
+from tryon.models.session import OPENVINO, SessionOptions, providers_in_use
 
 
 def _why_no_bf16() -> str:
@@ -31,7 +31,7 @@ needs_openvino_bf16 = pytest.mark.skipif(
 
 def test_bf16_is_refused_on_a_cpu_without_bf16_instructions(tiny_models_dir, tmp_path, viton_pair, monkeypatch):
     from tryon.export.quantize import quantize_jppnet
-    from tryon.runtime.tryon import TryOn
+    from tryon.pipeline import TryOn
 
     monkeypatch.setattr(sessions, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
     with pytest.raises(RuntimeSetupError, match=r"bf16 instructions \(avx512_bf16 or amx_bf16 in /proc/cpuinfo\)"):
@@ -44,8 +44,7 @@ def test_bf16_is_refused_on_a_cpu_without_bf16_instructions(tiny_models_dir, tmp
 
 def test_bf16_without_the_openvino_provider_names_the_extra(tiny_models_dir, monkeypatch):
     import onnxruntime
-
-    from tryon.runtime.tryon import TryOn
+    from tryon.pipeline import TryOn
 
     monkeypatch.setattr(sessions, "cpu_flags", lambda: {"avx512_bf16"})
     monkeypatch.setattr(onnxruntime, "get_available_providers", lambda: ["CPUExecutionProvider"])
@@ -56,8 +55,8 @@ def test_bf16_without_the_openvino_provider_names_the_extra(tiny_models_dir, mon
 
 
 def test_bf16_is_refused_on_cuda(tiny_models_dir, monkeypatch):
-    from tryon.runtime.model_dir import ModelDir
-    from tryon.runtime.parse_stage import open_jppnet
+    from tryon.models.graphs import open_jppnet
+    from tryon.models.model_dir import ModelDir
 
     monkeypatch.setattr(sessions, "available_providers", lambda: ["CUDAExecutionProvider", "CPUExecutionProvider"])
     for provider in ("cuda", "auto"):  # auto means CUDA where there is one
@@ -117,9 +116,9 @@ def test_bf16_is_recorded_as_the_plain_graph_on_openvino_without_a_new_file(bf16
 
 @needs_openvino_bf16
 def test_bf16_runs_jppnet_on_openvino_in_bf16(bf16_models_dir, viton_pair):
-    from tryon.runtime.images import load_rgb
-    from tryon.runtime.parse_stage import photo_batch
-    from tryon.runtime.tryon import TryOn
+    from tryon.images import load_rgb
+    from tryon.pipeline import TryOn
+    from tryon.stages.parse import photo_batch
 
     bf16 = TryOn.from_dir(bf16_models_dir, provider="cpu", precision="bf16", scales=(1.0,))
     fp32 = TryOn.from_dir(bf16_models_dir, provider="cpu", scales=(1.0,))

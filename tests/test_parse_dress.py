@@ -4,18 +4,16 @@ import itertools
 
 import numpy as np
 import pytest
-
-from tryon.runtime.brightness import enhance
-from tryon.runtime.images import ImageError, load_rgb
-from tryon.runtime.keep_background import keep_background
-from tryon.runtime.keypoints import LIP, crossed_arms
-from tryon.runtime.options import DressOptions, ParseOptions, split_flags
-from tryon.runtime.parsed_person import ParsedPerson, StoredPersonError
-from tryon.runtime.person_crop import CannotFrame, crop_person, pose_box, resize_person
-from tryon.runtime.person_store import MemoryStore
-from tryon.runtime.tryon import DRESS_BATCH, TryOn
-
 from test_tryon import person_and_parse
+from tryon.images import ImageError, load_rgb
+from tryon.options import DressOptions, ParseOptions, split_flags
+from tryon.parsed_person import ParsedPerson, StoredPersonError
+from tryon.pipeline import DRESS_BATCH, TryOn
+from tryon.stages.brightness import enhance
+from tryon.stages.keep_background import keep_background
+from tryon.stages.keypoints import LIP, crossed_arms
+from tryon.stages.person_crop import CannotFrame, crop_person, pose_box, resize_person
+from tryon.store.local import MemoryStore
 
 FLAG_NAMES = ("need_pre", "need_bright", "keep_back", "need_dilate", "check_dirty")
 EVERY_FLAG_COMBINATION = [dict(zip(FLAG_NAMES, values)) for values in itertools.product((False, True), repeat=5)]
@@ -199,7 +197,7 @@ def test_a_bad_garment_fails_before_any_jppnet_work(fast_tryon, viton_pair):
 def test_dress_refuses_a_bad_garment_alone_and_dresses_the_others(fast_tryon, viton_pair, tmp_path):
     """One outcome per garment, in order: an undecodable garment or a missing file is its own
     TryonError, and the garments around it get the images they get without it."""
-    from tryon.runtime.errors import TryonError
+    from tryon.errors import TryonError
 
     person, cloth = viton_pair
     parsed = fast_tryon.parse(person, need_pre=False)
@@ -279,7 +277,7 @@ def test_jpeg_dct_fast_parses_the_pixels_tensorflow_decodes(fast_tryon, viton_pa
 
 
 def test_warp_jpeg_hands_tom_the_jpeg_of_the_warp(fast_tryon, viton_pair):
-    from tryon.runtime.cpvton_stage import jpeg_round_trip
+    from tryon.stages.cpvton import jpeg_round_trip
 
     person, cloth = viton_pair
     parsed = fast_tryon.parse(person, need_pre=False)

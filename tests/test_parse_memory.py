@@ -7,10 +7,20 @@ import sys
 import cv2
 import numpy as np
 import pytest
-
-from tryon.runtime.parse_stage import (
-    PARSING_MIRROR, POSE_MIRROR, PoseHeatmaps, lerp, linear_taps, merge_parsing, merge_pose, merged_parsing_tiles,
-    nearest_index, photo_batch, photo_to_bgr, pose_confidence, resize_bilinear,
+from tryon.stages.parse import (
+    PARSING_MIRROR,
+    POSE_MIRROR,
+    PoseHeatmaps,
+    lerp,
+    linear_taps,
+    merge_parsing,
+    merge_pose,
+    merged_parsing_tiles,
+    nearest_index,
+    photo_batch,
+    photo_to_bgr,
+    pose_confidence,
+    resize_bilinear,
 )
 
 SIDES = (384, 288, 480)
@@ -96,10 +106,10 @@ def test_squares_from_the_uint8_photo_are_those_of_its_float_copy(height, width)
 # Run in a child process so that its peak resident memory is this one call's.
 PEAK_OF_ONE_PARSE = """
 import json, sys
-import tryon.runtime  # before NumPy: one BLAS thread, as the CLI and the service run
+import tryon  # before NumPy: one BLAS thread, as the CLI and the service run
 import numpy as np
-from tryon.runtime.images import load_rgb
-from tryon.runtime.parse_stage import ParseStage
+from tryon.images import load_rgb
+from tryon.stages.parse import ParseStage
 
 def mib(key):
     with open("/proc/self/status") as status:

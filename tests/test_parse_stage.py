@@ -3,15 +3,28 @@ against the TensorFlow reference inference (reduced network, all scales and the 
 import numpy as np
 import pytest
 import tensorflow as tf
-
+from tryon.errors import ModelsMissingError
 from tryon.export.jppnet_export import export_jppnet, validation_photo
 from tryon.export.jppnet_graph import REDUCED
 from tryon.export.jppnet_reference import run_reference
 from tryon.export.jppnet_synth import CHECKPOINT_DIR, synthetic_weights, write_synthetic
-from tryon.runtime.model_dir import ModelDir, ModelsMissingError
-from tryon.runtime.parse_stage import (
-    FAST_SCALES, LIP_MEAN_BGR, PARSING_MIRROR, POSE_MIRROR, ParseStage, PoseHeatmaps, check_photo,
-    lerp, linear_taps, merge_parsing, merge_pose, nearest_index, photo_to_bgr, pose_confidence, resize_bilinear,
+from tryon.models.model_dir import ModelDir
+from tryon.stages.parse import (
+    FAST_SCALES,
+    LIP_MEAN_BGR,
+    PARSING_MIRROR,
+    POSE_MIRROR,
+    ParseStage,
+    PoseHeatmaps,
+    check_photo,
+    lerp,
+    linear_taps,
+    merge_parsing,
+    merge_pose,
+    nearest_index,
+    photo_to_bgr,
+    pose_confidence,
+    resize_bilinear,
 )
 
 SEED = 5

@@ -5,11 +5,10 @@ import sqlite3
 
 import numpy as np
 import pytest
-
-from tryon.runtime.options import ParseOptions
-from tryon.runtime.parsed_person import ParsedPerson
-from tryon.runtime.person_store import MemoryStore, SQLiteStore
-from tryon.runtime.tryon import TryOn
+from tryon.options import ParseOptions
+from tryon.parsed_person import ParsedPerson
+from tryon.pipeline import TryOn
+from tryon.store.local import MemoryStore, SQLiteStore
 
 
 class Clock:
@@ -59,7 +58,7 @@ def make_store(request, tmp_path):
         if request.param == "memory":
             return MemoryStore(**kwargs)
         if request.param == "redis":
-            from tryon.runtime.person_store_redis import RedisStore
+            from tryon.store.redis_store import RedisStore
 
             return RedisStore(server.url, **kwargs)
         return SQLiteStore(tmp_path / "cache", **kwargs)

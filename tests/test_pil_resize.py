@@ -2,8 +2,7 @@
 import numpy as np
 import pytest
 from PIL import Image
-
-from tryon.runtime.pil_resize import resize_float, resize_uint8
+from tryon.stages.pil_resize import resize_float, resize_uint8
 
 pytestmark = pytest.mark.exact
 

@@ -5,14 +5,12 @@ import multiprocessing
 import time
 
 import pytest
-from typer.testing import CliRunner
-
-from tryon.runtime.cli import app
-from tryon.runtime.person_store import open_store
-from tryon.runtime.tryon import TryOn
-
 from test_catalogue import FAST, inputs  # noqa: F401 (a fixture)
 from test_person_store import person
+from tryon.cli import app
+from tryon.pipeline import TryOn
+from tryon.store import open_store
+from typer.testing import CliRunner
 
 
 @pytest.fixture()
@@ -75,7 +73,7 @@ def test_a_person_stored_by_one_process_is_read_by_another(redis_url):
 
 def test_redis_down_warns_once_serves_uncached_and_comes_back(redis_server, tmp_path, caplog):
     from redis_process import RedisServer
-    from tryon.runtime.person_store_redis import RedisStore
+    from tryon.store.redis_store import RedisStore
 
     server = RedisServer(tmp_path / "redis.log").start()
     try:
@@ -100,7 +98,7 @@ def test_redis_down_warns_once_serves_uncached_and_comes_back(redis_server, tmp_
 
 def test_a_request_succeeds_with_redis_unreachable(tiny_models_dir, viton_pair, redis_server, caplog):
     from redis_process import free_port
-    from tryon.runtime.person_store_redis import RedisStore
+    from tryon.store.redis_store import RedisStore
 
     store = RedisStore(f"redis://127.0.0.1:{free_port()}/0", timeout_s=0.5)  # nothing listens there
     tryon = TryOn.from_dir(tiny_models_dir, provider="cpu", scales=(1.0,), mirror=False, store=store)

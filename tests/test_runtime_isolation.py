@@ -1,10 +1,10 @@
-"""tryon.runtime must run with onnxruntime, numpy and opencv only: no torch, no TensorFlow."""
+"""tryon must run with onnxruntime, numpy and opencv only: no torch, no TensorFlow."""
 import pkgutil
 import subprocess
 import sys
 from pathlib import Path
 
-import tryon.runtime
+import tryon
 
 BLOCK_FRAMEWORKS = """
 import sys
@@ -23,13 +23,13 @@ print('imported', len(sys.argv) - 1)
 
 
 def runtime_modules():
-    root = Path(tryon.runtime.__file__).parent
-    return ["tryon.runtime"] + [m.name for m in pkgutil.walk_packages([str(root)], "tryon.runtime.")]
+    root = Path(tryon.__file__).parent
+    return ["tryon"] + [m.name for m in pkgutil.walk_packages([str(root)], "tryon.")]
 
 
 def test_every_runtime_module_imports_without_frameworks():
     modules = runtime_modules()
-    assert "tryon.runtime.tryon" in modules and "tryon.runtime.cli" in modules
+    assert "tryon.pipeline" in modules and "tryon.cli" in modules
     done = subprocess.run([sys.executable, "-c", BLOCKER, *modules], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr[-2000:]
     assert f"imported {len(modules)}" in done.stdout

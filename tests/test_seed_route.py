@@ -6,8 +6,7 @@ import pytest
 
 pytest.importorskip("fastapi")
 from fastapi import HTTPException  # noqa: E402
-
-from tryon.runtime.serve.seed_route import parse_body  # noqa: E402
+from tryon.serve.seed_route import parse_body  # noqa: E402
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\n").decode()
 

@@ -2,11 +2,10 @@
 import numpy as np
 import pytest
 from PIL import Image, ImageEnhance
-
-from tryon.runtime.brightness import enhance
-from tryon.runtime.keep_background import garment_mask, keep_background
-from tryon.runtime.keypoints import LIP, crossed_arms, lip_to_openpose
-from tryon.runtime.person_crop import CannotFrame, crop_person, pose_box
+from tryon.stages.brightness import enhance
+from tryon.stages.keep_background import garment_mask, keep_background
+from tryon.stages.keypoints import LIP, crossed_arms, lip_to_openpose
+from tryon.stages.person_crop import CannotFrame, crop_person, pose_box
 
 
 @pytest.mark.exact

@@ -4,32 +4,31 @@ the overload path, and the start-up failures.
 Responses come from the real pipeline on the tiny exported models; only the overload test
 holds dress, to keep the single inference slot busy while a second request arrives.
 """
+import asyncio
 import base64
 import json
-import struct
-import asyncio
 import os
 import re
 import shutil
 import socket
+import struct
 import subprocess
 import sys
 import threading
-from pathlib import Path
 import warnings
 import zlib
+from pathlib import Path
 
 import cv2
 import numpy as np
 import pytest
-
-from tryon.runtime.images import decode, encode
-from tryon.runtime.person_store import MemoryStore
-from tryon.runtime.serve import create_app, limits
-from tryon.runtime.serve.limits import Limits
-from tryon.runtime.serve.seed_route import SEED_FLAGS
-from tryon.runtime.tryon import TryOn
-from tryon.runtime.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
+from tryon.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
+from tryon.images import decode, encode
+from tryon.pipeline import TryOn
+from tryon.serve import create_app, limits
+from tryon.serve.limits import Limits
+from tryon.serve.seed_route import SEED_FLAGS
+from tryon.store.local import MemoryStore
 
 with warnings.catch_warnings():  # Starlette nags about its httpx backend on import; nothing to act on
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -389,7 +388,7 @@ def test_openapi_declares_every_refusal_as_a_detail_string(client):
 def serve_command(*args: str, port: int | None = None) -> subprocess.CompletedProcess:
     from serve_process import free_port
 
-    code = "import sys; from tryon.runtime.cli import app; sys.exit(app())"
+    code = "import sys; from tryon.cli import app; sys.exit(app())"
     return subprocess.run([sys.executable, "-c", code, "serve", "--port", str(port or free_port()), "--no-cache", *args],
                           capture_output=True, text=True, timeout=120)
 

@@ -8,9 +8,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-
 from serve_process import serve_process
-from tryon.runtime.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
+from tryon.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOT = Path("/tmp/tryon_web.png")

@@ -9,14 +9,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
-
 from serve_process import FAST, Server, free_port, serve_process
-from tryon.runtime.examples import EXAMPLE_PERSON
-from tryon.runtime.images import decode, encode
-from tryon.runtime.person_store import MemoryStore
-from tryon.runtime.serve import create_app
-from tryon.runtime.serve.server import Connections, listen, make_server
-from tryon.runtime.tryon import TryOn
+from tryon.examples import EXAMPLE_PERSON
+from tryon.images import decode, encode
+from tryon.pipeline import TryOn
+from tryon.serve import create_app
+from tryon.serve.server import Connections, listen, make_server
+from tryon.store.local import MemoryStore
 
 MAX_CONNECTIONS = 12
 LIMITS = ("--read-timeout", "1", "--upload-timeout", "3", "--keep-alive", "1",

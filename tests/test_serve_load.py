@@ -12,7 +12,7 @@ import urllib.request
 import uuid
 
 from serve_process import FAST, serve_process
-from tryon.runtime.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
+from tryon.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
 
 PERSON = EXAMPLE_PERSON.read_bytes()
 CLOTH = EXAMPLE_GARMENT.read_bytes()

@@ -8,17 +8,16 @@ from datetime import datetime
 
 import numpy as np
 import pytest
-
 from test_parse_dress import CountingSession
 from test_person_store import Clock
 from test_serve_api import assert_refused
-from tryon.runtime.images import decode, encode
-from tryon.runtime.person_store import MemoryStore, SQLiteStore
-from tryon.runtime.serve import create_app
-from tryon.runtime.serve.limits import Limits
-from tryon.runtime.sheet import LIP_COLOURS
-from tryon.runtime.tryon import TryOn
-from tryon.runtime.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
+from tryon.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
+from tryon.images import decode, encode
+from tryon.pipeline import TryOn
+from tryon.serve import create_app
+from tryon.serve.limits import Limits
+from tryon.sheet import LIP_COLOURS
+from tryon.store.local import MemoryStore, SQLiteStore
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")

@@ -20,19 +20,18 @@ import pytest
 pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'tryon-onnx[ray]'")
 
 import ray  # noqa: E402
-
 from serve_process import FAST, free_port  # noqa: E402
 from test_serve_api import assert_one_line  # noqa: E402
 from test_serve_persons import photo  # noqa: E402
-from tryon.runtime.catalogue import model_hashes  # noqa: E402
-from tryon.runtime.errors import InputError  # noqa: E402
-from tryon.runtime.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON  # noqa: E402
-from tryon.runtime.images import decode  # noqa: E402
-from tryon.runtime.options import ParseOptions, split_flags  # noqa: E402
-from tryon.runtime.person_store import StoreSettings, open_store  # noqa: E402
-from tryon.runtime.serve.seed_route import SEED_FLAGS  # noqa: E402
-from tryon.runtime.serve_ray import APP, DressReplica, ParseReplica, ServeArgs, running  # noqa: E402
-from tryon.runtime.tryon import PipelineSettings, TryOn  # noqa: E402
+from tryon.errors import InputError  # noqa: E402
+from tryon.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON  # noqa: E402
+from tryon.images import decode  # noqa: E402
+from tryon.models.graphs import model_hashes  # noqa: E402
+from tryon.options import ParseOptions, split_flags  # noqa: E402
+from tryon.pipeline import PipelineSettings, TryOn  # noqa: E402
+from tryon.serve.ray_engine import APP, DressReplica, ParseReplica, ServeArgs, running  # noqa: E402
+from tryon.serve.seed_route import SEED_FLAGS  # noqa: E402
+from tryon.store import StoreSettings, open_store  # noqa: E402
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -46,7 +45,7 @@ QUEUE = 1
 # -- the command line: refusals before any Ray work, and a deployment that cannot start ----------
 
 def serve_command(*args: str, port: int | None = None) -> subprocess.CompletedProcess:
-    code = "import sys; from tryon.runtime.cli import app; sys.exit(app())"
+    code = "import sys; from tryon.cli import app; sys.exit(app())"
     return subprocess.run([sys.executable, "-c", code, "serve", "--port", str(port or free_port()), *args],
                           capture_output=True, text=True, timeout=240)
 
@@ -233,8 +232,7 @@ def test_a_serve_configs_args_become_the_typed_settings(tiny_models_dir):
 def test_an_error_of_the_machine_fails_the_replicas_health_check(args, tiny_models_dir):
     """Outside Ray: the replica class itself, its ONNX Runtime session made to fail."""
     from onnxruntime.capi.onnxruntime_pybind11_state import Fail
-
-    from tryon.runtime.images import ImageError
+    from tryon.images import ImageError
 
     unreachable = dataclasses.replace(args.pipeline, store=StoreSettings("redis://127.0.0.1:1/0"))
     replica = ParseReplica(dataclasses.replace(args, pipeline=unreachable,
@@ -262,8 +260,8 @@ def test_a_replica_on_a_node_with_other_models_refuses_to_start(args, tiny_model
 def test_a_dress_batch_runs_several_requests_together_and_refuses_a_bad_one_alone(args, local, tiny_models_dir):
     """Outside Ray: what @serve.batch hands a Dress replica, calls of two persons with two
     options, one with a garment only a decode can find bad."""
-    from tryon.runtime.images import ImageError
-    from tryon.runtime.options import DressOptions
+    from tryon.images import ImageError
+    from tryon.options import DressOptions
 
     replica = DressReplica(dataclasses.replace(args, model_hashes=model_hashes(tiny_models_dir, "fp32")))
     first, second = local.parse(photo(6)), local.parse(photo(7))
@@ -282,8 +280,8 @@ def test_a_dress_batch_runs_several_requests_together_and_refuses_a_bad_one_alon
 
 
 def test_a_machine_too_small_for_the_replicas_at_their_most_is_refused(service, args):
-    from tryon.runtime.errors import InputError
-    from tryon.runtime.serve_ray import _check_cpus
+    from tryon.errors import InputError
+    from tryon.serve.ray_engine import _check_cpus
 
     _check_cpus(ray, args)  # the module's app: 2 + 2 replicas of half a CPU on the 2-CPU cluster
     with pytest.raises(InputError, match="4 parse and 2 dress replicas of 0.5 CPUs each need 3 CPUs; this "

@@ -7,11 +7,15 @@ models takes a tiny-model inference), in-process on the tiny models.
 """
 import schemathesis
 from hypothesis import HealthCheck, given, settings
-from schemathesis.checks import (content_type_conformance, not_a_server_error, response_headers_conformance,
-                                 response_schema_conformance, status_code_conformance)
-
-from tryon.runtime.serve import create_app
-from tryon.runtime.tryon import TryOn
+from schemathesis.checks import (
+    content_type_conformance,
+    not_a_server_error,
+    response_headers_conformance,
+    response_schema_conformance,
+    status_code_conformance,
+)
+from tryon.pipeline import TryOn
+from tryon.serve import create_app
 
 CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
           response_schema_conformance]

@@ -4,8 +4,7 @@ import os
 
 import numpy as np
 import pytest
-
-from tryon.runtime.session import CACHE_DIR, SessionOptions, cached_model_path, create_session
+from tryon.models.session import CACHE_DIR, SessionOptions, cached_model_path, create_session
 
 CPU = SessionOptions(provider="cpu", threads=2)
 

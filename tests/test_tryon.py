@@ -1,14 +1,12 @@
 """TryOn.predict on tiny synthetic models: every flag changes the output as the seed specified."""
 import numpy as np
 import pytest
-
-from tryon.runtime.brightness import enhance
-from tryon.runtime.images import ImageError, load_rgb
-from tryon.runtime.keypoints import LIP
-from tryon.runtime.person_crop import crop_person, pose_box
-from tryon.runtime.options import ParseOptions
-
 from test_seed_rules import standing_pose
+from tryon.images import ImageError, load_rgb
+from tryon.options import ParseOptions
+from tryon.stages.brightness import enhance
+from tryon.stages.keypoints import LIP
+from tryon.stages.person_crop import crop_person, pose_box
 
 
 def person_and_parse(height=600, width=400):

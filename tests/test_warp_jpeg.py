@@ -3,9 +3,8 @@ doing exactly what cp-vton's test.py and TOM's dataset did."""
 import cv2
 import numpy as np
 import pytest
-
 from shared_data import viton_dir
-from tryon.runtime.cpvton_stage import jpeg_round_trip
+from tryon.stages.cpvton import jpeg_round_trip
 
 Image = pytest.importorskip("PIL.Image")
 

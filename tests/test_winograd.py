@@ -5,9 +5,8 @@ import pytest
 
 onnx = pytest.importorskip("onnx")
 from onnx import TensorProto, helper, numpy_helper  # noqa: E402
-
 from tryon.export import winograd  # noqa: E402
-from tryon.runtime.session import SessionOptions, create_session  # noqa: E402
+from tryon.models.session import SessionOptions, create_session  # noqa: E402
 
 RELATIVE_TOLERANCE = 5e-5  # the export's whole-network tolerance is 1e-4
 

@@ -1,4 +1,4 @@
-"""The `tryon` command: thin verbs over tryon.runtime (and tryon.export for model building)."""
+"""The `tryon` command: thin verbs over tryon (and tryon.export for model building)."""
 import typer
 
 from . import bench_cmd, cache_cmd, catalogue_cmd, demo_cmd, info_cmd, models_cmd, run_cmd, serve_cmd

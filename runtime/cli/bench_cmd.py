@@ -50,7 +50,7 @@ def bench(models: Path = common.MODELS,
           garments: int = typer.Option(0, help="time one person in this many garments instead: N predicts "
                                                "against one parse + one dress, and the reference's N pairs"),
           out: Path = typer.Option(Path("benchmarks/results"), help="folder for the JSON record and chart")):
-    from ..benchmark import BenchSettings, format_table, run_benchmark, speedups
+    from ..bench.latency import BenchSettings, format_table, run_benchmark, speedups
 
     settings = BenchSettings(str(models), provider, threads, common.parse_scales(scales), mirror, precision,
                              batch=batch, runs=runs, warmup=warmup, baseline=baseline)
@@ -72,8 +72,8 @@ def bench(models: Path = common.MODELS,
 
 
 def _bench_garments(settings, garments: int, reference: bool, out: Path):
-    from ..benchmark import BenchSettings
-    from ..garments_benchmark import add_reference, format_garments, run_garments_benchmark
+    from ..bench.garments import add_reference, format_garments, run_garments_benchmark
+    from ..bench.latency import BenchSettings
 
     typer.echo(f"timing one person in {garments} garments, two ways ({settings.runs} runs)...", err=True)
     record = run_garments_benchmark(BenchSettings.build, settings, EXAMPLE_PERSON, EXAMPLE_GARMENT, garments)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from ..catalogue import LEDGER
+from ..catalogue.plan import LEDGER
 from ..errors import InputError
 from . import common
 from .errors import friendly
@@ -51,8 +51,10 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
               cache_max_mb: float = common.CACHE_MB,
               models: Path = common.MODELS, provider: str = common.PROVIDER, threads: int = common.THREADS,
               scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION):
-    from ..catalogue import Catalogue, Ledger, Settings, batch_pairs, pair_index, record, render_local
-    from ..model_dir import ModelDir
+    from ..catalogue.ledger import Ledger, record
+    from ..catalogue.plan import Catalogue, Settings, batch_pairs, pair_index
+    from ..catalogue.work import render_local
+    from ..models.model_dir import ModelDir
     from ..options import DressOptions, ParseOptions
 
     if engine not in ENGINES:
@@ -88,8 +90,8 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
 
 
 def _ray_results(settings, batches, address, parse_actors, dress_actors, cpus_per_actor):
-    from ..catalogue_ray import Pools, render_ray
-    from ..ray_common import import_ray
+    from ..catalogue.ray_engine import Pools, render_ray
+    from ..ray_cluster import import_ray
 
     import_ray("data")  # or RayMissingError: its one line and exit 5, through `friendly`
     return render_ray(settings, batches, Pools(parse_actors, dress_actors, cpus_per_actor), address)
@@ -97,7 +99,7 @@ def _ray_results(settings, batches, address, parse_actors, dress_actors, cpus_pe
 
 def _summary(plan, ledger, identity, rendered: int, elapsed: float) -> bool:
     """Print the catalogue's state; True when every pair has its image."""
-    from ..catalogue import summarize
+    from ..catalogue.ledger import summarize
 
     by_status = summarize(plan, ledger, identity)
     count = {status: len(lines) for status, lines in by_status.items()}

@@ -78,7 +78,7 @@ def save_intermediates(folder: Path, stem: str, result, synthetic: bool) -> Path
 
 def store_settings(cache, no_cache: bool, ttl_hours: float = 24.0, max_mb: float = 512.0):
     """The --cache options as the StoreSettings they name."""
-    from ..person_store import StoreSettings
+    from ..store import StoreSettings
 
     return StoreSettings("memory" if no_cache else cache, ttl_hours, max_mb)
 
@@ -86,6 +86,6 @@ def store_settings(cache, no_cache: bool, ttl_hours: float = 24.0, max_mb: float
 def pipeline_settings(models: Path, provider: str, threads: int, scales: str, mirror: bool, precision: str,
                       store=None):
     """The pipeline options as the PipelineSettings they name (`scales` as --scales reads)."""
-    from ..tryon import PipelineSettings
+    from ..pipeline import PipelineSettings
 
     return PipelineSettings(str(models), provider, threads, parse_scales(scales), mirror, precision, store)

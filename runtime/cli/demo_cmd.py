@@ -11,7 +11,6 @@ from . import common
 from .errors import friendly, require_export_side
 
 
-
 def register(app: typer.Typer):
     app.command(help="Synthesise checkpoints if none are real, export, validate, run the example pair, "
                      "write a sheet and print the latency table.\n\nExample: tryon demo")(demo)
@@ -27,7 +26,7 @@ def demo(checkpoints: Path = typer.Option(Path("checkpoints"), help="where real 
     from tryon.export.sources import has_real_checkpoints
     from tryon.export.synthetic import write_synthetic
 
-    from ..tryon import TryOn
+    from ..pipeline import TryOn
 
     source = checkpoints
     if not has_real_checkpoints(checkpoints):

@@ -7,15 +7,21 @@ from pathlib import Path
 
 import typer
 
+from ..bench.versions import installed_versions
 from ..cpu import describe_cpu
-from ..manifest import Agreement
-from ..model_dir import MODEL_FILES, ModelDir, ModelsMissingError
-from ..parse_stage import JPPNET_BY_PRECISION, open_jppnet
-from ..session import (
-    RuntimeSetupError, SessionOptions, available_providers, check_openvino_bf16, create_session,
-    import_onnxruntime, providers_in_use,
+from ..errors import ModelsMissingError, RuntimeSetupError
+from ..models.graphs import JPPNET_BY_PRECISION, open_jppnet
+from ..models.manifest import Agreement
+from ..models.model_dir import MODEL_FILES, ModelDir
+from ..models.session import (
+    SessionOptions,
+    available_providers,
+    check_openvino_bf16,
+    create_session,
+    import_onnxruntime,
+    providers_in_use,
 )
-from ..versions import installed_versions
+from ..pipeline import PipelineSettings
 from . import common
 from .errors import friendly
 
@@ -52,9 +58,9 @@ def info(models: Path = common.MODELS, provider: str = common.PROVIDER):
         kind = "SYNTHETIC (untrained)" if model_dir.synthetic(name) else "from " + source
         detail = entry.family or entry.variant or ""
         typer.echo(f"{name}: {entry.file} {detail} {kind}; providers in use: {', '.join(providers_in_use(session))}")
-    if model_dir.has("jppnet"):
-        graph, _ = open_jppnet(model_dir, options)
-        typer.echo(f"fp32 JPP-Net runs {model_dir.entry(graph).file} with these providers")
+    if all(model_dir.has(name) for name in MODEL_FILES):
+        for stage, graph in PipelineSettings(str(models), provider).build().graphs().items():
+            typer.echo(f"fp32 {stage} runs {graph.file} on {', '.join(graph.providers)}")
     for precision, name in JPPNET_BY_PRECISION.items():
         if precision != "fp32":
             typer.echo(f"--precision {precision}: {_fast_mode(model_dir, name, precision, options)}")

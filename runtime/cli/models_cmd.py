@@ -79,7 +79,7 @@ def quantize(photos: list[Path] = typer.Argument(..., help="real person photos: 
     require_export_side(("onnx",))  # with onnxruntime's own quantisation and fp16 tools
     from tryon.export.quantize import quantize_jppnet
 
-    from ..manifest import ModelEntry
+    from ..models.manifest import ModelEntry
     from .common import parse_scales
 
     entry = ModelEntry.from_json(quantize_jppnet(models, photos, parse_scales(scales), mirror, precision))

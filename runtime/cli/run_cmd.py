@@ -88,7 +88,7 @@ class Batch:
         except (TryonError, OSError) as exc:
             self._fail(jobs, exc, advance)
             return
-        from ..tryon import DRESS_BATCH
+        from ..pipeline import DRESS_BATCH
 
         for start in range(0, len(jobs), DRESS_BATCH):  # a chunk's garments in memory at a time
             chunk = jobs[start:start + DRESS_BATCH]
@@ -112,7 +112,7 @@ class Batch:
         self.written += 1
         self.refused += not result.ok
         if self.verbose:
-            from ..tryon import join_timings
+            from ..pipeline import join_timings
 
             note = f"; {result.reason}" if result.reason else ""
             typer.echo(f"wrote {job.out} (confidence {result.confidence:.3f}{note})")

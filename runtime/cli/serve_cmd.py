@@ -9,7 +9,7 @@ from pathlib import Path
 import typer
 
 from ..errors import EXIT_ENVIRONMENT, InputError
-from ..memory_budget import check_room_for
+from ..serve.memory_budget import check_room_for
 from . import common
 from .errors import friendly
 
@@ -83,7 +83,7 @@ def serve(models: Path = common.MODELS,
                                         common.store_settings(cache, no_cache, cache_ttl_hours, cache_max_mb))
     garments = Gallery.load(gallery)
     if engine == "ray":
-        from ..serve_ray import ServeArgs
+        from ..serve.ray_engine import ServeArgs
 
         args = ServeArgs(settings, parse_replicas=_replicas(parse_replicas), dress_replicas=dress_replicas,
                          cpus_per_replica=cpus_per_replica, max_concurrent=max_concurrent, queue=queue,
@@ -124,9 +124,9 @@ def _replicas(text: str) -> tuple[int, int]:
 
 def _serve_on_ray(args, garments, host: str, port: int, keep_alive: float, address: str | None):
     """Deploy on Ray Serve and serve until Ctrl-C or SIGTERM; then the deployments go."""
-    from ..person_store_redis import redacted
-    from ..ray_common import import_ray
-    from ..serve_ray import running
+    from ..ray_cluster import import_ray
+    from ..serve.ray_engine import running
+    from ..store.redis_store import redacted
 
     import_ray("serve")  # or RayMissingError: its one line and exit 5, through `friendly`
     if address is None:  # Serve's proxy will listen here: a busy port fails now, not inside Ray

@@ -71,6 +71,13 @@ class LimitsAnswer(BaseModel):
     upload_timeout_s: float
 
 
+class StageAnswer(BaseModel):
+    graph: str | None = Field(description="the manifest entry that runs this stage")
+    file: str | None
+    precision: str
+    providers: list[str] = Field(description="what this stage's session runs on")
+
+
 class HealthAnswer(BaseModel):
     status: str
     models_loaded: bool
@@ -78,6 +85,8 @@ class HealthAnswer(BaseModel):
     providers: list[str] = Field(description="what the sessions run on, not what was asked for")
     family: str
     jppnet_graph: str = Field(description="the JPP-Net file in use (which --precision)")
+    stages: dict[str, StageAnswer] = Field(description="per stage (parse, gmm_person, gmm, tom): the graph, "
+                                                        "file, precision and providers that run it")
     max_concurrent: int
     queue: int
     in_flight: int

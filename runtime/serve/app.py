@@ -14,7 +14,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from ..person_store import MemoryStore
+from ..store.local import MemoryStore
 from . import errors, persons_routes, seed_route, v1_routes, web_routes
 from .gallery import Gallery
 from .guard import LOCAL_NAMES, BrowserGuard
@@ -50,7 +50,7 @@ def create_app(tryon, *, store=None, gallery=(), max_concurrent: int = 1, queue:
         inference = tryon
     else:
         if isinstance(tryon, (str, Path)):
-            from ..tryon import TryOn
+            from ..pipeline import TryOn
 
             tryon = TryOn.from_dir(tryon)
         if store is not None or tryon.store is None:

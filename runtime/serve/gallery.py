@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..examples import EXAMPLE_GARMENT
 from ..errors import InputError
+from ..examples import EXAMPLE_GARMENT
 from ..images import encode, load_rgb
 
 BUNDLED = EXAMPLE_GARMENT

@@ -1,6 +1,6 @@
 """Where the service's inference runs. The routes and `TryOnService` call `parse` and `dress`
 and never learn where they run: `LocalInference` runs the TryOn in this process's worker
-threads behind the InferenceGate; `tryon.runtime.serve_ray` runs them on Ray Serve
+threads behind the InferenceGate; `tryon.serve.ray_engine` runs them on Ray Serve
 deployments (`tryon serve --engine ray`)."""
 from __future__ import annotations
 
@@ -11,14 +11,13 @@ from typing import TYPE_CHECKING
 from ..errors import TryonError
 from ..images import encode
 from ..parsed_person import ParseCall, ParsedPerson
-from ..session import providers_in_use
-from ..tryon import join_timings
+from ..pipeline import join_timings
 from .limits import InferenceGate
 
 if TYPE_CHECKING:
     from ..options import DressOptions, ParseOptions
-    from ..person_store import PersonStore
-    from ..tryon import GarmentOutcome, TryOn, TryOnResult
+    from ..pipeline import GarmentOutcome, TryOn, TryOnResult
+    from ..store.local import PersonStore
 
 
 class Inference(ABC):
@@ -90,24 +89,13 @@ def finished(coroutine):
     raise RuntimeError("a step that runs at once waited")
 
 
-def describe(tryon: "TryOn") -> dict:
-    """What a loaded pipeline runs: `Inference.describe` of the sessions it holds."""
-    sessions = [tryon.cpvton.gmm, tryon.cpvton.tom]
-    facts = {"synthetic": bool(tryon.synthetic), "family": tryon.models.family}
-    if tryon.parse_stage is not None:
-        sessions.insert(0, tryon.parse_stage.session)
-        facts["jppnet_graph"] = tryon.models.entry(tryon.jppnet_graph).file
-    facts["providers"] = list(dict.fromkeys(p for session in sessions for p in providers_in_use(session)))
-    return facts
-
-
 class LocalInference(Inference):
     """The TryOn in this process: every step in a worker thread once the gate admits it."""
 
     def __init__(self, pipeline: "TryOn", gate: InferenceGate):
         self.pipeline = pipeline
         self.gate = gate
-        self._facts = describe(pipeline)
+        self._facts = pipeline.describe()
 
     @property
     def store(self):

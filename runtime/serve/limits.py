@@ -19,8 +19,15 @@ from dataclasses import dataclass
 import anyio
 from starlette.responses import JSONResponse
 
-from ..errors import CLIENT_CLOSED_REQUEST, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_FAILED, InputError, TryonError, \
-    Unavailable
+from ..errors import (
+    CLIENT_CLOSED_REQUEST,
+    EXIT_BAD_INPUT,
+    EXIT_ENVIRONMENT,
+    EXIT_FAILED,
+    InputError,
+    TryonError,
+    Unavailable,
+)
 from ..images import FORMATS, MAX_PIXELS, ImageError, check_header
 from .errors import HTTPCompatible
 

@@ -17,7 +17,7 @@ from .inference import Inference
 from .limits import Limits, check_image
 
 if TYPE_CHECKING:
-    from ..tryon import TryOnResult
+    from ..pipeline import TryOnResult
 
 UPLOAD_AGAIN = "upload the photo again (POST /v1/persons) for a new person_id"
 

@@ -14,24 +14,26 @@ hash instead of parsed again.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
-from . import brightness
-from .cpvton_stage import CpvtonStage
 from .errors import InputError, TryonError
 from .images import load_rgb
-from .keep_background import keep_background
-from .keypoints import crossed_arms
-from .model_dir import ModelDir
+from .models.graphs import open_jppnet
+from .models.model_dir import ModelDir
+from .models.session import SessionOptions, providers_in_use
 from .options import DressOptions, ParseOptions, split_flags
-from .parse_stage import ParseStage, open_jppnet
 from .parsed_person import SEED_FAILURE_CONFIDENCE, ParseCall, ParsedPerson, given_parse_key, person_id
-from .person_crop import CannotFrame, crop_person, pose_box, resize_person
-from .person_store import PersonStore, StoreSettings
-from .session import SessionOptions
+from .stages import brightness
+from .stages.cpvton import CpvtonStage
+from .stages.keep_background import keep_background
+from .stages.keypoints import crossed_arms
+from .stages.parse import ParseStage
+from .stages.person_crop import CannotFrame, crop_person, pose_box, resize_person
+from .store import StoreSettings
+from .store.local import PersonStore
 from .timing import Timer
 
 # GMM and TOM run over at most this many garments at once: per-garment cost is flat from
@@ -66,6 +68,16 @@ class PipelineSettings:
         if store is None and self.store is not None:
             store = self.store.open()
         return TryOn(parse_stage, CpvtonStage.from_dir(self.models, options), models, graph, store)
+
+
+@dataclass(frozen=True)
+class StageGraph:
+    """What runs one stage: its manifest graph, that graph's file, its precision, and the
+    providers its session runs on (not those asked for)."""
+    graph: str | None
+    file: str | None
+    precision: str
+    providers: list[str]
 
 
 @dataclass
@@ -105,6 +117,36 @@ class TryOn:
         """`PipelineSettings(...).build()` by keywords, with an open store (or none)."""
         settings = PipelineSettings(str(path), provider, threads, tuple(scales), mirror, precision)
         return settings.build(load_jppnet=load_jppnet, store=store)
+
+    def graphs(self) -> dict[str, "StageGraph"]:
+        """What runs each stage (parse, gmm_person, gmm, tom). A stage that is not an ONNX
+        session (the reference pipeline's TensorFlow parse) is left out."""
+        sessions = {}
+        if isinstance(self.parse_stage, ParseStage):
+            sessions["parse"] = (self.jppnet_graph, self.parse_stage.session)
+        names = iter(self.cpvton.graphs)
+        for stage, session in (("gmm_person", self.cpvton.gmm_person), ("gmm", self.cpvton.gmm),
+                               ("tom", self.cpvton.tom)):
+            if session is not None:
+                sessions[stage] = (next(names, None), session)
+        graphs = {}
+        for stage, (graph, session) in sessions.items():
+            entry = self.models.entry(graph) if graph else None
+            graphs[stage] = StageGraph(graph, entry.file if entry else None,
+                                       (entry.precision if entry else None) or "fp32", providers_in_use(session))
+        return graphs
+
+    def describe(self) -> dict:
+        """What this pipeline runs, as /healthz, `tryon info` and the benchmark records say it:
+        `stages` (each stage's StageGraph), all the providers (JPP-Net's first), the synthetic
+        flag, the CP-VTON family and the JPP-Net file."""
+        graphs = self.graphs()
+        facts = {"synthetic": self.synthetic, "family": self.models.family,
+                 "providers": list(dict.fromkeys(p for graph in graphs.values() for p in graph.providers)),
+                 "stages": {stage: asdict(graph) for stage, graph in graphs.items()}}
+        if "parse" in graphs:
+            facts["jppnet_graph"] = graphs["parse"].file
+        return facts
 
     @property
     def synthetic(self) -> bool:

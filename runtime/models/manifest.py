@@ -20,6 +20,8 @@ from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, ClassVar
 
+from ..errors import ModelsMissingError
+
 MANIFEST = "manifest.json"
 FORMAT = 1
 SHAPE = '{"models": {"<name>": {"file": "<name>.onnx", "sha256": "...", ...}}}'
@@ -212,7 +214,6 @@ class Manifest:
     def read(cls, folder: str | Path, missing_ok: bool = False) -> "Manifest":
         """The manifest in `folder`; a missing, unreadable or misshapen one is a ModelsMissingError
         (with `missing_ok`, a missing one is an empty Manifest: what an export starts from)."""
-        from .model_dir import ModelsMissingError  # (model_dir imports this module)
 
         folder = Path(folder)
         path = folder / MANIFEST

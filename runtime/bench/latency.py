@@ -18,12 +18,12 @@ from pathlib import Path
 
 import numpy as np
 
-from .cpu import cpu_model, vector_extensions
-from .errors import InputError
-from .model_dir import ModelDir
-from .parse_stage import JPPNET_BY_PRECISION, ParseStage
-from .session import import_onnxruntime, providers_in_use
-from .tryon import PipelineSettings
+from ..cpu import cpu_model, vector_extensions
+from ..errors import InputError
+from ..models.graphs import JPPNET_BY_PRECISION
+from ..models.model_dir import ModelDir
+from ..models.session import import_onnxruntime
+from ..pipeline import PipelineSettings
 from .versions import installed_versions
 
 BASE_SIDE = 384  # JPP-Net's scale 1.0 is a 384x384 square
@@ -81,7 +81,7 @@ def sgemm_gflops(n: int = 2048, seconds: float = 2.0) -> float:
     for GFLOP/s below. Measured in a child process, since the runtime keeps BLAS to one
     thread in its own (see tryon/runtime/__init__.py)."""
     env = {**os.environ, "OPENBLAS_NUM_THREADS": str(os.cpu_count() or 1)}
-    code = f"from tryon.runtime.benchmark import _sgemm; print(_sgemm({n}, {seconds}))"
+    code = f"from tryon.bench.latency import _sgemm; print(_sgemm({n}, {seconds}))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
     return float(done.stdout.split()[-1])
 
@@ -155,8 +155,8 @@ def time_pipelines(tryons, person, cloth, settings: BenchSettings) -> list[dict[
     stages are the first pair's timings (GMM/TOM run once over the batch), `parse` sums the
     parse stage's parts within each run (the reference splits that stage differently) and
     `request` is the whole request's wall time."""
-    from .images import load_rgb
-    from .options import ParseOptions
+    from ..images import load_rgb
+    from ..options import ParseOptions
 
     photo = load_rgb(person, "person photo")
     pairs = [(person, cloth)] + [(_one_pixel_apart(photo, k), cloth) for k in range(1, settings.batch)]
@@ -217,16 +217,18 @@ def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict
         tryons.append(tryon_factory(replace(settings, precision=settings.baseline, baseline=None)))
     samples = time_pipelines(tryons, person, cloth, settings)
     stages = _stages(samples[0])
+    described = tryon.describe()
     record = {
         "settings": asdict(settings),
-        "providers": providers_used(tryon),
-        "jppnet_graph": tryon.models.entry(tryon.jppnet_graph).file,
+        "providers": described["providers"],
+        "jppnet_graph": described.get("jppnet_graph"),
+        "graphs": described["stages"],
         "machine": machine(),
         "synthetic_weights": tryon.synthetic,
         "load_ms": load_ms,
         "model_mb": model_sizes_mb(tryon.models),
         "peak_rss_mb": {"after_load": rss_loaded, "after_runs": peak_rss_mb()},
-        "gpu_memory_mb": gpu_memory_mb() if "CUDAExecutionProvider" in providers_used(tryon) else None,
+        "gpu_memory_mb": gpu_memory_mb() if "CUDAExecutionProvider" in described["providers"] else None,
         "stages": stages,
     }
     gflop = stage_gflop(settings, stages, tryon.models.entry("jppnet").variant or "full")
@@ -239,8 +241,9 @@ def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict
     if settings.baseline:
         baseline = _stages(samples[1])
         ratios = speedups(stages, baseline)
-        record["baseline"] = {"precision": settings.baseline, "providers": providers_used(tryons[1]),
-                              "jppnet_graph": tryons[1].models.entry(tryons[1].jppnet_graph).file,
+        other = tryons[1].describe()
+        record["baseline"] = {"precision": settings.baseline, "providers": other["providers"],
+                              "jppnet_graph": other.get("jppnet_graph"),
                               "stages": baseline,
                               "note": "timed in this process, run for run in turn with the precision above; "
                                       "peak_rss_mb.after_runs holds both pipelines"}
@@ -250,13 +253,6 @@ def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict
 
 def _stages(samples: dict[str, list[float]]) -> dict[str, dict]:
     return {name: summarize(samples[name]) for name in pipeline_order(samples)}
-
-
-def providers_used(tryon) -> list[str]:
-    """The providers that run JPP-Net (where ONNX Runtime runs it: the reference's parse stage
-    is TensorFlow) and GMM, JPP-Net's first."""
-    sessions = [tryon.parse_stage.session] if isinstance(tryon.parse_stage, ParseStage) else []
-    return list(dict.fromkeys(p for session in [*sessions, tryon.cpvton.gmm] for p in providers_in_use(session)))
 
 
 def format_table(record: dict) -> str:

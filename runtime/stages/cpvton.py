@@ -19,15 +19,15 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from ..errors import InputError, ModelsMissingError
+from ..models.graphs import GMM_GARMENT, GMM_PERSON, open_tom
+from ..models.model_dir import ModelDir
+from ..models.session import SessionOptions, create_session
+from ..timing import Timer
 from .agnostic import HEIGHT, WIDTH, agnostic_representation, family_constants, to_unit_range
-from .errors import InputError
 from .keypoints import lip_to_openpose
-from .model_dir import ModelDir, ModelsMissingError
-from .session import SessionOptions, create_session, open_preferring_winograd
-from .timing import Timer
 
 WHITE = 255  # garment photos are shot on white: padding must not add a frame around the cloth
-GMM_PERSON, GMM_GARMENT, TOM_WINOGRAD = "gmm_person", "gmm_garment", "tom_winograd"  # manifest names
 
 
 @dataclass
@@ -132,11 +132,6 @@ class CpvtonStage:
     def family_keypoints(self, lip: np.ndarray) -> np.ndarray:
         """JPP-Net's 16 LIP joints in the order this family's GMM/TOM were trained on."""
         return lip_to_openpose(lip) if self.family == "cpvton" else lip
-
-
-def open_tom(models: ModelDir, options: SessionOptions):
-    """(manifest name, session) of TOM: tom.winograd.onnx on the CPU, tom.onnx elsewhere."""
-    return open_preferring_winograd(models, options, "tom", TOM_WINOGRAD)
 
 
 def run_gmm_halves(person, garment, agnostic: np.ndarray, owners: np.ndarray, cloth: np.ndarray,

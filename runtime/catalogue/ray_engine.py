@@ -3,7 +3,7 @@
     persons --map_batches(ParseActor pool)--> parsed persons
             --flat_map(cross with the garments)--> dress batches (one person, <= DRESS_BATCH garments)
             --map_batches(DressActor pool)--> one row per pair: status, image (PNG bytes)
-            --> this process writes the images and the ledger (tryon.runtime.catalogue.record)
+            --> this process writes the images and the ledger (tryon.catalogue.ledger.record)
 
 Each actor loads the models once and runs ONNX Runtime with as many threads as it holds
 CPUs. The photos travel through Ray's object store (the garments once, put there by this
@@ -17,11 +17,12 @@ import logging
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from .catalogue import (Input, Outcome, Photo, Settings, dress_batch, failed_batch, model_hashes, parse_photo,
-                        read_photo)
-from .errors import InputError
-from .parsed_person import ParseCall
-from .ray_common import import_ray, joined_cluster, tryon_cause
+from ..errors import InputError
+from ..models.graphs import model_hashes
+from ..parsed_person import ParseCall
+from ..ray_cluster import import_ray, joined_cluster, tryon_cause
+from .plan import Input, Settings
+from .work import Outcome, Photo, dress_batch, failed_batch, parse_photo, read_photo
 
 
 @dataclass(frozen=True)
@@ -77,7 +78,7 @@ class DressActor:
     """Holds one pipeline and every garment's bytes; dresses one batch per call."""
 
     def __init__(self, settings: Settings, threads: int, models: dict, garments):
-        from .parsed_person import ParsedPerson
+        from ..parsed_person import ParsedPerson
 
         self.settings = settings
         self.tryon = build_checked(settings, threads, models, load_jppnet=False)

@@ -1,6 +1,6 @@
 """A person store in Redis, for several hosts (or Ray replicas) that share parsed persons.
 
-The rules of `person_store.PersonStore`, kept the Redis way:
+The rules of `store.local.PersonStore`, kept the Redis way:
 
 - TTL: each person is SET with an expiry of `ttl_s` when it is parsed; reading it does not
   extend it, and Redis removes it on time by its own clock.
@@ -22,9 +22,8 @@ import time
 from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
-from .errors import InputError
-from .person_store import DEFAULT_MAX_BYTES, DEFAULT_TTL_S, PersonStore
-from .session import RuntimeSetupError
+from ..errors import InputError, RuntimeSetupError
+from .local import DEFAULT_MAX_BYTES, DEFAULT_TTL_S, PersonStore
 
 log = logging.getLogger("tryon.store")
 SCHEMES = ("redis", "rediss")

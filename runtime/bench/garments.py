@@ -13,10 +13,10 @@ from dataclasses import asdict
 
 import numpy as np
 
-from .benchmark import BenchSettings, machine, peak_rss_mb, providers_used, summarize
-from .errors import InputError
-from .images import load_rgb
-from .options import ParseOptions
+from ..errors import InputError
+from ..images import load_rgb
+from ..options import ParseOptions
+from .latency import BenchSettings, machine, peak_rss_mb, summarize
 
 # As in `tryon bench`: resize instead of the pose crop, which untrained weights' pose refuses.
 OPTIONS = ParseOptions(need_pre=False)
@@ -82,10 +82,10 @@ def run_garments_benchmark(tryon_factory, settings: BenchSettings, person, cloth
     if tryon.store is not None:
         raise InputError("the garments benchmark times parsing: give it a TryOn without a person store")
     samples, results = time_garments(tryon, person, cloth, settings, count, ways)
+    described = tryon.describe()
     record = {"settings": asdict(settings), "garments": count, "machine": machine(),
-              "providers": providers_used(tryon),
-              "jppnet_graph": tryon.models.entry(tryon.jppnet_graph).file,
-              "cpvton_graphs": [tryon.models.entry(name).file for name in tryon.cpvton.graphs],
+              "providers": described["providers"], "jppnet_graph": described.get("jppnet_graph"),
+              "cpvton_graphs": [graph.file for stage, graph in tryon.graphs().items() if stage != "parse"],
               "synthetic_weights": tryon.synthetic, "peak_rss_mb": peak_rss_mb(),
               "ways": {name: summarize(values) for name, values in samples.items()}}
     if "parse_once" in samples:

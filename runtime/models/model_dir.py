@@ -17,23 +17,15 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from .errors import EXIT_MISSING_MODELS, TryonError
+from ..errors import ModelMismatchError, ModelsMissingError
 from .manifest import Manifest, ModelEntry
 
 MODEL_FILES = {"jppnet": "jppnet.onnx", "gmm": "gmm.onnx", "tom": "tom.onnx"}
 VERIFIED = ".verified.json"
 
 
-class ModelsMissingError(TryonError, FileNotFoundError):
-    """Exported ONNX files are not where they were looked for."""
-    exit_code = EXIT_MISSING_MODELS
-    http_status = 503  # the service's fault, not the request's
 
 
-class ModelMismatchError(ModelsMissingError):
-    """A model file is not the one manifest.json recorded at export."""
-    exit_code = EXIT_MISSING_MODELS
-    http_status = 503
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Person stores: parsed persons kept by id between `TryOn.parse` and `TryOn.dress`.
+"""The person store's interface, and the stores of one machine.
 
 Every store has the same small interface (`get`, `put`, `delete`, `clear`, `info`) and the
 same rules: an entry lives at most `ttl_s` seconds from when it was parsed (a person photo
@@ -8,7 +8,7 @@ request: it warns and the request runs as if nothing was cached.
 
 - `MemoryStore`: this process only (tests, `--no-cache`).
 - `SQLiteStore`: a file on this machine, shared safely by several processes (WAL mode).
-- `RedisStore` (person_store_redis.py): a Redis server shared by several hosts.
+- `RedisStore` (store/redis_store.py): a Redis server shared by several hosts.
 """
 from __future__ import annotations
 
@@ -19,12 +19,11 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import closing
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from .errors import InputError
-from .parsed_person import ParsedPerson, StoredPersonError
+from ..errors import InputError
+from ..parsed_person import ParsedPerson, StoredPersonError
 
 DEFAULT_TTL_S = 24 * 3600.0
 DEFAULT_MAX_BYTES = 512 * 2**20
@@ -35,32 +34,6 @@ def default_cache_dir() -> Path:
     """Where `tryon` keeps its person store unless told otherwise (XDG's cache folder)."""
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "tryon-onnx"
-
-
-@dataclass(frozen=True)
-class StoreSettings:
-    """Where parsed persons are kept and for how long: the `--cache` options, a Serve
-    config's `store`, or a catalogue's. `location` as `open_store` reads it."""
-    location: str | None = None
-    ttl_hours: float = DEFAULT_TTL_S / 3600
-    max_mb: float = DEFAULT_MAX_BYTES / 2**20
-
-    def open(self) -> "PersonStore":
-        return open_store(self.location, int(self.max_mb * 2**20), self.ttl_hours * 3600)
-
-
-def open_store(location: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-               ttl_s: float = DEFAULT_TTL_S) -> "PersonStore":
-    """The store a location names: "memory" (this process only), redis://HOST:PORT/DB (a
-    Redis server that several hosts share; its own maxmemory policy caps the size), or a
-    folder for the SQLite store (default: `default_cache_dir()`)."""
-    if str(location) == "memory":
-        return MemoryStore(max_bytes, ttl_s)
-    from .person_store_redis import RedisStore, is_redis_url
-
-    if is_redis_url(location):
-        return RedisStore(location, max_bytes, ttl_s)
-    return SQLiteStore(Path(location) if location is not None else default_cache_dir(), max_bytes, ttl_s)
 
 
 class PersonStore:

@@ -12,8 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..errors import InputError
 from . import pil_resize
-from .errors import InputError
 
 HEIGHT, WIDTH = 256, 192
 SHAPE_DOWNSCALE = 16  # the body shape is blurred through a 16x12 image

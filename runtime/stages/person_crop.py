@@ -14,7 +14,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from .errors import EXIT_FAILED, TryonError
+from ..errors import EXIT_FAILED, TryonError
 from .keypoints import LIP
 
 OUT_H, OUT_W = 256, 192

@@ -27,12 +27,11 @@ import platform
 import re
 import shutil
 import tempfile
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from .cpu import cpu_flags
-from .errors import EXIT_ENVIRONMENT, InputError, TryonError
-from .model_dir import ModelDir, ModelsMissingError
+from ..cpu import cpu_flags
+from ..errors import InputError, ModelsMissingError, RuntimeSetupError
 
 PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
@@ -45,10 +44,6 @@ OPENVINO = "OpenVINOExecutionProvider"
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
 
 
-class RuntimeSetupError(TryonError, RuntimeError):
-    """The environment cannot run models (missing onnxruntime, missing provider)."""
-    exit_code = EXIT_ENVIRONMENT
-    http_status = 503
 
 
 def import_onnxruntime():
@@ -198,15 +193,6 @@ def _session_options(ort, options: SessionOptions):
     # Lets providers_in_use name the providers that were given nodes, not just those asked for.
     so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
     return so
-
-
-def open_preferring_winograd(models: ModelDir, options: SessionOptions, name: str, winograd: str):
-    """(manifest name, session): the Winograd graph `winograd` on the CPU provider where the
-    export wrote one (it makes its transformed weights at each run, so ONNX Runtime must not
-    fold them into constants), else `name` (CUDA picks its own convolution algorithms)."""
-    if models.has(winograd) and resolve_providers(options.provider) == PROVIDERS["cpu"]:
-        return winograd, create_session(models.file(winograd), replace(options, fold_constants=False))
-    return name, create_session(models.file(name), options)
 
 
 def create_session(path: str | Path, options: SessionOptions = SessionOptions()):

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .errors import InputError
+from ..errors import InputError
 
 GB = 2**30
 REQUEST_PEAK_BYTES = int(1.2 * GB)  # one request at 40 MP: the worst case above and its JPP-Net buffers

@@ -18,18 +18,17 @@ their coarse grid (`PoseHeatmaps`), so a 40 MP photo costs a bounded amount of m
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import cv2
 import numpy as np
 
-from .errors import InputError
-from .model_dir import ModelDir, ModelsMissingError
-from .session import (
-    PROVIDERS, SessionOptions, check_openvino_bf16, create_session, open_preferring_winograd, resolve_providers,
-)
-from .timing import Timer
+from ..errors import InputError
+from ..models.graphs import open_jppnet
+from ..models.model_dir import ModelDir
+from ..models.session import SessionOptions
+from ..timing import Timer
 
 LIP_MEAN_BGR = np.array((104.00698793, 116.66876762, 122.67891434), dtype=np.float32)
 # photo_to_bgr as a table: entry v of channel c is float32(v) - mean[c], the float32
@@ -39,14 +38,6 @@ BASE_SIZE = 384
 REFERENCE_SCALES = (1.0, 0.75, 1.25)  # what LIP_JPPNet evaluates: 384, 288, 480 squares
 FAST_SCALES = (1.0,)  # with mirror=False: one network pass instead of six
 MIN_SIDE = 16
-# fp32 reproduces the source frameworks; int8 (CPU), fp16 (CUDA) and bf16 (CPU, OpenVINO) are
-# the declared fast modes `tryon quantize` records, each with its agreement with fp32 in the
-# manifest. bf16 is a setting of the OpenVINO execution provider, not a file: its entry names
-# the graph it runs, the plain one (in bf16 the Winograd graph's transforms lose too much:
-# 87% of labels equal to fp32 at 384, against 98% for the plain graph).
-JPPNET_BY_PRECISION = {"fp32": "jppnet", "int8": "jppnet_int8", "fp16": "jppnet_fp16", "bf16": "jppnet_bf16"}
-WINOGRAD = "jppnet_winograd"
-BF16_GRAPH = "jppnet"
 # Channel c of the mirrored half, seen from the unmirrored photo (left/right swapped).
 PARSING_MIRROR = np.array(tuple(range(14)) + (15, 14, 17, 16, 19, 18))
 POSE_MIRROR = np.array((5, 4, 3, 2, 1, 0, 6, 7, 8, 9, 15, 14, 13, 12, 11, 10))
@@ -265,43 +256,6 @@ def check_photo(rgb) -> np.ndarray:
         raise InputError(f"the photo is {rgb.shape[0]}x{rgb.shape[1]}; "
                          f"the parse stage needs at least {MIN_SIDE}x{MIN_SIDE} pixels")
     return rgb
-
-
-def open_jppnet(models: ModelDir, options: SessionOptions, precision: str = "fp32"):
-    """(manifest name, session) of the JPP-Net graph for a precision. fp32 on the CPU
-    provider runs the Winograd graph where the export wrote one (the same weights,
-    validated against TensorFlow like jppnet.onnx, fewer multiplications); CUDA runs
-    the plain graph and lets cuDNN choose its own algorithms. fp16 is refused on the CPU,
-    where it runs no faster than fp32; bf16 on CUDA, and where this machine cannot run it."""
-    if precision not in JPPNET_BY_PRECISION:
-        raise InputError(f"precision {precision!r} is not one of {', '.join(JPPNET_BY_PRECISION)}")
-    name = JPPNET_BY_PRECISION[precision]
-    on_cpu = resolve_providers(options.provider) == PROVIDERS["cpu"]
-    if precision == "fp16" and on_cpu:
-        raise InputError("precision fp16 is for the CUDA provider (on the CPU it runs no faster than fp32): "
-                         "use --provider cuda, or --precision int8 for the fast CPU mode")
-    if precision == "bf16":
-        check_openvino_bf16(options.provider)  # first: where it fails, `tryon quantize` cannot record bf16 either
-        options = replace(options, openvino_bf16=True)
-    if precision != "fp32" and not models.has(name):
-        raise ModelsMissingError(f"{models.path} has no {precision} JPP-Net: run "
-                                 f"`tryon quantize --precision {precision} PHOTO ...` first (real person photos)")
-    options = replace(options, memory_pattern=False)  # one network, three input sizes
-    if precision == "fp32":
-        return open_preferring_winograd(models, options, name, WINOGRAD)
-    if precision == "int8" and not (models.entry(name).quantization or {}).get("reduce_range"):
-        from . import cpu  # (the module, so that tests can stand in for this CPU)
-
-        if not cpu.has_vnni():
-            import warnings
-
-            warnings.warn(f"{models.entry(name).file} has 8-bit weights (written by an older `tryon quantize`): "
-                          "on this CPU, without VNNI, ONNX Runtime's int8 kernels may saturate their 16-bit sums "
-                          "and move labels and keypoints well beyond the recorded agreement with fp32; re-run "
-                          "`tryon quantize PHOTO ...` to write 7-bit weights, which give the same answer with and "
-                          "without VNNI",
-                          RuntimeWarning, stacklevel=2)
-    return name, create_session(models.file(name), options)
 
 
 class ParseStage:

@@ -24,19 +24,18 @@ import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
-from .catalogue import model_hashes
-from .errors import InputError, TryonError, Unavailable
-from .parsed_person import ParseCall, ParsedPerson
-from .person_store import StoreSettings
-from .person_store_redis import is_redis_url
-from .ray_common import import_ray, joined_cluster, tryon_cause
-from .serve import create_app
-from .serve.gallery import Gallery
-from .serve.guard import LOCAL_NAMES, normal_origin
-from .serve.inference import Inference, describe, encoded
-from .serve.limits import Limits, Overloaded
-from .session import RuntimeSetupError
-from .tryon import DRESS_BATCH, PipelineSettings, TryOn
+from ..errors import InputError, RuntimeSetupError, TryonError, Unavailable
+from ..models.graphs import model_hashes
+from ..parsed_person import ParseCall, ParsedPerson
+from ..pipeline import DRESS_BATCH, PipelineSettings, TryOn
+from ..ray_cluster import import_ray, joined_cluster, tryon_cause
+from ..store import StoreSettings
+from ..store.redis_store import is_redis_url
+from . import create_app
+from .gallery import Gallery
+from .guard import LOCAL_NAMES, normal_origin
+from .inference import Inference, encoded
+from .limits import Limits, Overloaded
 
 APP = "tryon"
 BATCH_WAIT_S = 0.01  # how long a Dress replica waits for more calls to batch with the first
@@ -126,7 +125,7 @@ class Replica:
         self.broken = ""
 
     def describe(self) -> dict:
-        return describe(self.pipeline)
+        return self.pipeline.describe()
 
     def check_health(self):
         if self.broken:
@@ -293,7 +292,7 @@ def build(args: ServeArgs, gallery: Gallery | None = None):
 
 
 def app(args: dict):
-    """The application builder for a Serve config (`import_path: tryon.runtime.serve_ray:app`),
+    """The application builder for a Serve config (`import_path: tryon.serve.ray_engine:app`),
     `args` being ServeArgs' fields."""
     return build(ServeArgs(**args))
 

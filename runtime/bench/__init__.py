@@ -1,0 +1,1 @@
+"""`tryon bench`: per-stage latency, memory and FLOPs, records for comparing machines."""

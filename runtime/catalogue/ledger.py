@@ -1,0 +1,104 @@
+"""The catalogue's ledger, `OUT/catalogue.jsonl`: one JSON line per finished pair, appended
+and flushed after the image is in place, so a killed run loses nothing it had written and a
+rerun skips what is done; and the summary of a run."""
+from __future__ import annotations
+
+import datetime
+import json
+import os
+from pathlib import Path
+
+from ..errors import InputError
+from .plan import DONE, LEDGER, WRITTEN, Catalogue, Pair
+from .work import Outcome
+
+
+class Ledger:
+    """OUT/catalogue.jsonl: one line per finished pair, the last line of a pair wins. Held
+    with an exclusive lock while a run writes, so two runs never share an output folder."""
+
+    def __init__(self, out: Path):
+        self.path = out / LEDGER
+        self._file = None
+
+    def read(self) -> dict[tuple[str, str], dict]:
+        """The last line of each pair; a torn last line (a killed run) is skipped."""
+        lines: dict[tuple[str, str], dict] = {}
+        if not self.path.is_file():
+            return lines
+        for text in self.path.read_text(errors="replace").splitlines():
+            try:
+                line = json.loads(text)
+                lines[(line["person"], line["garment"])] = line
+            except (ValueError, KeyError, TypeError):
+                continue
+        return lines
+
+    def done(self, catalogue: Catalogue, identity: dict) -> set[tuple[str, str]]:
+        """Pairs a rerun skips: finished with the same models and settings, and their image
+        (for those that write one) still in place."""
+        lines = self.read()
+        done = set()
+        for pair in catalogue.pairs:
+            line = lines.get(pair.key)
+            if (line and line.get("status") in DONE and line.get("models") == identity["models"]
+                    and line.get("settings") == identity["settings"]
+                    and (line["status"] not in WRITTEN or pair.output(catalogue.out).is_file())):
+                done.add(pair.key)
+        return done
+
+    def __enter__(self):
+        import fcntl
+
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file = open(self.path, "ab+")
+        try:
+            fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            self._file.close()
+            raise InputError(f"another tryon catalogue is writing {self.path.parent} (its ledger is locked): "
+                             "wait for it, or choose another -o folder") from None
+        self._file.seek(0, os.SEEK_END)
+        if self._file.tell():  # a killed run may have left half a line: start on a fresh one
+            self._file.seek(-1, os.SEEK_END)
+            if self._file.read(1) != b"\n":
+                self._file.write(b"\n")
+        return self
+
+    def __exit__(self, *exc):
+        self._file.close()
+
+    def append(self, line: dict):
+        self._file.write((json.dumps(line) + "\n").encode())
+        self._file.flush()
+        os.fsync(self._file.fileno())
+
+
+def record(out: Path, ledger: Ledger, pairs: dict[tuple[str, str], Pair], person: str, garment: str,
+           outcome: Outcome, identity: dict, engine: str) -> dict:
+    """Put one pair's image in place, then its ledger line; returns the line."""
+    from ..files import write_atomically
+
+    pair = pairs[(person, garment)]
+    target = pair.output(out)
+    if outcome.png is not None:
+        write_atomically(target, outcome.png)
+    line = {"person": person, "garment": garment, "output": str(target.relative_to(out)),
+            "status": outcome.status, "confidence": round(outcome.confidence, 6), "reason": outcome.reason,
+            "timings_ms": outcome.timings_ms, **identity, "engine": engine,
+            "finished": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    ledger.append(line)
+    return line
+
+
+def summarize(catalogue: Catalogue, ledger: Ledger, identity: dict) -> dict[str, list[dict]]:
+    """The catalogue's state as its ledger tells it now: ledger lines by status, and
+    'pending' for pairs without a line of these settings."""
+    lines = ledger.read()
+    by_status: dict[str, list[dict]] = {}
+    for pair in catalogue.pairs:
+        line = lines.get(pair.key)
+        current = (line and line.get("models") == identity["models"] and line.get("settings") == identity["settings"])
+        status = line["status"] if current else "pending"
+        by_status.setdefault(status, []).append(line if current else {"person": pair.key[0], "garment": pair.key[1]})
+    return by_status

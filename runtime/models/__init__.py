@@ -1,0 +1,1 @@
+"""The exported models: the folder and its manifest, and the ONNX Runtime sessions that run them."""
