@@ -270,3 +270,12 @@ def test_the_jpeg_options_reach_the_routes(client, tryon):
     changed = client.post("/v1/tryon", files={"cloth": ("c.png", CLOTH)},
                           data={"person_id": expected.id, "jpeg_dct": "accurate"})
     assert_refused(changed, 422, "jpeg_dct")
+
+
+def test_a_405_names_every_method_of_the_path(client):
+    """N9: Starlette named only the first matching route's methods (Allow: GET)."""
+    for method in ("OPTIONS", "PUT", "PATCH"):
+        refused = client.request(method, "/v1/persons/0123abcd")
+        assert refused.status_code == 405
+        assert set(refused.headers["allow"].split(", ")) == {"GET", "DELETE"}, refused.headers["allow"]
+    assert client.request("PUT", "/v1/tryon").headers["allow"] == "POST"

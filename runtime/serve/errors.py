@@ -9,9 +9,11 @@ from __future__ import annotations
 import logging
 
 from fastapi import FastAPI, HTTPException, Request
+from fastapi.exception_handlers import http_exception_handler
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 from starlette.responses import Response
 
@@ -70,6 +72,30 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(RequestValidationError, _invalid_request)
     app.add_exception_handler(TryonError, _refused)
     app.add_exception_handler(ClientDisconnect, _client_gone)
+    app.add_exception_handler(StarletteHTTPException, _http_refusal)
+
+
+async def _http_refusal(request: Request, exc: StarletteHTTPException) -> Response:
+    """Starlette's own refusals as FastAPI answers them, except that a 405 names every method of
+    the path in Allow: Starlette names only those of the first route that matched the path
+    (OPTIONS /v1/persons/{id} answered Allow: GET, though DELETE is served there too)."""
+    methods = _methods(request.app.router.routes, request.url.path) if exc.status_code == 405 else set()
+    if methods:
+        exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": ", ".join(sorted(methods))})
+    return await http_exception_handler(request, exc)
+
+
+def _methods(routes, path: str) -> set[str]:
+    """The methods every route whose pattern takes `path` serves, routers included (FastAPI
+    keeps an included router as one entry holding the original router)."""
+    found = set()
+    for route in routes:
+        inner = getattr(route, "routes", None) or getattr(getattr(route, "original_router", None), "routes", None)
+        if inner:
+            found |= _methods(inner, path)
+        elif getattr(route, "path_regex", None) is not None and route.path_regex.match(path):
+            found |= set(getattr(route, "methods", None) or ())
+    return found
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
