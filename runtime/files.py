@@ -6,6 +6,18 @@ import tempfile
 from pathlib import Path
 
 
+def umask() -> int:
+    """This process's umask, read without changing it (os.umask sets it to read it, for a
+    moment in which another thread's file would get the wrong mode)."""
+    try:
+        with open("/proc/self/status") as status:
+            return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        current = os.umask(0o022)
+        os.umask(current)
+        return current
+
+
 def write_atomically(path: str | Path, data: bytes) -> None:
     """Write `data` to a temporary file beside `path`, then rename it over `path`: readers
     and reruns see the old file or the whole new one, never a torn one."""
@@ -13,6 +25,7 @@ def write_atomically(path: str | Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".partial")
     try:
+        os.chmod(handle, 0o666 & ~umask())  # mkstemp makes 0600; a result gets the mode open() would give
         with os.fdopen(handle, "wb") as out:
             out.write(data)
         os.replace(temporary, path)
