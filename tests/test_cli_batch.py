@@ -97,13 +97,17 @@ def test_colliding_result_names_are_made_unique(tiny_models_dir, viton_pair, tmp
     assert sorted(p.name for p in out.glob("*.png")) == [f"x-jpg__{cloth.stem}-jpg.png", f"x-png__{cloth.stem}-jpg.png"]
 
 
-@pytest.mark.parametrize("target", ["parent is a file", "many pairs into an image name"])
+@pytest.mark.parametrize("target", ["parent is a file", "many pairs into an image name", "a format not written"])
 def test_an_output_that_cannot_be_written_is_one_line_before_any_work(tiny_models_dir, viton_pair, tmp_path, target):
     person, cloth = viton_pair
     (tmp_path / "file").write_text("x")
     if target == "parent is a file":
         done = tryon("run", person, cloth, "-o", tmp_path / "file" / "out.png", "--models", tiny_models_dir, *FAST)
         words = "cannot write into"
+    elif target == "a format not written":  # N6: exited 0 and made a folder named r.gif
+        done = tryon("run", person, cloth, "-o", tmp_path / "r.gif", "--models", tiny_models_dir, *FAST)
+        words = "give -o one of those names, or a folder"
+        assert not (tmp_path / "r.gif").exists()
     else:
         done = tryon("run", person, cloth, person, "-o", tmp_path / "out.png", "--models", tiny_models_dir, *FAST)
         words = "pairs need a folder"

@@ -154,6 +154,9 @@ def plan(inputs: list[Path], pairs_file: Path | None, out: Path) -> list[Pair]:
         persons, garments = images_in(inputs[0], "PERSON"), [g for path in inputs[1:] for g in images_in(path, "GARMENT")]
         listed = [(p, g) for p in persons for g in garments]
     listed = list(dict.fromkeys(listed))  # the same pair twice is one job
+    if out.suffix and out.suffix.lower() not in IMAGE_SUFFIXES and not out.is_dir():
+        raise InputError(f"-o {out}: tryon writes {', '.join(sorted(IMAGE_SUFFIXES))} images; give -o one of "
+                         "those names, or a folder (a name without a suffix)")
     if len(listed) == 1 and out.suffix.lower() in IMAGE_SUFFIXES:
         return [Pair(*listed[0], out)]
     if out.suffix.lower() in IMAGE_SUFFIXES:
