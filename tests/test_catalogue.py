@@ -116,6 +116,21 @@ def images(out):
     return {p.relative_to(out).as_posix(): p.read_bytes() for p in sorted(out.glob("*/*.png"))}
 
 
+@pytest.mark.parametrize("where", ["the ledger is a folder", "the folder is under a file"])
+def test_an_output_folder_that_cannot_hold_a_ledger_is_one_line(tiny_models_dir, inputs, tmp_path, where):
+    """N2: exit 1 with a traceback before."""
+    persons, garments = inputs
+    out = tmp_path / "out"
+    if where == "the ledger is a folder":
+        (out / LEDGER).mkdir(parents=True)
+    else:
+        (tmp_path / "file").write_text("x")
+        out = tmp_path / "file" / "out"
+    done = catalogue(persons, garments, "-o", out, "--models", tiny_models_dir, *FAST)
+    assert done.exit_code == 4 and "cannot write the ledger" in done.output, done.output
+    assert "Traceback" not in done.output and isinstance(done.exception, (SystemExit, type(None)))
+
+
 def test_render_record_resume_and_a_changed_setting(tiny_models_dir, inputs, tmp_path):
     persons, garments = inputs
     out = tmp_path / "out"

@@ -50,8 +50,12 @@ class Ledger:
     def __enter__(self):
         import fcntl
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file = open(self.path, "ab+")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._file = open(self.path, "ab+")
+        except OSError as exc:
+            raise InputError(f"cannot write the ledger {self.path} ({exc.strerror or exc}): choose an -o folder "
+                             "this user can write, where catalogue.jsonl is not a folder") from None
         try:
             fcntl.flock(self._file, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError:
