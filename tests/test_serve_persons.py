@@ -279,3 +279,16 @@ def test_a_405_names_every_method_of_the_path(client):
         assert refused.status_code == 405
         assert set(refused.headers["allow"].split(", ")) == {"GET", "DELETE"}, refused.headers["allow"]
     assert client.request("PUT", "/v1/tryon").headers["allow"] == "POST"
+
+
+def test_an_empty_cloth_part_keeps_the_others_in_their_place(client, tryon):
+    """N7: an empty part (a browser's untouched file input) was dropped and the later parts
+    renumbered, so cloth[1] named the third upload."""
+    person_id = post_person(client, photo(9)).json()["person_id"]
+    empty_then_two = [("cloth", ("a.jpg", CLOTH)), ("cloth", ("empty.jpg", b"")), ("cloth", ("c.png", CLOTH))]
+    response = client.post(f"/v1/persons/{person_id}/tryon", files=empty_then_two)
+    assert response.status_code == 200, response.text
+    assert [r["garment"] for r in response.json()] == ["cloth[0]", "cloth[2]"]
+    refused = client.post(f"/v1/persons/{person_id}/tryon",
+                          files=[("cloth", ("a.jpg", CLOTH)), ("cloth", ("empty.jpg", b"")), ("cloth", ("x.gif", b"GIF89a" + bytes(40)))])
+    assert_refused(refused, 415, "cloth[2]")

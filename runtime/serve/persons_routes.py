@@ -102,16 +102,17 @@ async def dress_person(person_id: str, request: Request,
                        need_dilate: bool = Form(False, description="soften the keep_back mask"),
                        warp_jpeg: bool = Form(False, description=WARP_JPEG_DOC)):
     service = request.app.state.service
-    uploads = [data for data in [await part.read() for part in cloth] if data]  # empty parts: untouched inputs
+    # An empty part is a browser's untouched file input: skipped, but the others keep their place (cloth[i]).
+    uploads = [(index, data) for index, data in enumerate([await part.read() for part in cloth]) if data]
     count, most = len(uploads) + len(garment), service.limits.max_garments
     if not count:
         raise InputError("give one garment at least: `cloth` files and/or `garment` ids from GET /v1/garments")
     if count > most:
         raise InputError(f"{count} garments is over the limit of {most} per request; send them in "
                          f"several requests")
-    garments = uploads + [gallery_garment(service.gallery, garment_id) for garment_id in garment]
+    garments = [data for _, data in uploads] + [gallery_garment(service.gallery, garment_id) for garment_id in garment]
+    names = [f"cloth[{index}]" for index, _ in uploads] + list(garment)
     parsed = await service.person(person_id)
-    dressed = await service.dress(request, parsed, garments, DressOptions(keep_back, need_dilate, warp_jpeg))
-    names = [f"cloth[{i}]" for i in range(len(uploads))] + list(garment)
+    dressed = await service.dress(request, parsed, garments, DressOptions(keep_back, need_dilate, warp_jpeg), names)
     return JSONResponse([garment_answer(index, name, outcome, service.synthetic, parsed.id)
                          for index, (name, outcome) in enumerate(zip(names, dressed))])

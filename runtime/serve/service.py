@@ -55,13 +55,16 @@ class TryOnService:
             await check_image(garment, "garment photo", self.limits.max_pixels)
         return await self.inference.tryon(request, person, garment, parse_options, dress_options, image_format)
 
-    async def dress(self, request, parsed: ParsedPerson, garments: list, options: DressOptions):
+    async def dress(self, request, parsed: ParsedPerson, garments: list, options: DressOptions,
+                    names: list[str] | None = None):
         """For each garment (uploaded bytes or gallery RGB arrays), in order: (result, PNG
         bytes), or the TryonError of a garment that cannot be decoded (that garment alone); GMM
-        and TOM batched over the others. A header that refuses an upload refuses the request."""
+        and TOM batched over the others. A header that refuses an upload refuses the request,
+        naming the garment as `names` does (by default cloth[i], its place in `garments`)."""
         for index, garment in enumerate(garments):
             if isinstance(garment, bytes):
-                await check_image(garment, f"garment photo cloth[{index}]", self.limits.max_pixels)
+                name = names[index] if names else f"cloth[{index}]"
+                await check_image(garment, f"garment photo {name}", self.limits.max_pixels)
         return await self.inference.dress(request, parsed, garments, options, ".png")
 
     # -- the store ---------------------------------------------------------------------------
