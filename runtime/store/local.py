@@ -19,6 +19,7 @@ import threading
 import time
 from collections import OrderedDict
 from contextlib import closing
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -70,6 +71,15 @@ class PersonStore:
     def _write(self, person_id: str, data: bytes) -> None:
         raise NotImplementedError
 
+    def put_dressed(self, person_id: str, key: str, png: bytes) -> None:
+        """Keeps a try-on of the person under `key`, only while the person lives: it goes
+        with them (delete, clear, eviction, expiry) and survives a `put` that replaces
+        them. Nothing when the person is not in the store."""
+        raise NotImplementedError
+
+    def get_dressed(self, person_id: str, key: str) -> bytes | None:
+        raise NotImplementedError
+
     def stored_at(self, person_id: str) -> float | None:
         """When the person was stored (it expires `ttl_s` later), or None when it is not there.
         Does not count as a use."""
@@ -90,6 +100,17 @@ class PersonStore:
         return created + self.ttl_s
 
 
+@dataclass
+class _Entry:
+    created: float
+    data: bytes
+    dressed: dict[str, bytes] = field(default_factory=dict)
+
+    @property
+    def size(self) -> int:
+        return len(self.data) + sum(map(len, self.dressed.values()))
+
+
 class MemoryStore(PersonStore):
     """In this process: an ordered dict of encoded persons, oldest use first."""
 
@@ -98,40 +119,57 @@ class MemoryStore(PersonStore):
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
                  clock: Callable[[], float] = time.time):
         super().__init__(max_bytes, ttl_s, clock)
-        self._entries: OrderedDict[str, tuple[float, bytes]] = OrderedDict()
+        self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+
+    def _live(self, person_id) -> _Entry | None:
+        """The person's entry, counted as a use; an expired one is dropped. Under the lock."""
+        entry = self._entries.get(person_id)
+        if entry is not None and self.clock() >= self.expires_at(entry.created):
+            del self._entries[person_id]
+            entry = None
+        if entry is not None:
+            self._entries.move_to_end(person_id)
+        return entry
 
     def _read(self, person_id):
         with self._lock:
-            entry = self._entries.get(person_id)
-            if entry is None:
-                return None
-            if self.clock() >= self.expires_at(entry[0]):
-                del self._entries[person_id]
-                return None
-            self._entries.move_to_end(person_id)
-            return entry[1]
+            entry = self._live(person_id)
+            return entry and entry.data
 
     def _write(self, person_id, data):
         with self._lock:
-            self._entries[person_id] = (self.clock(), data)
+            kept = self._live(person_id)
+            self._entries[person_id] = _Entry(self.clock(), data, kept.dressed if kept else {})
             self._entries.move_to_end(person_id)
             self._evict()
 
+    def put_dressed(self, person_id, key, png):
+        with self._lock:
+            entry = self._live(person_id)
+            if entry is not None:
+                entry.dressed[key] = png
+                self._evict()
+
+    def get_dressed(self, person_id, key):
+        with self._lock:
+            entry = self._live(person_id)
+            return entry.dressed.get(key) if entry else None
+
     def _evict(self):
         now = self.clock()
-        for person_id in [k for k, (created, _) in self._entries.items() if now >= self.expires_at(created)]:
+        for person_id in [k for k, entry in self._entries.items() if now >= self.expires_at(entry.created)]:
             del self._entries[person_id]
-        total = sum(len(data) for _, data in self._entries.values())
+        total = sum(entry.size for entry in self._entries.values())
         while total > self.max_bytes and self._entries:
-            total -= len(self._entries.popitem(last=False)[1][1])
+            total -= self._entries.popitem(last=False)[1].size
 
     def stored_at(self, person_id):
         with self._lock:
             entry = self._entries.get(person_id)
-        if entry is None or self.clock() >= self.expires_at(entry[0]):
+        if entry is None or self.clock() >= self.expires_at(entry.created):
             return None
-        return entry[0]
+        return entry.created
 
     def delete(self, person_id):
         with self._lock:
@@ -145,8 +183,9 @@ class MemoryStore(PersonStore):
 
     def info(self):
         with self._lock:
-            stored = sum(len(data) for _, data in self._entries.values())
-            return {**super().info(), "persons": len(self._entries), "bytes": stored}
+            return {**super().info(), "persons": len(self._entries),
+                    "bytes": sum(entry.size for entry in self._entries.values()),
+                    "dressed": sum(len(entry.dressed) for entry in self._entries.values())}
 
 
 class NotAStore(Exception):
@@ -162,12 +201,15 @@ class SQLiteStore(PersonStore):
     kind = "sqlite"
     FILE = "persons.sqlite3"
     APPLICATION_ID = 0x7472796F  # "tryo": marks the file as ours
-    VERSION = 1
+    VERSION = 2  # 2: the dressed table
     # IF NOT EXISTS: two processes may both find the new file empty; the second to get the
     # write lock then finds the table made (it failed with "table persons already exists").
     SCHEMA = ("CREATE TABLE IF NOT EXISTS persons (id TEXT PRIMARY KEY, data BLOB NOT NULL, size INTEGER NOT NULL, "
               "created REAL NOT NULL, used REAL NOT NULL);"
-              "CREATE INDEX IF NOT EXISTS persons_used ON persons(used);")
+              "CREATE INDEX IF NOT EXISTS persons_used ON persons(used);"
+              "CREATE TABLE IF NOT EXISTS dressed (person_id TEXT NOT NULL REFERENCES persons(id) ON DELETE CASCADE, "
+              "key TEXT NOT NULL, data BLOB NOT NULL, size INTEGER NOT NULL, PRIMARY KEY (person_id, key)) "
+              "WITHOUT ROWID;")
 
     def __init__(self, folder: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
                  clock: Callable[[], float] = time.time):
@@ -184,6 +226,12 @@ class SQLiteStore(PersonStore):
     def _write(self, person_id, data):
         self._call(lambda db: self._insert(db, person_id, data), None)
 
+    def put_dressed(self, person_id, key, png):
+        self._call(lambda db: self._insert_dressed(db, person_id, key, png), None)
+
+    def get_dressed(self, person_id, key):
+        return self._call(lambda db: self._touch(db, person_id, key), None)
+
     def stored_at(self, person_id):
         row = self._call(lambda db: db.execute("SELECT created FROM persons WHERE id = ? AND created > ?",
                                                (person_id, self.clock() - self.ttl_s)).fetchone(), None)
@@ -197,17 +245,24 @@ class SQLiteStore(PersonStore):
         return self._call(lambda db: db.execute("DELETE FROM persons").rowcount, 0)
 
     def info(self):
-        persons, stored = self._call(
-            lambda db: db.execute("SELECT COUNT(*), COALESCE(SUM(size), 0) FROM persons").fetchone(), (0, 0))
+        persons, stored, dressed = self._call(lambda db: db.execute(
+            "SELECT COUNT(*), COALESCE(SUM(size), 0) + (SELECT COALESCE(SUM(size), 0) FROM dressed), "
+            "(SELECT COUNT(*) FROM dressed) FROM persons").fetchone(), (0, 0, 0))
         return {**super().info(), "path": str(self.path), "persons": persons, "bytes": stored,
-                "disabled": self.disabled}
+                "dressed": dressed, "disabled": self.disabled}
 
     # -- statements ---------------------------------------------------------------------
 
-    def _touch(self, db, person_id):
+    def _touch(self, db, person_id, dressed_key=None):
+        """The person's data (or its dressed entry's), counted as a use of the person."""
         now = self.clock()
-        row = db.execute("SELECT data FROM persons WHERE id = ? AND created > ?",
-                         (person_id, now - self.ttl_s)).fetchone()
+        if dressed_key is None:
+            row = db.execute("SELECT data FROM persons WHERE id = ? AND created > ?",
+                             (person_id, now - self.ttl_s)).fetchone()
+        else:
+            row = db.execute("SELECT d.data FROM dressed d JOIN persons p ON p.id = d.person_id "
+                             "WHERE d.person_id = ? AND d.key = ? AND p.created > ?",
+                             (person_id, dressed_key, now - self.ttl_s)).fetchone()
         if row is not None:
             db.execute("UPDATE persons SET used = ? WHERE id = ?", (now, person_id))
         return row[0] if row else None
@@ -215,12 +270,31 @@ class SQLiteStore(PersonStore):
     def _insert(self, db, person_id: str, data: bytes):
         now = self.clock()
         db.execute("BEGIN IMMEDIATE")
-        db.execute("INSERT OR REPLACE INTO persons VALUES (?, ?, ?, ?, ?)", (person_id, data, len(data), now, now))
+        self._purge(db, now)  # an expired person's dressed entries must not pass to its replacement
+        # An upsert, not INSERT OR REPLACE: replacing the row would cascade to its dressed entries.
+        db.execute("INSERT INTO persons VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data, "
+                   "size = excluded.size, created = excluded.created, used = excluded.used",
+                   (person_id, data, len(data), now, now))
+        self._evict(db)
+
+    def _insert_dressed(self, db, person_id: str, key: str, png: bytes):
+        now = self.clock()
+        db.execute("BEGIN IMMEDIATE")
+        if db.execute("UPDATE persons SET used = ? WHERE id = ? AND created > ?",
+                      (now, person_id, now - self.ttl_s)).rowcount:
+            db.execute("INSERT OR REPLACE INTO dressed VALUES (?, ?, ?, ?)", (person_id, key, png, len(png)))
+        self._evict(db)
+
+    def _purge(self, db, now: float):
         db.execute("DELETE FROM persons WHERE created <= ?", (now - self.ttl_s,))
-        # Keep the most recently used entries whose sizes add up to the cap; drop the rest.
-        db.execute("DELETE FROM persons WHERE id IN (SELECT id FROM (SELECT id, SUM(size) OVER "
-                   "(ORDER BY used DESC, id ROWS UNBOUNDED PRECEDING) AS running FROM persons) WHERE running > ?)",
-                   (self.max_bytes,))
+
+    def _evict(self, db):
+        """Keeps the most recently used persons whose sizes (with their dressed entries) add up
+        to the cap; commits."""
+        db.execute("DELETE FROM persons WHERE id IN (SELECT id FROM (SELECT p.id, SUM(p.size + COALESCE(d.size, 0)) "
+                   "OVER (ORDER BY p.used DESC, p.id ROWS UNBOUNDED PRECEDING) AS running FROM persons p LEFT JOIN "
+                   "(SELECT person_id, SUM(size) AS size FROM dressed GROUP BY person_id) d ON d.person_id = p.id) "
+                   "WHERE running > ?)", (self.max_bytes,))
         db.execute("COMMIT")
 
     # -- the file -----------------------------------------------------------------------
@@ -228,6 +302,7 @@ class SQLiteStore(PersonStore):
     def _connect(self):
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         db.execute("PRAGMA secure_delete = ON")
+        db.execute("PRAGMA foreign_keys = ON")  # a person's dressed entries go with it
         return db
 
     def _prepare(self, db):

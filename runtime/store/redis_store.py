@@ -2,8 +2,9 @@
 
 The rules of `store.local.PersonStore`, kept the Redis way:
 
-- TTL: each person is SET with an expiry of `ttl_s` when it is parsed; reading it does not
-  extend it, and Redis removes it on time by its own clock.
+- TTL: each person is a hash (field `person`, and a field per dressed entry) given an expiry
+  of `ttl_s` when it is parsed; reading it does not extend it, and Redis removes it, dressed
+  entries included, on time by its own clock.
 - Size: the cap is the Redis server's: its `maxmemory` and `maxmemory-policy` (set
   `allkeys-lru` or `volatile-lru` for least-recently-used eviction). `max_bytes` is not
   enforced here; `info()` reports the server's settings beside it.
@@ -45,7 +46,11 @@ def redacted(url: str) -> str:
 
 class RedisStore(PersonStore):
     kind = "redis"
-    PREFIX = "tryon:person:"
+    PREFIX = "tryon:person2:"  # 2: a hash per person; the strings the older store wrote expire under tryon:person:
+    # A dressed entry is written only into a person that is there, in one step on the server.
+    PUT_DRESSED = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
+    SIZES = ("local total = 0 for _, key in ipairs(KEYS) do for _, name in ipairs(redis.call('HKEYS', key)) do "
+             "total = total + redis.call('HSTRLEN', key, name) end end return total")
 
     def __init__(self, url: str, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
                  clock: Callable[[], float] = time.time, retry_s: float = 30.0, timeout_s: float = 2.0,
@@ -67,14 +72,28 @@ class RedisStore(PersonStore):
         self.down = ""  # why the server cannot be used now, when it cannot
         self._retry_at = 0.0
         self._lock = threading.Lock()
+        self._put_dressed = self._client.register_script(self.PUT_DRESSED)
+        self._sizes = self._client.register_script(self.SIZES)
 
     # -- the interface ------------------------------------------------------------------
 
     def _read(self, person_id):
-        return self._call(lambda r: r.get(self.prefix + person_id), None)
+        return self._call(lambda r: r.hget(self.prefix + person_id, "person"), None)
 
     def _write(self, person_id, data):
-        self._call(lambda r: r.set(self.prefix + person_id, data, px=max(1, int(self.ttl_s * 1000))), None)
+        def write(r):  # a replaced person keeps its dressed fields, and they live as long as it
+            pipe = r.pipeline(transaction=True)
+            pipe.hset(self.prefix + person_id, "person", data)
+            pipe.pexpire(self.prefix + person_id, max(1, int(self.ttl_s * 1000)))
+            pipe.execute()
+        self._call(write, None)
+
+    def put_dressed(self, person_id, key, png):
+        self._call(lambda r: self._put_dressed(keys=[self.prefix + person_id], args=["dressed:" + key, png],
+                                               client=r), None)
+
+    def get_dressed(self, person_id, key):
+        return self._call(lambda r: r.hget(self.prefix + person_id, "dressed:" + key), None)
 
     def stored_at(self, person_id):
         """From the time the entry has left: Redis set it to expire `ttl_s` after the put."""
@@ -101,13 +120,14 @@ class RedisStore(PersonStore):
             keys = list(r.scan_iter(match=self._pattern(), count=500))
             pipe = r.pipeline(transaction=False)
             for key in keys:
-                pipe.strlen(key)
-            stored = sum(pipe.execute()) if keys else 0
+                pipe.hlen(key)
+            fields = sum(pipe.execute()) if keys else 0
+            stored = sum(self._sizes(keys=keys[n:n + 500], client=r) for n in range(0, len(keys), 500))
             memory = r.info("memory")
-            return {"persons": len(keys), "bytes": stored,
+            return {"persons": len(keys), "bytes": stored, "dressed": fields - len(keys),
                     "server_maxmemory": memory.get("maxmemory"), "server_maxmemory_policy": memory.get("maxmemory_policy"),
                     "server_used_memory": memory.get("used_memory")}
-        found = self._call(read, {"persons": 0, "bytes": 0})
+        found = self._call(read, {"persons": 0, "bytes": 0, "dressed": 0})
         return {**super().info(), "url": self.url, **found, "down": self.down,
                 "size_cap": "the Redis server's maxmemory and maxmemory-policy"}
 
