@@ -64,7 +64,7 @@ def serve(models: Path = common.MODELS,
         check_room_for(max_concurrent)  # first: a concurrency the memory cannot hold stops the start
     try:
         from ..serve import create_app
-        from ..serve.server import Connections, make_server
+        from ..serve.server import Connections, listen, make_server
     except ImportError as exc:
         typer.secho(f"error: serve needs the serve extra ({exc.name} missing): "
                     "pip install 'tryon-onnx[serve,cpu]'", fg="red", err=True)
@@ -91,7 +91,7 @@ def serve(models: Path = common.MODELS,
                          read_timeout=read_timeout, upload_timeout=upload_timeout, allowed_hosts=hosts,
                          allowed_origins=origins, gallery=tuple(str(folder) for folder in gallery))
         return _serve_on_ray(args, garments, host, port, keep_alive, address)
-    with _listen_or_exit(host, port) as sock:
+    with listen(host, port) as sock:  # or CannotListen: one line and exit 8, through `friendly`
         # Loaded before serving: a broken models folder stops the start, not the first request.
         tryon = settings.build()
         app = create_app(tryon, gallery=garments, max_concurrent=max_concurrent, queue=queue, limits=limits,
@@ -106,14 +106,6 @@ def serve(models: Path = common.MODELS,
         make_server(app, connections).run(sockets=[sock])
 
 
-def _listen_or_exit(host: str, port: int):
-    """The listening socket, or CannotListen: through `friendly`, the reason in one line and
-    exit 8 (CannotListen.exit_code)."""
-    from ..serve.server import listen
-
-    return listen(host, port)
-
-
 def _replicas(text: str) -> tuple[int, int]:
     low, _, high = text.partition("-")
     try:
@@ -126,11 +118,12 @@ def _serve_on_ray(args, garments, host: str, port: int, keep_alive: float, addre
     """Deploy on Ray Serve and serve until Ctrl-C or SIGTERM; then the deployments go."""
     from ..ray_cluster import import_ray
     from ..serve.ray_engine import running
+    from ..serve.server import listen
     from ..store.redis_store import redacted
 
     import_ray("serve")  # or RayMissingError: its one line and exit 5, through `friendly`
     if address is None:  # Serve's proxy will listen here: a busy port fails now, not inside Ray
-        _listen_or_exit(host, port).close()
+        listen(host, port).close()
     with running(args, host, port, keep_alive, address, gallery=garments):
         low, high = args.parse_replicas
         typer.echo(f"serving http://{host}:{port}/web on Ray Serve  (Parse {low if low == high else f'{low}-{high}'}, "
