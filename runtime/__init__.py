@@ -20,17 +20,8 @@ import os
 # loses nothing. Only effective before NumPy is first imported; a caller's setting wins.
 os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
 
-from .errors import (  # noqa: E402  # noqa: E402
-    BadRequest,
-    InputError,
-    ModelMismatchError,
-    ModelsMissingError,
-    NotFound,
-    RuntimeSetupError,  # noqa: E402
-    StoreUnavailable,
-    TryonError,
-    Unavailable,
-)
+from .errors import (BadRequest, InputError, ModelMismatchError, ModelsMissingError, NotFound,  # noqa: E402
+                     RuntimeSetupError, StoreUnavailable, TryonError, Unavailable)
 from .images import ImageError, TooManyPixels, UnsupportedFormat  # noqa: E402
 from .options import DressOptions, ParseOptions  # noqa: E402
 from .parsed_person import ParsedPerson  # noqa: E402

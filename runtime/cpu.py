@@ -16,14 +16,18 @@ VECTOR_EXTENSIONS = (
 )
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's instruction sets as /proc/cpuinfo names them (empty where it cannot be read)."""
+def _cpuinfo(*keys: str) -> str:
+    """The value of the first /proc/cpuinfo line that starts with one of `keys` ("" if none)."""
     try:
         with open("/proc/cpuinfo") as info:
-            flags = next((line for line in info if line.startswith(("flags", "Features"))), "")
+            return next((line.split(":", 1)[1].strip() for line in info if line.startswith(keys)), "")
     except OSError:
-        flags = ""
-    return set(flags.split(":")[-1].split())
+        return ""
+
+
+def cpu_flags() -> set[str]:
+    """The CPU's instruction sets as /proc/cpuinfo names them (empty where it cannot be read)."""
+    return set(_cpuinfo("flags", "Features").split())
 
 
 def vector_extensions() -> list[str]:
@@ -37,14 +41,7 @@ def has_vnni() -> bool:
 
 
 def cpu_model() -> str:
-    try:
-        with open("/proc/cpuinfo") as info:
-            for line in info:
-                if line.startswith("model name"):
-                    return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor()
+    return _cpuinfo("model name") or platform.processor()
 
 
 def describe_cpu() -> str:

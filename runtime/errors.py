@@ -1,15 +1,10 @@
-"""The project's own errors: one base class, so that callers (the CLI, the service, batches)
-can tell a refusal the project explains from a bug.
+"""The project's own errors: one base class, so that the CLI, the service and batches can
+tell a refusal the project explains from a bug.
 
-Each class says once how it is answered: `exit_code` (the CLI's exit status, README "Exit
-codes") and `http_status` (the service's status; `headers` adds response headers such as
-Retry-After). The CLI's `friendly` and the service's one TryonError handler read them; no
-table elsewhere. A class that refines a kind sets both again, so that every code is in sight
-where the class is.
-
-Subclasses also derive from the built-in kind they refine (ValueError for bad input,
-FileNotFoundError for missing models, RuntimeError for the environment), so code that
-catches those keeps working.
+Each class states how it is answered, in sight where it is declared: `exit_code` (README "Exit
+codes") and `http_status` (`headers` adds e.g. Retry-After). The CLI and the service's one
+handler read them; there is no other table. Subclasses also derive from the built-in kind they
+refine (ValueError, FileNotFoundError, RuntimeError), so code that catches those keeps working.
 """
 from __future__ import annotations
 
@@ -38,27 +33,23 @@ class TryonError(Exception):
 
 class InputError(TryonError, ValueError):
     """Something a user gave (an image, an option, a file name) cannot be used."""
-    exit_code = EXIT_BAD_INPUT
-    http_status = 422
+    exit_code, http_status = EXIT_BAD_INPUT, 422
 
 
 class BadRequest(InputError):
     """A request the service cannot read at all (a body that is not JSON)."""
-    exit_code = EXIT_BAD_INPUT
-    http_status = 400
+    exit_code, http_status = EXIT_BAD_INPUT, 400
 
 
 class NotFound(InputError, LookupError):
     """An id that names nothing (a person unknown, deleted or expired; a garment)."""
-    exit_code = EXIT_BAD_INPUT
-    http_status = 404
+    exit_code, http_status = EXIT_BAD_INPUT, 404
 
 
 class Unavailable(TryonError, RuntimeError):
     """The service cannot do this now; `retry_after` (seconds), when given, becomes the
     Retry-After header."""
-    exit_code = EXIT_ENVIRONMENT
-    http_status = 503
+    exit_code, http_status = EXIT_ENVIRONMENT, 503
 
     def __init__(self, message: str, retry_after: int | None = None):
         super().__init__(message)
@@ -72,23 +63,19 @@ class Unavailable(TryonError, RuntimeError):
 
 class StoreUnavailable(Unavailable):
     """The person store could not keep or give a parsed person."""
-    exit_code = EXIT_ENVIRONMENT
-    http_status = 503
+    exit_code, http_status = EXIT_ENVIRONMENT, 503
 
 
 class ModelsMissingError(TryonError, FileNotFoundError):
     """Exported ONNX files are not where they were looked for."""
-    exit_code = EXIT_MISSING_MODELS
-    http_status = 503  # the service's fault, not the request's
+    exit_code, http_status = EXIT_MISSING_MODELS, 503  # the service's fault, not the request's
 
 
 class ModelMismatchError(ModelsMissingError):
     """A model file is not the one manifest.json recorded at export."""
-    exit_code = EXIT_MISSING_MODELS
-    http_status = 503
+    exit_code, http_status = EXIT_MISSING_MODELS, 503
 
 
 class RuntimeSetupError(TryonError, RuntimeError):
     """The environment cannot run models (missing onnxruntime, missing provider)."""
-    exit_code = EXIT_ENVIRONMENT
-    http_status = 503
+    exit_code, http_status = EXIT_ENVIRONMENT, 503

@@ -31,20 +31,17 @@ ORIENTATION_TAG = 0x0112
 
 class ImageError(InputError):
     """The input is not an image we accept; the message says what is."""
-    exit_code = EXIT_BAD_INPUT
-    http_status = 422
+    exit_code, http_status = EXIT_BAD_INPUT, 422
 
 
 class UnsupportedFormat(ImageError):
     """Not one of the formats we decode."""
-    exit_code = EXIT_BAD_INPUT
-    http_status = 415
+    exit_code, http_status = EXIT_BAD_INPUT, 415
 
 
 class TooManyPixels(ImageError):
     """The header announces more pixels than the limit (a decompression bomb, or a mistake)."""
-    exit_code = EXIT_BAD_INPUT
-    http_status = 413
+    exit_code, http_status = EXIT_BAD_INPUT, 413
 
 
 def load_rgb(source, what: str = "image", max_pixels: int = MAX_PIXELS, jpeg_dct: str = "accurate") -> np.ndarray:

@@ -64,11 +64,8 @@ def bench(models: Path = common.MODELS,
         record["reference"] = _run_reference(settings)
         ratios = speedups(record["stages"], record["reference"]["stages"])
         record["speedup_vs_reference"] = {"end_to_end": ratios.get("total"), "stages": ratios}
-    json_path, chart_path = _write(record, out)
-    typer.echo(format_table(record))
-    typer.echo(f"wrote {json_path}" + (f" and {chart_path}" if chart_path else ""))
-    if record["synthetic_weights"]:
-        typer.secho("SYNTHETIC (untrained) weights: the latency holds, the outputs are noise", fg="yellow", err=True)
+    s = record["settings"]
+    _write(record, out / f"bench-{s['precision']}-{s['provider']}-b{s['batch']}-{_stamp()}", format_table(record))
 
 
 def _bench_garments(settings, garments: int, reference: bool, out: Path):
@@ -80,14 +77,9 @@ def _bench_garments(settings, garments: int, reference: bool, out: Path):
     if reference and _reference_available():
         typer.echo(f"timing the TensorFlow + eager PyTorch reference on {garments} pairs...", err=True)
         add_reference(record, _run_reference(settings, "--garments", str(garments)))
-    out.mkdir(parents=True, exist_ok=True)
     s = record["settings"]
-    path = out / f"bench-garments{garments}-{s['precision']}-{s['provider']}-{_stamp()}.json"
-    path.write_text(json.dumps(record, indent=2) + "\n")
-    typer.echo(format_garments(record))
-    typer.echo(f"wrote {path}")
-    if record["synthetic_weights"]:
-        typer.secho("SYNTHETIC (untrained) weights: the latency holds, the outputs are noise", fg="yellow", err=True)
+    _write(record, out / f"bench-garments{garments}-{s['precision']}-{s['provider']}-{_stamp()}",
+           format_garments(record), chart=False)
 
 
 def _stamp() -> str:
@@ -122,16 +114,17 @@ def _run_reference(settings, *extra: str) -> dict:
         return json.loads(path.read_text())
 
 
-def _write(record: dict, out: Path) -> tuple[Path, Path | None]:
-    out.mkdir(parents=True, exist_ok=True)
-    s = record["settings"]
-    stem = f"bench-{s['precision']}-{s['provider']}-b{s['batch']}-{_stamp()}"
-    json_path = out / f"{stem}.json"
+def _write(record: dict, stem: Path, table: str, chart: bool = True):
+    """The JSON record (and its bar chart) at `stem`, the table printed, the files named."""
+    stem.parent.mkdir(parents=True, exist_ok=True)
+    json_path = stem.with_suffix(".json")
     json_path.write_text(json.dumps(record, indent=2) + "\n")
-    chart = _chart_module()
-    if chart is None:
-        return json_path, None
-    return json_path, chart.write_chart(record, out / f"{stem}.png")
+    module = _chart_module() if chart else None
+    chart_path = module.write_chart(record, stem.with_suffix(".png")) if module else None
+    typer.echo(table)
+    typer.echo(f"wrote {json_path}" + (f" and {chart_path}" if chart_path else ""))
+    if record["synthetic_weights"]:
+        typer.secho("SYNTHETIC (untrained) weights: the latency holds, the outputs are noise", fg="yellow", err=True)
 
 
 def _chart_module():

@@ -4,12 +4,10 @@ The seed's arithmetic is kept where it shows in the pixels: the warped cloth is
 quantised to uint8 between GMM and TOM (cp-vton wrote it to disk, GrayXu cast it
 in memory), and the try-on becomes uint8 by truncation of (x + 1) / 2 * 255.
 
-Work that depends only on the person is done once per distinct person of a batch: the
-agnostic representation and, where the export wrote GMM as its two halves, GMM's person
-half (`gmm_person.onnx`: extraction A, half of GMM's work); the garment half
-(`gmm_garment.onnx`) runs per garment. On the CPU provider TOM runs `tom.winograd.onnx`
-where the export wrote it (its large 3x3 convolutions as Winograd convolutions, validated
-against torch like `tom.onnx`). A models folder from an older export runs gmm.onnx and tom.onnx.
+The person's share (the agnostic and, where the export split GMM, its person half
+`gmm_person.onnx`) runs once per distinct person of a batch; `gmm_garment.onnx` per garment.
+TOM runs `tom.winograd.onnx` on the CPU where the export wrote it; an older export's folder
+runs gmm.onnx and tom.onnx.
 """
 from __future__ import annotations
 
@@ -87,8 +85,6 @@ class CpvtonStage:
                        create_session(models.file(GMM_PERSON), options), (GMM_PERSON, GMM_GARMENT, tom_graph))
         return cls(create_session(models.file("gmm"), options), tom, models.family, graphs=("gmm", tom_graph))
 
-    fit_cloth = staticmethod(fit_cloth)
-
     def run(self, person: np.ndarray, cloth: np.ndarray, labels: np.ndarray, keypoints: np.ndarray) -> CpvtonResult:
         """One 256x192 person (RGB uint8, LIP labels, 16 LIP keypoints) wearing one garment
         photo of any size."""
@@ -104,8 +100,8 @@ class CpvtonStage:
         timer = Timer()
         with timer("agnostic"):
             firsts, owners = distinct_persons(persons, labels, keypoints)
-            agnostic = np.stack([agnostic_representation(persons[i], labels[i], self.family_keypoints(keypoints[i]),
-                                                         self.family) for i in firsts])
+            joints = [lip_to_openpose(k) if self.family == "cpvton" else k for k in keypoints]  # the family's order
+            agnostic = np.stack([agnostic_representation(persons[i], labels[i], joints[i], self.family) for i in firsts])
             fitted = [fit_cloth(c) for c in cloths]
             cloth = np.stack([to_unit_range(c).transpose(2, 0, 1) for c in fitted])
         with timer("gmm"):
@@ -128,10 +124,6 @@ class CpvtonStage:
             (warped,) = self.gmm.run(["warped_cloth"], {"agnostic": agnostic[owners], "cloth": cloth})
             return warped
         return run_gmm_halves(self.gmm_person, self.gmm, agnostic, owners, cloth)[0]
-
-    def family_keypoints(self, lip: np.ndarray) -> np.ndarray:
-        """JPP-Net's 16 LIP joints in the order this family's GMM/TOM were trained on."""
-        return lip_to_openpose(lip) if self.family == "cpvton" else lip
 
 
 def run_gmm_halves(person, garment, agnostic: np.ndarray, owners: np.ndarray, cloth: np.ndarray,

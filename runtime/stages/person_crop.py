@@ -24,8 +24,7 @@ MIN_BOX = 16  # a framed person shorter or narrower than this is not a person
 
 class CannotFrame(TryonError, ValueError):
     """The pose does not give a usable box (no person, or a degenerate pose)."""
-    exit_code = EXIT_FAILED
-    http_status = 422
+    exit_code, http_status = EXIT_FAILED, 422
 
 
 @dataclass(frozen=True)
