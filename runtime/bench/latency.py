@@ -14,7 +14,6 @@ import subprocess
 import sys
 import time
 from dataclasses import asdict, dataclass, replace
-from pathlib import Path
 
 import numpy as np
 
@@ -122,12 +121,8 @@ def stage_gflop(settings: BenchSettings, stages, jppnet_variant: str) -> dict[st
 
 
 def model_sizes_mb(models: ModelDir) -> dict[str, float]:
-    sizes = {}
-    for name, entry in models.manifest.models.items():
-        path = models.path / entry.file
-        if path.is_file():
-            sizes[name] = path.stat().st_size / 2**20
-    return sizes
+    files = {name: models.path / entry.file for name, entry in models.manifest.models.items()}
+    return {name: path.stat().st_size / 2**20 for name, path in files.items() if path.is_file()}
 
 
 def machine() -> dict:
@@ -138,12 +133,8 @@ def machine() -> dict:
             "onnxruntime_imported": import_onnxruntime().__version__}
 
 
-def _memory_gb() -> float | None:
-    try:
-        kib = int(Path("/proc/meminfo").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return round(kib / 2**20, 1)
+def _memory_gb() -> float:
+    return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
 
 
 def time_pipelines(tryons, person, cloth, settings: BenchSettings) -> list[dict[str, list[float]]]:
