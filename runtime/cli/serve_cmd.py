@@ -1,7 +1,9 @@
 """serve: the HTTP service (needs the serve extra), in this process or on Ray Serve."""
 from __future__ import annotations
 
+import ipaddress
 import logging
+import os
 import signal
 import time
 from pathlib import Path
@@ -54,21 +56,33 @@ def serve(models: Path = common.MODELS,
                                                           "addresses, localhost and --host (repeatable; * for any)"),
           allowed_origin: list[str] = typer.Option([], help="a site whose pages may call this server from the "
                                                             "browser, e.g. https://shop.example (repeatable; * any)"),
+          api_key: list[str] = typer.Option([], help="a key clients must send as Authorization: Bearer KEY, "
+                                                     "`key` or `name:key` (repeatable; also TRYON_API_KEYS, comma "
+                                                     "separated); /healthz, /readyz, /web and /docs stay open"),
+          api_keys_file: Path = typer.Option(None, help="a file of API keys: one a line, `name:key` or `key`; "
+                                                        "blank lines and # comments skipped"),
+          no_auth: bool = typer.Option(False, help="serve without API keys on an address other hosts reach"),
+          log_format: str = typer.Option("text", help="text, or json: each log line one JSON object (the access "
+                                                      "log: method, route, status, ms, request_id, key)"),
           cache: str = common.CACHE, no_cache: bool = common.NO_CACHE,
           cache_ttl_hours: float = common.CACHE_TTL, cache_max_mb: float = common.CACHE_MB,
           provider: str = common.PROVIDER, threads: int = common.THREADS,
           scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION):
     if engine not in ENGINES:
         raise InputError(f"--engine {engine!r}: choose local or ray")
+    if log_format not in ("text", "json"):
+        raise InputError(f"--log-format {log_format!r}: choose text or json")
     if engine == "local":
         check_room_for(max_concurrent)  # first: a concurrency the memory cannot hold stops the start
     try:
         from ..serve import create_app
+        from ..serve.operations import Operations
         from ..serve.server import Connections, listen, make_server
     except ImportError as exc:
         typer.secho(f"error: serve needs the serve extra ({exc.name} missing): "
                     "pip install 'tryon-onnx[serve,cpu]'", fg="red", err=True)
         raise typer.Exit(EXIT_ENVIRONMENT) from None
+    from ..serve.auth import ENV, ApiKeys
     from ..serve.gallery import Gallery
     from ..serve.guard import allowed_host_names, normal_origin
     from ..serve.limits import Limits
@@ -82,6 +96,8 @@ def serve(models: Path = common.MODELS,
     settings = common.pipeline_settings(models, provider, threads, scales, mirror, precision,
                                         common.store_settings(cache, no_cache, cache_ttl_hours, cache_max_mb))
     garments = Gallery.load(gallery)
+    keys = ApiKeys.gather(api_key, api_keys_file, os.environ.get(ENV))
+    _check_auth(host, keys, no_auth, engine, log_format)
     if engine == "ray":
         from ..serve.ray_engine import ServeArgs
 
@@ -94,16 +110,48 @@ def serve(models: Path = common.MODELS,
     with listen(host, port) as sock:  # or CannotListen: one line and exit 8, through `friendly`
         # Loaded before serving: a broken models folder stops the start, not the first request.
         tryon = settings.build()
-        app = create_app(tryon, gallery=garments, max_concurrent=max_concurrent, queue=queue, limits=limits,
-                         allowed_hosts=hosts, allowed_origins=origins)
+        app = Operations(create_app(tryon, gallery=garments, max_concurrent=max_concurrent, queue=queue,
+                                    limits=limits, allowed_hosts=hosts, allowed_origins=origins), keys)
         if tryon.synthetic:
             typer.secho(common.SYNTHETIC_NOTE, fg="yellow", err=True)
         info = tryon.store.info()
         kept = f"{info['kind']} store, persons kept {cache_ttl_hours:g} h" + \
             (f" (off: {info['disabled']})" if info.get("disabled") else "")
-        typer.echo(f"serving http://{host}:{port}/web  (API docs: /docs; {kept})")
-        logging.basicConfig(level=logging.INFO, format="%(levelname)s:     %(message)s")
-        make_server(app, connections).run(sockets=[sock])
+        typer.echo(f"serving http://{host}:{port}/web  (API docs: /docs; {kept}; "
+                   f"API keys: {len(keys.keys) or 'none'})")
+        server = make_server(app, connections)
+        _log_as(log_format)
+        server.run(sockets=[sock])
+
+
+def _check_auth(host: str, keys, no_auth: bool, engine: str, log_format: str):
+    """Without keys, only this machine may connect, unless --no-auth says otherwise."""
+    if keys and no_auth:
+        raise InputError("--no-auth with API keys given: drop one or the other")
+    try:
+        loopback = ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        loopback = host.lower() == "localhost"
+    if not (keys or no_auth or loopback):
+        raise InputError(f"--host {host} without API keys would let anyone who reaches it upload photos and read "
+                         "persons: give --api-key, --api-keys-file or TRYON_API_KEYS, or --no-auth to serve openly")
+    if engine == "ray" and (keys or log_format != "text"):
+        raise InputError("--engine ray does not check API keys or write the JSON access log yet: serve with "
+                         "--engine local, or keep Ray Serve on a private network with --no-auth")
+
+
+def _log_as(log_format: str):
+    """Every log line in one format: ours (tryon.*) and uvicorn's. uvicorn's access log is off:
+    it names person ids in paths; the tryon.access line (Operations) replaces it."""
+    from ..serve.operations import JsonLines
+
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonLines() if log_format == "json" else logging.Formatter("%(levelname)s:     %(message)s"))
+    logging.basicConfig(level=logging.INFO, handlers=[handler])
+    for name in ("uvicorn", "uvicorn.error"):
+        logging.getLogger(name).handlers.clear()
+        logging.getLogger(name).propagate = True
+    logging.getLogger("uvicorn.access").disabled = True
 
 
 def _replicas(text: str) -> tuple[int, int]:

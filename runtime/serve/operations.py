@@ -1,0 +1,119 @@
+"""What an operator needs around the app (issue 22), as an ASGI layer wrapped around it:
+API keys, an `X-Request-Id` on every answer, one access-log line per request (person ids
+never in clear), GET /metrics (behind the keys) and GET /readyz (open)."""
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+
+import anyio
+from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.responses import JSONResponse, Response
+
+from .auth import ApiKeys
+from .metrics import Metrics
+
+log = logging.getLogger("tryon.access")
+
+# Open without a key: liveness and readiness, the page's own files, the API docs. OPTIONS too:
+# a browser's CORS preflight never carries the Authorization header.
+OPEN = frozenset({"/", "/web", "/healthz", "/readyz", "/docs", "/redoc", "/openapi.json"})
+OPEN_UNDER = ("/web/static/", "/static-offline-docs/")
+CLIENT_ID = re.compile(r"[!-~]{1,64}")  # a client's X-Request-Id we keep: short, printable, no spaces
+PERSON = re.compile(r"(?<=^/v1/persons/)[^/]+|[0-9a-fA-F]{16,}")  # what a path may carry of a person id
+REFUSED = {"detail": "this route needs an API key: send the header Authorization: Bearer <key>"}
+
+
+class Operations:
+    def __init__(self, app, keys: ApiKeys = ApiKeys()):
+        self.app = app
+        self.keys = keys
+        self.metrics = Metrics(app.state.service)
+        self.patterns = list(_patterns(app.routes))
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        start = time.perf_counter()
+        headers = dict(scope["headers"])
+        given = headers.get(b"x-request-id", b"").decode("latin-1")
+        request_id = given if CLIENT_ID.fullmatch(given) else uuid.uuid4().hex
+        path, method = scope["path"], scope["method"]
+        route = path if path in ("/metrics", "/readyz") else self._template(path)
+        answered = {"status": 500, "timing": ""}  # 500: the app failed before it answered
+
+        async def send_with_id(message):
+            if message["type"] == "http.response.start":
+                answered["status"] = message["status"]
+                kept = [(name, value) for name, value in message.get("headers", ()) if name.lower() != b"x-request-id"]
+                answered["timing"] = b", ".join(value for name, value in kept
+                                                if name.lower() == b"server-timing").decode("latin-1")
+                message = {**message, "headers": [*kept, (b"x-request-id", request_id.encode())]}
+            await send(message)
+
+        key_name = None
+        self.metrics.in_flight.inc()
+        try:
+            if self.keys and method != "OPTIONS" and path not in OPEN and not path.startswith(OPEN_UNDER):
+                key_name = self.keys.name_of(headers.get(b"authorization"))
+                if key_name is None:
+                    return await JSONResponse(REFUSED, 401, headers={"WWW-Authenticate": "Bearer"})(
+                        scope, receive, send_with_id)
+            scope = {**scope, "state": {**scope.get("state", {}), "key_name": key_name, "request_id": request_id}}
+            if path == "/readyz":
+                await (await self._readiness())(scope, receive, send_with_id)
+            elif path == "/metrics":
+                body = await anyio.to_thread.run_sync(self.metrics.exposition)
+                await Response(body, media_type=CONTENT_TYPE_LATEST)(scope, receive, send_with_id)
+            else:
+                await self.app(scope, receive, send_with_id)
+        finally:
+            self.metrics.in_flight.dec()
+            seconds, status = time.perf_counter() - start, answered["status"]
+            self.metrics.observe(route or "(unmatched)", method, status, seconds, answered["timing"])
+            fields = {"method": method, "route": route or PERSON.sub("{id}", path), "status": status,
+                      "ms": round(seconds * 1e3, 1), "request_id": request_id, "key": key_name}
+            log.info("%(method)s %(route)s %(status)d %(ms).1fms request_id=%(request_id)s key=%(key)s",
+                     {**fields, "key": key_name or "-"}, extra={"access": fields})
+
+    def _template(self, path: str) -> str | None:
+        """The path pattern of the route that takes this path (/v1/persons/{person_id}), whatever
+        the method; None when none does."""
+        return next((template for pattern, template in self.patterns if pattern.match(path)), None)
+
+    async def _readiness(self) -> Response:
+        """200 once the models are loaded and the person store answers; else 503 and why."""
+        service = self.app.state.service
+        try:
+            await anyio.to_thread.run_sync(service.inference.describe)
+        except Exception as exc:  # noqa: BLE001 -- any failure is the answer's reason
+            return JSONResponse({"detail": f"the models do not answer ({type(exc).__name__})"}, 503)
+        try:
+            await anyio.to_thread.run_sync(service.store.info)
+        except Exception as exc:  # noqa: BLE001 -- the reason's kind only: its text may name the store's host
+            return JSONResponse({"detail": f"the person store does not answer ({type(exc).__name__})"}, 503)
+        return JSONResponse({"status": "ready"})
+
+
+def _patterns(routes):
+    """(path regex, path pattern) of every route, inside included routers too (FastAPI keeps one
+    as a single entry holding the original router)."""
+    for route in routes:
+        inner = getattr(route, "routes", None) or getattr(getattr(route, "original_router", None), "routes", None)
+        if inner:
+            yield from _patterns(inner)
+        elif getattr(route, "path_regex", None) is not None:
+            yield route.path_regex, route.path
+
+
+class JsonLines(logging.Formatter):
+    """--log-format json: each record one JSON object; an access line's fields as they are."""
+    converter = time.gmtime
+
+    def format(self, record):
+        fields = getattr(record, "access", None) or {"level": record.levelname.lower(), "logger": record.name,
+                                                     "message": record.getMessage()}
+        return json.dumps({"time": self.formatTime(record, "%Y-%m-%dT%H:%M:%SZ"), **fields})
