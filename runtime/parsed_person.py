@@ -1,13 +1,8 @@
-"""A parsed person: everything `TryOn.dress` needs from a person photo, and nothing more.
+"""A parsed person: everything `TryOn.dress` needs from a person photo (never the upload).
 
-JPP-Net is 98% of a try-on and never sees the garment, so a photo is parsed once and its
-`ParsedPerson` dressed in any number of garments. Its id is a content hash of the decoded
-pixels and of everything else that changes a parse (the JPP-Net graph, scales, mirror,
-provider, the parse options), so the same photo sent twice gets the same id.
-
-It holds the framed 256x192 person (for keep_back and the agnostic head), its labels,
-keypoints, confidence and refusal reason; never the original upload. `to_bytes` /
-`from_bytes` give a compact, pickle-free form for the person stores.
+Its id is a content hash of the decoded pixels and of everything else that changes a parse,
+so the same photo sent twice gets the same id. `to_bytes` / `from_bytes` give a compact,
+pickle-free form for the person stores.
 """
 from __future__ import annotations
 
@@ -82,8 +77,7 @@ class ParsedPerson:
 
 @dataclass(frozen=True)
 class ParseCall:
-    """One parse call: the person it gave, and the facts of this call beside it. They are
-    never written into the ParsedPerson, which a store hands to every call that finds it."""
+    """One parse call's person and facts, kept apart: a store shares the person between calls."""
     parsed: ParsedPerson
     timings_ms: dict[str, float] = field(default_factory=dict)  # this call's steps, `total` last
     from_store: bool = False  # found in the person store: JPP-Net did not run

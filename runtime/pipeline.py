@@ -1,16 +1,9 @@
 """TryOn: a person photo and a garment photo in, the person wearing the garment out.
 
-Two steps, because JPP-Net (98% of the time) never sees the garment:
-
-    parsed = tryon.parse(photo)               decode, brightness, JPP-Net, crop, crossed arms
-    results = tryon.dress(parsed, garments)   GMM and TOM over the garments in batches, keep_back
-
-`dress` answers each garment on its own: a TryOnResult, or the TryonError of a garment that
-cannot be read or decoded (the others are dressed all the same). `parse_call` gives the
-ParsedPerson with the facts of that call beside it (its timings, whether the store had it).
-`predict` is the seed's one-call form (parse, then dress in one garment) and gives the same
-bytes. With a person store (`store=`), a photo parsed before is looked up by its content
-hash instead of parsed again.
+Two steps, because JPP-Net (98% of the time) never sees the garment: `parse` (decode,
+brightness, JPP-Net, crop, crossed arms; found by content hash in the person store when
+parsed before) and `dress` (GMM and TOM over the garments in batches, keep_back).
+`predict` is the seed's one-call form and gives the same bytes.
 """
 from __future__ import annotations
 
@@ -44,8 +37,7 @@ DRESS_BATCH = 8
 @dataclass(frozen=True)
 class PipelineSettings:
     """Which models, how to run them and where parsed persons are kept: the one way a TryOn
-    is configured (the CLI, the service, both Ray engines, the benchmarks), typed and
-    picklable; the benchmarks' and the catalogue's settings extend it."""
+    is configured (typed and picklable; the benchmarks' and the catalogue's settings extend it)."""
     models: str = "models_onnx"
     provider: str = "auto"
     threads: int = 0
@@ -56,8 +48,7 @@ class PipelineSettings:
 
     def build(self, threads: int | None = None, load_jppnet: bool = True,
               store: PersonStore | None = None) -> "TryOn":
-        """The pipeline these settings describe. `threads` overrides the intra-op threads;
-        load_jppnet=False: a pipeline that only dresses persons parsed elsewhere (a dress
+        """load_jppnet=False: a pipeline that only dresses persons parsed elsewhere (a dress
         replica), without JPP-Net's memory; `store`: an open store instead of opening `self.store`."""
         models = ModelDir.open(self.models)
         options = SessionOptions(provider=self.provider, threads=self.threads if threads is None else threads)
@@ -72,8 +63,7 @@ class PipelineSettings:
 
 @dataclass(frozen=True)
 class StageGraph:
-    """What runs one stage: its manifest graph, that graph's file, its precision, and the
-    providers its session runs on (not those asked for)."""
+    """What runs one stage; `providers`: what its session runs on, not those asked for."""
     graph: str | None
     file: str | None
     precision: str
@@ -137,9 +127,7 @@ class TryOn:
         return graphs
 
     def describe(self) -> dict:
-        """What this pipeline runs, as /healthz, `tryon info` and the benchmark records say it:
-        `stages` (each stage's StageGraph), all the providers (JPP-Net's first), the synthetic
-        flag, the CP-VTON family and the JPP-Net file."""
+        """What this pipeline runs, as /healthz, `tryon info` and the benchmark records say it."""
         graphs = self.graphs()
         facts = {"synthetic": self.synthetic, "family": self.models.family,
                  "providers": list(dict.fromkeys(p for graph in graphs.values() for p in graph.providers)),
@@ -152,24 +140,18 @@ class TryOn:
     def synthetic(self) -> bool:
         return any(self.models.synthetic(name) for name in ("jppnet", "gmm", "tom"))
 
-    # -- step 1: the person ---------------------------------------------------------------
-
     def parse(self, person, options: ParseOptions | None = None, *, labels=None, keypoints=None,
               **flags) -> ParsedPerson:
         """Parse a person photo (path, bytes or array) once, to dress it in any number of
-        garments. Options as a `ParseOptions` or as its fields (need_pre, need_bright,
-        check_dirty). Pass `labels` (HxW LIP labels) and `keypoints` (16x2 LIP x/y) of the
-        photo to skip JPP-Net."""
+        garments. Pass `labels` (HxW LIP) and `keypoints` (16x2 LIP x/y) to skip JPP-Net."""
         return self.parse_call(person, options, labels=labels, keypoints=keypoints, **flags).parsed
 
     def parse_call(self, person, options: ParseOptions | None = None, *, labels=None, keypoints=None,
                    **flags) -> ParseCall:
-        """`parse`, with this call's facts beside the person: its steps' timings and whether
-        the person came from the store."""
+        """`parse`, with this call's timings and whether the person came from the store."""
         return self._parse(person, replace(options or ParseOptions(), **flags), labels, keypoints)
 
     def _parse(self, person, options: ParseOptions, labels, keypoints, seen: dict | None = None) -> ParseCall:
-        """`seen`: persons parsed earlier in the same call, by id."""
         timer = Timer()
         with timer("total"):
             with timer("decode"):
@@ -218,15 +200,11 @@ class TryOn:
             reason = "crossed arms: a wrist lies inside the torso (check_dirty)"
         return ParsedPerson(pid, *framed, 0.0 if reason else confidence, reason, options)
 
-    # -- step 2: the garments -------------------------------------------------------------
-
     def dress(self, parsed: ParsedPerson, garments, options: DressOptions | None = None, *,
               intermediates: bool = False, names: list[str] | None = None, **flags) -> list[GarmentOutcome]:
-        """Dress a parsed person in each garment (paths, bytes or arrays; one or a list), GMM
-        and TOM batched over the garments. Options as a `DressOptions` or as its fields
-        (keep_back, need_dilate). One outcome per garment, in order: its TryOnResult, or the
-        TryonError that refuses it alone (it cannot be read or decoded: the others are dressed
-        all the same). `names`: what the errors call each garment ("garment photo")."""
+        """Dress a parsed person in each garment (paths, bytes or arrays; one or a list). One
+        outcome per garment, in order: its TryOnResult, or the TryonError that refuses it alone
+        (it cannot be read or decoded). `names`: what the errors call each garment."""
         if isinstance(garments, (str, Path, bytes, bytearray, np.ndarray)):
             garments = [garments]
         options = replace(options or DressOptions(), **flags)
@@ -234,10 +212,8 @@ class TryOn:
 
     def dress_pairs(self, pairs, options: DressOptions, intermediates: bool = False,
                     names: list[str] | None = None) -> list[GarmentOutcome]:
-        """(parsed person, garment) pairs -> one outcome each, in order (as `dress`); GMM/TOM
-        over up to DRESS_BATCH pairs at once, whoever's persons they are (a server batching
-        several requests). A garment may be a TryonError already: one its caller could not
-        read, whose outcome that error is."""
+        """(parsed person, garment) pairs -> one outcome each (as `dress`), batched whoever's
+        persons they are. A garment may be a TryonError already: then that is its outcome."""
         outcomes: list[GarmentOutcome | None] = [None] * len(pairs)
         timers, cloths, ready = {}, {}, []
         for i, (parsed, garment) in enumerate(pairs):
@@ -273,31 +249,22 @@ class TryOn:
         if options.keep_back:
             with timer("total"), timer("keep_back"):
                 image = keep_background(parsed.person, out.image, parsed.labels, options.need_dilate)
-        extras = _extras(parsed, out) if intermediates else {}
-        return TryOnResult(image, parsed.confidence, timer.ms, "", extras)
-
-    # -- both: the seed's predict -----------------------------------------------------------
+        return TryOnResult(image, parsed.confidence, timer.ms, "", _extras(parsed, out) if intermediates else {})
 
     def predict(self, person, cloth, need_pre: bool = True, need_bright: bool = False,
                 keep_back: bool = False, need_dilate: bool = False, check_dirty: bool = False,
                 labels: np.ndarray | None = None, keypoints: np.ndarray | None = None,
                 intermediates: bool = False, jpeg_dct: str = "accurate", warp_jpeg: bool = False) -> TryOnResult:
-        """The seed's predict() with its bugs fixed: parse, then dress in one garment. Pass
-        `labels` (HxW LIP labels) and `keypoints` (16x2 LIP, x/y) of the person photo to skip
-        JPP-Net; `jpeg_dct` and `warp_jpeg` are the original pipelines' JPEG steps (options.py)."""
+        """The seed's predict() with its bugs fixed: parse, then dress in one garment."""
         parse_options, dress_options = split_flags(need_pre, need_bright, keep_back, need_dilate, check_dirty)
-        parse_options = replace(parse_options, jpeg_dct=jpeg_dct)
-        dress_options = replace(dress_options, warp_jpeg=warp_jpeg)
-        return self.predict_batch([(person, cloth)], parse_options, dress_options, [(labels, keypoints)],
-                                  intermediates)[0]
+        return self.predict_batch([(person, cloth)], replace(parse_options, jpeg_dct=jpeg_dct),
+                                  replace(dress_options, warp_jpeg=warp_jpeg), [(labels, keypoints)], intermediates)[0]
 
     def predict_batch(self, pairs, parse_options: ParseOptions | None = None,
                       dress_options: DressOptions | None = None, parses=None,
                       intermediates: bool = False) -> list[TryOnResult]:
-        """Many (person, cloth) pairs: each distinct person is parsed once (JPP-Net per photo,
-        since sizes differ), then GMM and TOM run over the pairs in batches. `parses`
-        optionally gives (labels, keypoints) per pair. Garments are read first, so a bad one
-        fails before any JPP-Net work."""
+        """Many (person, cloth) pairs, each distinct person parsed once; `parses`: (labels,
+        keypoints) per pair. Garments are read first, so a bad one fails before any JPP-Net work."""
         parse_options, dress_options = parse_options or ParseOptions(), dress_options or DressOptions()
         parses = parses or [(None, None)] * len(pairs)
         cloths = [load_rgb(cloth, "garment photo") for _, cloth in pairs]
@@ -314,7 +281,6 @@ class TryOn:
 
 
 def _garment_rgb(garment, what: str) -> np.ndarray | TryonError:
-    """A garment's RGB, or the error that refuses it."""
     if isinstance(garment, TryonError):
         return garment
     try:

@@ -7,14 +7,17 @@ import base64
 from pydantic import BaseModel, Field
 
 from ..errors import TryonError
-from ..options import ParseOptions
 
 
-class TryOnAnswer(BaseModel):
+class Scored(BaseModel):
+    """What every try-on answer says beside its image (the seed's /cloth too)."""
     confidence: float = Field(description="pose confidence; 0 when the photo was refused (see reason)")
-    ok: bool = Field(description="confidence >= 0.1, the seed's threshold")
     reason: str = Field(description="why the photo was refused, when it was; the image is then the framed photo")
     timings_ms: dict[str, float] = Field(description="milliseconds per stage, `total` last")
+
+
+class TryOnAnswer(Scored):
+    ok: bool = Field(description="confidence >= 0.1, the seed's threshold")
     image_png_base64: str = Field(description="the 192x256 result as a base64 PNG")
     synthetic: bool = Field(description="the models have synthetic (untrained) weights: the image is noise")
     person_id: str = Field(description="the parsed person's id, to dress it again without the photo")
@@ -25,9 +28,7 @@ class GarmentAnswer(TryOnAnswer):
     index: int = Field(description="its place in the answer and in the request: the uploaded files first, then the "
                                    "gallery ids")
     image_png_base64: str | None = Field(description="the 192x256 result as a base64 PNG; null when this garment "
-                                                     "could not be used (a file that does not decode): then ok is "
-                                                     "false, reason says why, and the other garments are dressed "
-                                                     "all the same")
+                                                     "does not decode: then ok is false and reason says why")
 
 
 class ParseFlags(BaseModel):
@@ -112,8 +113,7 @@ def tryon_answer(result, png: bytes, synthetic: bool, person_id: str, **extra) -
 
 
 def garment_answer(index: int, garment: str, outcome, synthetic: bool, person_id: str) -> dict:
-    """One garment of several (a GarmentAnswer): its (result, png), or the TryonError that
-    refused this garment alone (ok false, no image, the error as the reason)."""
+    """A GarmentAnswer: from (result, png), or from the TryonError that refused this garment alone."""
     if isinstance(outcome, TryonError):
         return {"confidence": 0.0, "ok": False, "reason": str(outcome), "timings_ms": {}, "image_png_base64": None,
                 "synthetic": synthetic, "person_id": person_id, "garment": garment, "index": index}
@@ -122,10 +122,9 @@ def garment_answer(index: int, garment: str, outcome, synthetic: bool, person_id
 
 
 def person_answer(parsed, expires_at: str, synthetic: bool) -> dict:
-    options: ParseOptions = parsed.options
+    options = parsed.options
     return PersonAnswer(
         person_id=parsed.id, confidence=parsed.confidence, ok=parsed.ok, reason=parsed.reason,
-        options=ParseFlags(need_pre=options.need_pre, need_bright=options.need_bright,
-                           check_dirty=options.check_dirty),
+        options=ParseFlags(need_pre=options.need_pre, need_bright=options.need_bright, check_dirty=options.check_dirty),
         keypoints=[[float(v) for v in point] for point in parsed.keypoints], expires_at=expires_at,
         labels_url=f"/v1/persons/{parsed.id}/labels.png", synthetic=synthetic).model_dump()

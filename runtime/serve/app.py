@@ -1,10 +1,5 @@
-"""The app factory: load the models once, then serve them; or serve an `Inference` that runs
-them elsewhere (Ray Serve deployments), behind the same routes, limits and refusals.
-
-Parsed persons live in a person store (`--cache`: SQLite on this machine by default), so
-several processes on one machine share them; across hosts, give every process the same
-shared store. Nothing else is kept between requests.
-"""
+"""The app factory: the routes, limits and refusals over a TryOn in this process, or over an
+`Inference` that runs elsewhere (Ray Serve). Nothing but the person store outlives a request."""
 from __future__ import annotations
 
 from pathlib import Path
@@ -31,21 +26,15 @@ DESCRIPTION = """Virtual try-on (JPP-Net + CP-VTON) on ONNX Runtime.
 - `POST /cloth`: the seed service's JSON contract (base64 in, base64 BMP out).
 - `GET /v1/garments`: the gallery; `GET /web`: an upload page; `GET /healthz`.
 
-Refusals are JSON `{"detail": "..."}` saying what was wrong and what is accepted: 400 for a body
-that cannot be read or a Host this server does not answer to, 403 for a browser request from
-another site, 404 for an unknown or expired person, 408 for a stalled upload, 413 for bodies or
-pixel counts over the limits, 415 for formats other than JPEG/PNG/BMP/WebP, 422 for missing or
-garbled fields, 503 with Retry-After when every inference slot and queue place is taken (or when
-more connections are open than the server keeps)."""
+Refusals are JSON `{"detail": "..."}` saying what was wrong and what is accepted; each operation
+lists the statuses it can refuse with, and why (503 comes with Retry-After)."""
 
 
 def create_app(tryon, *, store=None, gallery=(), max_concurrent: int = 1, queue: int = 8,
                limits: Limits = Limits(), allowed_hosts=LOCAL_NAMES, allowed_origins=()) -> FastAPI:
-    """`tryon`: a loaded TryOn, or a models folder to load one from, run in this process with
-    at most `max_concurrent` inferences and `queue` waiting; or an `Inference` that runs
-    elsewhere and keeps its own limits. `store`: the person store (put on the TryOn; default:
-    the TryOn's own, else one in memory). `gallery`: a Gallery, or folders of garment images
-    added to the bundled T-shirt. `allowed_hosts` / `allowed_origins`: see guard.py."""
+    """`tryon`: a TryOn (or a models folder) run here with at most `max_concurrent` inferences
+    and `queue` waiting, or an `Inference` that keeps its own limits. `store`: put on the TryOn
+    (default: its own, else one in memory). `gallery`: a Gallery, or folders of garment images."""
     if isinstance(tryon, Inference):
         inference = tryon
     else:

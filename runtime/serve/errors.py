@@ -1,9 +1,6 @@
-"""Every refusal is a 4xx (or 503) JSON {"detail": "<what was wrong and what is accepted>"},
-and the OpenAPI spec says so route by route (`refusals`).
-
-The routes raise the project's errors (`TryonError` and its kinds); one handler answers them
-all with the class's `http_status` and `headers` (runtime/errors.py), including those relayed
-from a Ray replica."""
+"""Every refusal is a 4xx (or 503) JSON {"detail": "<what was wrong and what is accepted>"}, and
+the OpenAPI spec says so route by route (`refusals`). One handler answers every TryonError (also
+one relayed from a Ray replica) with its class's `http_status` and `headers`."""
 from __future__ import annotations
 
 import logging
@@ -49,12 +46,9 @@ def refusals(*statuses: int) -> dict:
 
 
 class HTTPCompatible(HTTPException):
-    """Mixed in after a TryonError kind (`class BodyTooLarge(InputError, HTTPCompatible)`) for
-    the errors that must also be HTTPExceptions: FastAPI re-raises an HTTPException from a
-    failed body read as it is but turns any other error there into its own 400, and callers
-    that caught the HTTPException such an error replaced keep working. `status_code`,
-    `detail` and `headers` come from the TryonError; the TryonError handler answers it (its
-    kind is first in the MRO)."""
+    """Mixed in after a TryonError kind (`class BodyTooLarge(InputError, HTTPCompatible)`) for the
+    errors that must also be HTTPExceptions: FastAPI re-raises an HTTPException from a failed body
+    read as it is but turns any other error there into its own 400. The TryonError handler answers it."""
     __init__ = Exception.__init__
     __str__ = Exception.__str__
     __repr__ = Exception.__repr__
@@ -86,8 +80,7 @@ async def _http_refusal(request: Request, exc: StarletteHTTPException) -> Respon
 
 
 def _methods(routes, path: str) -> set[str]:
-    """The methods every route whose pattern takes `path` serves, routers included (FastAPI
-    keeps an included router as one entry holding the original router)."""
+    """The methods of every route whose pattern takes `path` (an included router is one entry)."""
     found = set()
     for route in routes:
         inner = getattr(route, "routes", None) or getattr(getattr(route, "original_router", None), "routes", None)

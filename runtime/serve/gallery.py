@@ -1,8 +1,5 @@
-"""The garment gallery: the bundled T-shirt plus every image in the folders given at start.
-
-Garments are decoded once at start, so a request that names one costs no file access, and a
-broken file stops the start instead of failing requests later.
-"""
+"""The garment gallery: the bundled T-shirt plus every image in the folders given at start,
+decoded once then (a broken file stops the start instead of failing requests later)."""
 from __future__ import annotations
 
 import re

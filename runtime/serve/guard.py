@@ -1,17 +1,11 @@
 """Which hosts and which web pages may use the service.
 
-A server on localhost is reachable by every page the user's browser opens: a page on
-another site can POST a `text/plain` body to /cloth without any CORS preflight and make it
-compute, and a site whose name it re-points at 127.0.0.1 (DNS rebinding) can even read the
-answers. Two checks stop both:
-
-- Host: a request must name this server: an IP address (a rebinding attack needs a name),
-  `localhost`, the address it was started on, or a name given with `--allowed-host`
-  (`*` turns the check off, e.g. behind a proxy that checks it).
-- Origin: a browser request from a page served elsewhere is refused unless its origin is
-  given with `--allowed-origin` (then it also gets CORS headers, so the page can read the
-  answer). Requests without an Origin header (curl, apps, the seed's clients, following a
-  link) are not browser requests from another page and pass.
+Any page the user's browser opens can POST a `text/plain` body to a server on localhost
+without a CORS preflight, and a site re-pointed at 127.0.0.1 (DNS rebinding) can read the
+answers. So a request must name this server in Host (an IP address: rebinding needs a name;
+localhost, the bound address, or `--allowed-host`), and a browser request from a page served
+elsewhere needs its origin given with `--allowed-origin` (it then gets CORS headers).
+Requests without an Origin header (curl, apps, the seed's clients) pass.
 """
 from __future__ import annotations
 

@@ -1,7 +1,5 @@
-"""Where the service's inference runs. The routes and `TryOnService` call `parse` and `dress`
-and never learn where they run: `LocalInference` runs the TryOn in this process's worker
-threads behind the InferenceGate; `tryon.serve.ray_engine` runs them on Ray Serve
-deployments (`tryon serve --engine ray`)."""
+"""Where the service's inference runs, hidden from the routes: `LocalInference` (this process's
+worker threads behind the InferenceGate) or `tryon.serve.ray_engine` (Ray Serve deployments)."""
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
@@ -28,19 +26,15 @@ class Inference(ABC):
 
     @abstractmethod
     async def parse(self, request, photo: bytes, options: "ParseOptions") -> ParseCall:
-        """Parse a photo, or find it in the store (then without running JPP-Net): the person,
-        with this call's timings and whether it came from the store beside it."""
+        """Parse a photo, or find it in the store."""
 
     @abstractmethod
     async def dress(self, request, parsed: ParsedPerson, garments: list, options: "DressOptions",
                     image_format: str) -> list[tuple["TryOnResult", bytes] | TryonError]:
-        """Each garment's outcome, in order (`encoded`): its result and its image encoded as
-        `image_format`, or the TryonError that refuses that garment alone."""
+        """Each garment's outcome, in order (`encoded`)."""
 
     async def tryon(self, request, person, garment, parse_options: "ParseOptions", dress_options: "DressOptions",
                     image_format: str) -> tuple[ParsedPerson, "TryOnResult", bytes]:
-        """One try-on (`one_tryon` over this engine's two steps); `person` is photo bytes or a
-        ParsedPerson."""
         return await one_tryon(partial(self.parse, request), partial(self.dress, request), person, garment,
                                parse_options, dress_options, image_format)
 
@@ -55,11 +49,8 @@ class Inference(ABC):
 
 async def one_tryon(parse, dress, person, garment, parse_options: "ParseOptions", dress_options: "DressOptions",
                     image_format: str) -> tuple[ParsedPerson, "TryOnResult", bytes]:
-    """The one-call try-on, written once for every engine over its two steps: `parse(photo,
-    options)` -> ParseCall and `dress(parsed, garments, options, image_format)` -> `encoded`
-    outcomes. `person` is photo bytes or a ParsedPerson. Returns the parsed person, the result
-    (its timings: the parse's, when this call parsed, then the dress's) and its image; the
-    garment's error refuses the call."""
+    """The one-call try-on over any engine's two steps; `person` is photo bytes or a ParsedPerson.
+    The result's timings are the parse's (when this call parsed), then the dress's."""
     call = None if isinstance(person, ParsedPerson) else await parse(person, parse_options)
     parsed = person if call is None else call.parsed
     [outcome] = await dress(parsed, [garment], dress_options, image_format)
@@ -72,15 +63,13 @@ async def one_tryon(parse, dress, person, garment, parse_options: "ParseOptions"
 
 
 def encoded(outcomes: list["GarmentOutcome"], image_format: str) -> list[tuple["TryOnResult", bytes] | TryonError]:
-    """`TryOn.dress`'s outcomes as every engine's `Inference.dress` answers them: each result
-    with its image encoded as `image_format`; an error as it is."""
+    """`TryOn.dress`'s outcomes as `Inference.dress` answers them: (result, encoded image) or the error."""
     return [outcome if isinstance(outcome, TryonError) else (outcome, encode(outcome.image, image_format))
             for outcome in outcomes]
 
 
 def finished(coroutine):
-    """The value of a coroutine whose awaits never wait (steps that run at once, in this
-    thread), run to its end here."""
+    """The value of a coroutine whose awaits never wait, run to its end here."""
     try:
         coroutine.send(None)
     except StopIteration as done:
@@ -116,7 +105,6 @@ class LocalInference(Inference):
         return encoded(self.pipeline.dress(parsed, garments, options), image_format)
 
     def _tryon(self, *args):
-        """`one_tryon` in the slot's worker thread, its two steps run right here."""
         async def parse(photo, options):
             return self.pipeline.parse_call(photo, options)
 

@@ -1,15 +1,6 @@
-"""What the service refuses before doing real work, and how much work it does at once.
-
-- `UploadLimits`: request bodies over the size limit get a 413 before they are parsed (from
-  the Content-Length header, or by counting when the client streams without one); a body
-  whose next chunk takes longer than `read_timeout_s`, or that is not all in after
-  `upload_timeout_s`, gets a 408 and the connection is closed.
-- `check_image`: format and pixel count from the header, in a worker thread (a 20 MB file
-  must not stall the event loop), so a decompression bomb costs nothing.
-- `InferenceGate`: a bounded number of inferences in worker threads, a bounded queue in
-  front of them, a 503 with Retry-After for anything beyond, and queued work dropped when
-  its client has gone away.
-"""
+"""What the service refuses before doing real work (`UploadLimits`: body size and pace;
+`check_image`: format and pixels from the header), and how much work it does at once
+(`InferenceGate`)."""
 from __future__ import annotations
 
 import math
@@ -19,15 +10,8 @@ from dataclasses import dataclass
 import anyio
 from starlette.responses import JSONResponse
 
-from ..errors import (
-    CLIENT_CLOSED_REQUEST,
-    EXIT_BAD_INPUT,
-    EXIT_ENVIRONMENT,
-    EXIT_FAILED,
-    InputError,
-    TryonError,
-    Unavailable,
-)
+from ..errors import (CLIENT_CLOSED_REQUEST, EXIT_BAD_INPUT, EXIT_ENVIRONMENT, EXIT_FAILED, InputError, TryonError,
+                      Unavailable)
 from ..images import FORMATS, MAX_PIXELS, ImageError, check_header
 from .errors import HTTPCompatible
 
@@ -69,8 +53,9 @@ def body_too_large(max_bytes: int, size: int | None = None) -> BodyTooLarge:
 
 
 class UploadLimits:
-    """ASGI middleware in front of the routes: no route parses an oversized body or waits
-    for a stalled one."""
+    """ASGI middleware: a body over the size limit gets a 413 before it is parsed (from
+    Content-Length, or by counting); one whose next chunk takes longer than `read_timeout_s`,
+    or that is not all in after `upload_timeout_s`, a 408; either closes the connection."""
 
     def __init__(self, app, limits: Limits):
         self.app = app
@@ -109,18 +94,13 @@ class UploadLimits:
 
 
 def _content_length(scope) -> int | None:
-    for name, value in scope.get("headers", []):
-        if name == b"content-length":
-            try:
-                return int(value)
-            except ValueError:
-                return None
-    return None
+    value = dict(scope.get("headers", [])).get(b"content-length", b"")
+    return int(value) if value.isdigit() else None
 
 
 async def check_image(data: bytes, what: str, max_pixels: int) -> None:
-    """Refuse what `images.decode` would refuse, with the HTTP status that says why (the
-    ImageError kinds': 415 format, 413 pixels, 422 the rest)."""
+    """Refuse what `images.decode` would refuse, from the header, in a worker thread (a 20 MB file
+    must not stall the event loop): 415 format, 413 pixels (a decompression bomb costs nothing), 422."""
     if not data:
         raise ImageError(f"{what}: the upload is empty; send a {FORMATS} file")
     await anyio.to_thread.run_sync(check_header, data, what, max_pixels)
@@ -147,10 +127,9 @@ class ClientGone(TryonError):
 
 
 class InferenceGate:
-    """At most `max_concurrent` inferences run, each in a worker thread so the event loop keeps
-    answering; at most `queue` more wait. Refusing the rest at once keeps latency and memory
-    bounded, and a load balancer can send the retry elsewhere. A request whose client left
-    while it waited is dropped when its turn comes instead of computed for nobody."""
+    """At most `max_concurrent` inferences run, each in a worker thread; at most `queue` more wait.
+    Refusing the rest at once (503) keeps latency and memory bounded, and a load balancer can
+    send the retry elsewhere."""
 
     def __init__(self, max_concurrent: int, queue: int):
         if max_concurrent < 1 or queue < 0:
@@ -163,9 +142,8 @@ class InferenceGate:
         self._seconds = 1.0  # a recent inference's duration, for Retry-After
 
     async def run(self, request, fn, *args):
-        """`fn(*args)` in a worker thread once a slot is free. While it waits, `request` (a
-        Starlette request whose body has been read, or None) is watched: when its client
-        disconnects, the wait ends with ClientGone and the queue place is free at once."""
+        """`fn(*args)` in a worker thread once a slot is free. While it waits, `request` (read, or
+        None) is watched: when its client disconnects, the wait ends with ClientGone."""
         if self.admitted >= self.max_concurrent + self.queue:
             raise Overloaded(self.retry_after(), self.admitted)
         if self._limiter is None:

@@ -1,11 +1,5 @@
-"""/v1/persons: parse a photo once, then dress it in any number of garments.
-
-JPP-Net is 98% of a try-on and never sees the garment, so a client uploads the photo once
-(POST /v1/persons, seconds), keeps the `person_id`, and each garment after that costs GMM
-and TOM only (POST /v1/tryon with person_id, or several at once with POST
-/v1/persons/{person_id}/tryon). The parsed person (the framed 256x192 photo, its labels and
-pose; never the upload) is kept in the person store until it expires or is deleted.
-"""
+"""/v1/persons: parse a photo once (seconds), then dress it in any number of garments (GMM and
+TOM only): the parsed person is kept in the person store until it expires or is deleted."""
 from __future__ import annotations
 
 from fastapi import APIRouter, File, Form, Request, UploadFile
@@ -50,10 +44,10 @@ async def create_person(request: Request,
         raise StoreUnavailable("the person store could not keep the parsed person"
                                f"{' (' + store['disabled'] + ')' if store['disabled'] else ''}; "
                                "POST /v1/tryon with the photo works without it", retry_after=5)
-    cached = call.from_store
-    body = {**person_answer(parsed, expires_at, service.synthetic), "cached": cached,
+    body = {**person_answer(parsed, expires_at, service.synthetic), "cached": call.from_store,
             "timings_ms": call.timings_ms}
-    return JSONResponse(body, 200 if cached else 201, headers={**PERSONAL, "Location": f"/v1/persons/{parsed.id}"})
+    return JSONResponse(body, 200 if call.from_store else 201,
+                        headers={**PERSONAL, "Location": f"/v1/persons/{parsed.id}"})
 
 
 @router.get("/{person_id}", summary="A parsed person: confidence, flags, keypoints, expiry",

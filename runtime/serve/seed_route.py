@@ -6,10 +6,12 @@ import binascii
 import json
 
 from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ..errors import EXIT_BAD_INPUT, BadRequest, InputError
 from ..options import split_flags
+from .answers import Scored
 from .errors import WITH_BODY, HTTPCompatible, refusals
 
 router = APIRouter(tags=["seed-compatible"])
@@ -36,44 +38,35 @@ class ClothRequest(BaseModel):
     image_cloth: str = Field(description="garment photo (JPEG, PNG, BMP or WebP), base64")
 
 
-class ClothResponse(BaseModel):
+class ClothResponse(Scored):
+    """The seed's answer; confidence, reason and timings_ms are added (the seed did not send them)."""
     status: str = Field(description='"ok", or "failure" when confidence < 0.1 (as the seed)')
     output_image: str = Field(description="base64 of a 192x256 BMP file, the seed's encoding")
-    confidence: float = Field(description="pose confidence; added, the seed did not send it")
-    timings_ms: dict[str, float] = Field(description="per-stage milliseconds; added")
-    reason: str = Field(description="why confidence is 0, when it is; added")
 
 
 DESCRIPTION = f"""The seed's contract: a JSON body {CONTRACT} in, `status` and `output_image` out.
-The body is read whatever its Content-Type (the seed's get.py sent none) and may contain the
-line breaks of wrapped base64 (the seed removed them; so do we).
-
-The seed's flags are kept: need_bright, keep_back and need_dilate on. A photo sent before is
-found in the person store (kept for the server's TTL) instead of parsed again.
+The body is read whatever its Content-Type (the seed's get.py sent none), wrapped base64 too.
+The seed's flags are kept: need_bright, keep_back and need_dilate on.
 
 **Differences from the seed.** The seed rotated the photo 90 degrees, mirrored it and cut
 [60:580, 45:435] out of it: the framing of one phone app's camera. We use the photo as sent
 and let the pose-based crop frame the person, so send an upright photo.
 
-**output_image** is a base64 BMP, byte for byte the encoding the seed produced, so that
-clients that save or decode it as BMP keep working; it is a lossless 147,510-byte file, and
-PNG is what `POST /v1/tryon` returns. `confidence`, `timings_ms` and `reason` are extra
-fields; old clients ignore them."""
+**output_image** is a base64 BMP, byte for byte the seed's encoding (lossless; `POST /v1/tryon`
+returns PNG). `confidence`, `timings_ms` and `reason` are extra fields; old clients ignore them."""
 
 
 @router.post("/cloth", response_model=ClothResponse, summary="Try on (the seed's JSON contract)",
              description=DESCRIPTION, openapi_extra={"requestBody": {"required": True, "content": {
                  "application/json": {"schema": ClothRequest.model_json_schema()}}}},
              responses=refusals(*WITH_BODY, 415, 422, 503))
-async def cloth(request: Request) -> ClothResponse:
-    """The seed's /cloth without its camera-specific rotate, mirror and [60:580, 45:435] crop;
-    answers the seed's base64 BMP (see DESCRIPTION for why)."""
+async def cloth(request: Request) -> JSONResponse:
     person, garment = parse_body(await request.body())
     _, result, bmp = await request.app.state.service.tryon_one(request, person, garment, *split_flags(**SEED_FLAGS),
                                                                ".bmp")
-    return ClothResponse(status="ok" if result.ok else "failure",
-                         output_image=base64.b64encode(bmp).decode("ascii"),
-                         confidence=result.confidence, timings_ms=result.timings_ms, reason=result.reason)
+    # Built in the seed's key order (a ClothResponse would put Scored's added fields first).
+    return JSONResponse({"status": "ok" if result.ok else "failure", "output_image": base64.b64encode(bmp).decode(),
+                         "confidence": result.confidence, "timings_ms": result.timings_ms, "reason": result.reason})
 
 
 def parse_body(body: bytes) -> tuple[bytes, bytes]:

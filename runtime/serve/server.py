@@ -1,14 +1,8 @@
-"""The listening socket and uvicorn, with the connection limits uvicorn lacks.
-
-uvicorn closes a keep-alive connection idle for `timeout_keep_alive`, but a connection that
-opens and sends nothing, or dribbles its request head a byte at a time, stays open for
-ever, and nothing caps how many are open. `GuardedH11Protocol` adds both: a connection
-beyond `max_connections` gets a JSON 503 and is closed at once, and a request head (the
-request line and headers, at most 16 KB: h11's limit) must be complete within
-`head_timeout_s`. Bodies are timed by `limits.UploadLimits`.
-
-The socket is bound before the models load, so a busy port fails the start in a second.
-"""
+"""The listening socket (bound before the models load: a busy port fails the start at once)
+and uvicorn, with the connection limits it lacks: a connection that sends nothing, or dribbles
+its request head, stayed open for ever, and nothing capped how many are open. A connection
+beyond `max_connections` gets a JSON 503 and is closed; a request head must be complete within
+`head_timeout_s`."""
 from __future__ import annotations
 
 import errno

@@ -1,6 +1,5 @@
-"""The one object the routes share: where inference runs (an `Inference`: this process, or
-Ray Serve), its person store, the gallery and the limits. Every image header is checked
-here, in a worker thread, before any inference."""
+"""The one object the routes share: the `Inference`, its person store, the gallery and the
+limits. Every image header is checked here before any inference."""
 from __future__ import annotations
 
 import datetime
@@ -36,19 +35,13 @@ class TryOnService:
     def synthetic(self) -> bool:
         return self.inference.describe()["synthetic"]
 
-    # -- inference --------------------------------------------------------------------------
-
     async def parse(self, request, photo: bytes, options: ParseOptions) -> ParseCall:
-        """Parse a photo, or find it in the store (then without running JPP-Net): the person,
-        with this call's timings and whether it came from the store beside it."""
         await check_image(photo, "person photo", self.limits.max_pixels)
         return await self.inference.parse(request, photo, options)
 
     async def tryon_one(self, request, person, garment, parse_options: ParseOptions, dress_options: DressOptions,
                         image_format: str) -> tuple[ParsedPerson, "TryOnResult", bytes]:
-        """One try-on: `person` is photo bytes (parsed, or found in the store) or a ParsedPerson;
-        `garment` uploaded bytes or a gallery garment's RGB array. Returns the parsed person,
-        the result and its image encoded as `image_format`."""
+        """`person`: photo bytes or a ParsedPerson; `garment`: uploaded bytes or a gallery RGB array."""
         if isinstance(person, bytes):
             await check_image(person, "person photo", self.limits.max_pixels)
         if isinstance(garment, bytes):
@@ -57,17 +50,13 @@ class TryOnService:
 
     async def dress(self, request, parsed: ParsedPerson, garments: list, options: DressOptions,
                     names: list[str] | None = None):
-        """For each garment (uploaded bytes or gallery RGB arrays), in order: (result, PNG
-        bytes), or the TryonError of a garment that cannot be decoded (that garment alone); GMM
-        and TOM batched over the others. A header that refuses an upload refuses the request,
-        naming the garment as `names` does (by default cloth[i], its place in `garments`)."""
+        """`Inference.dress` in PNG. A header that refuses an upload refuses the request, naming
+        the garment as `names` does (by default cloth[i])."""
         for index, garment in enumerate(garments):
             if isinstance(garment, bytes):
                 name = names[index] if names else f"cloth[{index}]"
                 await check_image(garment, f"garment photo {name}", self.limits.max_pixels)
         return await self.inference.dress(request, parsed, garments, options, ".png")
-
-    # -- the store ---------------------------------------------------------------------------
 
     async def person(self, person_id: str) -> ParsedPerson:
         """A stored person, or a 404 that says what to do."""

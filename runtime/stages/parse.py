@@ -5,16 +5,9 @@ mirror are resized with TF1's bilinear rule to 384/288/480 squares; `jppnet.onnx
 per scale the parsing logits (already averaged over the three stages) and the stage-3
 pose heatmaps. The merge resizes them back to the photo (bilinear for parsing, nearest
 for pose), averages over scales, swaps left/right channels of the mirrored half, flips
-it back and averages the halves.
-
-All of that is linear or a pure selection, so it is done in the cheapest order: channel
-swaps before resizing, the width resize and the mirror sum at the network's row count,
-one matrix product for the height resize of every scale together, and the pose merge on
-the coarse grid of cells where no scale's nearest-neighbour index changes.
-
-Nothing of the photo's size exists in float: the squares are resized from the uint8
-photo, the parsing merge runs in tiles (`merge_parsing`) and the pose heatmaps stay on
-their coarse grid (`PoseHeatmaps`), so a 40 MP photo costs a bounded amount of memory.
+it back and averages the halves. All of that is linear or a pure selection, so it is done
+in the cheapest order (`merge_parsing`, `merge_pose`), and nothing of the photo's size
+exists in float: a 40 MP photo costs a bounded amount of memory.
 """
 from __future__ import annotations
 
@@ -74,7 +67,7 @@ class PoseHeatmaps:
         return self.cells[np.ix_(self.row_cell[ys], self.col_cell[xs], joints)]
 
     def expand(self) -> np.ndarray:
-        """The full-resolution HxWx16 array: 64 bytes a pixel, 2.5 GB for 40 MP."""
+        """The full-resolution HxWx16 array (64 bytes a pixel)."""
         return self.cells[np.ix_(self.row_cell, self.col_cell)]
 
 
@@ -112,8 +105,7 @@ def photo_to_bgr(rgb: np.ndarray) -> np.ndarray:
 
 
 def photo_batch(rgb: np.ndarray, side: int, mirror: bool) -> np.ndarray:
-    """One network input from the uint8 RGB photo: it (and its mirror) as BGR minus the
-    mean, resized to a side x side square."""
+    """One network input: the uint8 RGB photo (and its mirror) as a side x side BGR square."""
     flips = (False, True) if mirror else (False,)
     return np.stack([resize_bilinear(rgb, side, side, flip, photo_to_bgr) for flip in flips])
 
@@ -129,8 +121,7 @@ def mix(low: np.ndarray, high: np.ndarray, weight: np.ndarray) -> np.ndarray:
 
 
 def lerp(array: np.ndarray, taps, axis: int, convert=lambda samples: samples) -> np.ndarray:
-    """TF1's bilinear resize along one axis, from the taps of linear_taps. Only the samples
-    it reads are gathered and passed through `convert`."""
+    """TF1's bilinear resize along one axis; only the samples it reads go through `convert`."""
     lower, upper, frac = taps
     weight = frac.reshape((-1,) + (1,) * (array.ndim - axis - 1))
     return mix(convert(array.take(lower, axis=axis)), convert(array.take(upper, axis=axis)), weight)
@@ -138,11 +129,9 @@ def lerp(array: np.ndarray, taps, axis: int, convert=lambda samples: samples) ->
 
 def resize_bilinear(image: np.ndarray, out_h: int, out_w: int, flip: bool = False,
                     convert=lambda samples: samples) -> np.ndarray:
-    """TF1 resize_bilinear of an HxWxC float32 array, in TF's arithmetic order (width
-    first, then height). flip=True resizes the horizontal mirror without making it.
-    Only the pixels the resize reads are gathered and passed through `convert`: with
-    photo_to_bgr, a uint8 photo gives the floats its converted copy would give, without
-    that full-resolution copy."""
+    """TF1 resize_bilinear of an HxWxC array, in TF's arithmetic order (width first). flip=True
+    resizes the mirror without making it. Only the pixels read go through `convert`: with
+    photo_to_bgr, a uint8 photo gives its converted copy's floats without that copy."""
     top, bottom, frac = linear_taps(image.shape[0], out_h)
     columns = linear_taps(image.shape[1], out_w)
     if flip:
@@ -161,17 +150,12 @@ def bands(size: int, most: int) -> list[slice]:
 def merge_parsing(parsing: list[np.ndarray], height: int, width: int) -> np.ndarray:
     """Per-scale parsing logits [B, h, w, 20] (B = 2: photo and mirror, or 1) -> labels HxW.
 
-    Bilinear resizing is linear, so the mirrored half is channel-swapped at the network's
-    size, resized along the width with the mirrored taps (= resize then flip) and added to
-    the direct half at the network's rows; then each scale's rows are resized to the
-    photo's and the scales summed in their order.
-
-    The photo is merged in tiles (bands of columns for the width resize, bands of rows in
-    those for the height resize), so no float array of the photo's size exists. Every
-    operation is element-wise, each photo pixel computed from its own taps in the same
-    order wherever its tile starts, so the tiles give the whole-photo merge bit for bit,
-    on any CPU: no BLAS product, whose kernels and blocking vary with shapes and CPUs
-    (tests/test_parse_memory.py)."""
+    Bilinear resizing is linear, so the mirrored half is channel-swapped and resized along the
+    width with the mirrored taps (= resize then flip) at the network's rows, added to the
+    direct half; then each scale's rows are resized to the photo's and the scales summed.
+    The photo is merged in tiles, so no float array of its size exists; every operation is
+    element-wise (no BLAS product, whose blocking varies with shapes and CPUs), so the tiles
+    give the whole-photo merge bit for bit, on any CPU (tests/test_parse_memory.py)."""
     labels = np.empty((height, width), np.uint8)
     for rows, columns, logits in merged_parsing_tiles(parsing, height, width):
         labels[rows, columns] = logits.argmax(axis=2)
