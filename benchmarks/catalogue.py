@@ -30,7 +30,7 @@ from pathlib import Path
 from tryon.bench.garments import garment_variants
 from tryon.bench.latency import _one_pixel_apart, machine
 from tryon.catalogue.ledger import Ledger, record
-from tryon.catalogue.plan import WRITTEN, Catalogue, Settings, pair_index
+from tryon.catalogue.plan import WRITTEN, Catalogue, Settings
 from tryon.catalogue.work import render_local
 from tryon.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
 from tryon.images import load_rgb, save_rgb
@@ -81,9 +81,8 @@ def run_engine(spec: dict, settings: Settings, persons: Path, garments: Path, ra
         figures["startup_s"] = time.perf_counter() - start  # model load (local) or cluster start (ray)
         first, parse_ms, dress_ms, statuses = None, {}, [], {}
         with Ledger(out) as ledger:
-            index = pair_index(plan)
             for person, garment, outcome in results:
-                record(out, ledger, index, person, garment, outcome, {}, spec["engine"])
+                record(plan, ledger, person, garment, outcome, {}, spec["engine"])
                 first = first or time.perf_counter()
                 statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
                 if outcome.status in WRITTEN:

@@ -1,13 +1,16 @@
-"""What the two Ray engines (catalogue_ray, serve_ray) share: Ray imported with a clear error
-when it is missing, joining or starting a cluster, and a tryon error found in the text of a
-Ray error. Imports no Ray itself."""
+"""What the two Ray engines (catalogue, serve) share: Ray imported with a clear error when it
+is missing, joining or starting a cluster, its CPUs and its nodes' models checked, and a tryon
+error found in the text of a Ray error. Imports no Ray itself."""
 from __future__ import annotations
 
 import importlib
+import logging
 import re
+import socket
 from contextlib import contextmanager
 
-from .errors import EXIT_ENVIRONMENT, TryonError
+from .errors import EXIT_ENVIRONMENT, InputError, TryonError
+from .models.graphs import model_hashes
 
 
 class RayMissingError(TryonError, RuntimeError):
@@ -30,9 +33,8 @@ def import_ray(*parts: str):
 
 @contextmanager
 def joined_cluster(ray, address: str | None, **init_options):
-    """Joins the Ray cluster this process is part of, or the one at `address`, or starts one on
-    this machine; yields whether this process started its own (which cannot grow). Leaves
-    what it joined at the end, shutting down a cluster it started."""
+    """Joins the Ray cluster this process is part of, or the one at `address`, or starts one here
+    (shut down at the end); yields whether this process started its own (which cannot grow)."""
     connected = not ray.is_initialized()
     if connected:
         ray.init(address=address, include_dashboard=False, **init_options)
@@ -41,6 +43,27 @@ def joined_cluster(ray, address: str | None, **init_options):
     finally:
         if connected:
             ray.shutdown()
+
+
+def check_cpus(ray, need: float, asked: str, options: str, fixed: bool = True, where: str = "the Ray cluster"):
+    """Every actor or replica holds its CPUs while it lives: a cluster with fewer would wait for
+    ever. A cluster started here (`fixed`) cannot grow, so that is refused; another may autoscale."""
+    have = ray.cluster_resources().get("CPU", 0)
+    if need <= have:
+        return
+    message = f"{asked} need {need:g} CPUs; {where} has {have:g}"
+    if fixed:
+        raise InputError(f"{message}: ask for fewer ({options})")
+    logging.getLogger("tryon.ray").warning("%s: waiting for it to grow (autoscaling)", message)
+
+
+def check_node_models(models: str, precision: str, expected: dict, user: str):
+    """Refuses a node whose models are not the driver's, which records their hashes (other
+    files would give other images under the same hashes)."""
+    found = model_hashes(models, precision)
+    if found != expected:
+        raise InputError(f"the models in {models} on node {socket.gethostname()} are not the ones this {user} "
+                         f"({found} != {expected}): give every node the same models folder")
 
 
 def tryon_cause(error, where: str) -> TryonError | None:
@@ -53,14 +76,11 @@ def tryon_cause(error, where: str) -> TryonError | None:
         module, _, kind = name.rpartition(".")
         if not module.startswith("tryon."):
             continue
+        # its class, for its exit code and HTTP status; TypeError: not a class, or a class made from
+        # other arguments than a message (Overloaded)
         try:
             found = getattr(importlib.import_module(module), kind)
-        except (ImportError, AttributeError):
+            return found(f"on a Ray {where}: {message}") if issubclass(found, TryonError) else None
+        except (ImportError, AttributeError, TypeError):
             return None
-        if isinstance(found, type) and issubclass(found, TryonError):
-            try:  # its class, so its exit code and HTTP status
-                return found(f"on a Ray {where}: {message}")
-            except TypeError:  # a class made from other arguments than a message (Overloaded)
-                return None
-        return None
     return None

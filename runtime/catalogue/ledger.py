@@ -9,13 +9,13 @@ import os
 from pathlib import Path
 
 from ..errors import InputError
-from .plan import DONE, LEDGER, WRITTEN, Catalogue, Pair
+from .plan import DONE, LEDGER, WRITTEN, Catalogue
 from .work import Outcome
 
 
 class Ledger:
-    """OUT/catalogue.jsonl: one line per finished pair, the last line of a pair wins. Held
-    with an exclusive lock while a run writes, so two runs never share an output folder."""
+    """The last line of a pair wins. Held with an exclusive lock while a run writes, so two
+    runs never share an output folder."""
 
     def __init__(self, out: Path):
         self.path = out / LEDGER
@@ -24,9 +24,7 @@ class Ledger:
     def read(self) -> dict[tuple[str, str], dict]:
         """The last line of each pair; a torn last line (a killed run) is skipped."""
         lines: dict[tuple[str, str], dict] = {}
-        if not self.path.is_file():
-            return lines
-        for text in self.path.read_text(errors="replace").splitlines():
+        for text in self.path.read_text(errors="replace").splitlines() if self.path.is_file() else ():
             try:
                 line = json.loads(text)
                 lines[(line["person"], line["garment"])] = line
@@ -35,17 +33,11 @@ class Ledger:
         return lines
 
     def done(self, catalogue: Catalogue, identity: dict) -> set[tuple[str, str]]:
-        """Pairs a rerun skips: finished with the same models and settings, and their image
-        (for those that write one) still in place."""
+        """Pairs a rerun skips: done with these models and settings, their image (if any) in place."""
         lines = self.read()
-        done = set()
-        for pair in catalogue.pairs:
-            line = lines.get(pair.key)
-            if (line and line.get("status") in DONE and line.get("models") == identity["models"]
-                    and line.get("settings") == identity["settings"]
-                    and (line["status"] not in WRITTEN or pair.output(catalogue.out).is_file())):
-                done.add(pair.key)
-        return done
+        return {pair.key for pair in catalogue.pairs
+                if _current(line := lines.get(pair.key), identity) and line.get("status") in DONE
+                and (line["status"] not in WRITTEN or pair.output(catalogue.out).is_file())}
 
     def __enter__(self):
         import fcntl
@@ -78,13 +70,17 @@ class Ledger:
         os.fsync(self._file.fileno())
 
 
-def record(out: Path, ledger: Ledger, pairs: dict[tuple[str, str], Pair], person: str, garment: str,
-           outcome: Outcome, identity: dict, engine: str) -> dict:
+def _current(line: dict | None, identity: dict) -> bool:
+    return bool(line) and line.get("models") == identity["models"] and line.get("settings") == identity["settings"]
+
+
+def record(catalogue: Catalogue, ledger: Ledger, person: str, garment: str, outcome: Outcome, identity: dict,
+           engine: str) -> dict:
     """Put one pair's image in place, then its ledger line; returns the line."""
     from ..files import write_atomically
 
-    pair = pairs[(person, garment)]
-    target = pair.output(out)
+    out = catalogue.out
+    target = catalogue.by_key[(person, garment)].output(out)
     if outcome.png is not None:
         write_atomically(target, outcome.png)
     line = {"person": person, "garment": garment, "output": str(target.relative_to(out)),
@@ -96,13 +92,12 @@ def record(out: Path, ledger: Ledger, pairs: dict[tuple[str, str], Pair], person
 
 
 def summarize(catalogue: Catalogue, ledger: Ledger, identity: dict) -> dict[str, list[dict]]:
-    """The catalogue's state as its ledger tells it now: ledger lines by status, and
-    'pending' for pairs without a line of these settings."""
+    """The ledger's lines by status, and 'pending' for pairs without a line of these settings."""
     lines = ledger.read()
     by_status: dict[str, list[dict]] = {}
     for pair in catalogue.pairs:
         line = lines.get(pair.key)
-        current = (line and line.get("models") == identity["models"] and line.get("settings") == identity["settings"])
-        status = line["status"] if current else "pending"
-        by_status.setdefault(status, []).append(line if current else {"person": pair.key[0], "garment": pair.key[1]})
+        if not _current(line, identity):
+            line = {"status": "pending", "person": pair.key[0], "garment": pair.key[1]}
+        by_status.setdefault(line["status"], []).append(line)
     return by_status

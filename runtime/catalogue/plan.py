@@ -1,16 +1,11 @@
-"""A catalogue's plan: every model photo dressed in every garment (or in the listed pairs).
-
-Both engines (`tryon catalogue --engine local|ray`) render from the same plan, so that they
-write the same images and resume from the same ledger: which inputs, their output names
-(`OUT/<person>/<garment>.png`), which pairs are already done, the dress batches (one person,
-up to `DRESS_BATCH` garments), and the settings a result depends on. The work on one person
-and one dress batch is `catalogue/work.py` (the engines differ only in where it runs); the
-ledger `OUT/catalogue.jsonl` is `catalogue/ledger.py`.
-"""
+"""A catalogue's plan, which both engines render from so that they write the same images and
+resume from the same ledger: the inputs, their output names (`OUT/<person>/<garment>.png`),
+the dress batches (one person, up to `DRESS_BATCH` garments), and the settings a result
+depends on."""
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 from ..errors import InputError
@@ -24,9 +19,6 @@ IMAGE_SUFFIXES = (".bmp", ".jpeg", ".jpg", ".png", ".webp")
 # refused: the person could not be dressed (no image). failed: an input could not be used.
 WRITTEN = ("ok", "low_confidence")
 DONE = (*WRITTEN, "refused")  # a rerun with the same settings would give the same answer
-
-
-# -- inputs and names -------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
@@ -69,8 +61,7 @@ class Pair:
     garment: Input
 
     @property
-    def key(self) -> tuple[str, str]:
-        """How the ledger knows the pair: the two file names."""
+    def key(self) -> tuple[str, str]:  # how the ledger knows the pair: the two file names
         return self.person.path.name, self.garment.path.name
 
     def output(self, out: Path) -> Path:
@@ -84,9 +75,8 @@ class Catalogue:
 
     @classmethod
     def plan(cls, persons_dir: Path, garments_dir: Path, out: Path, pairs_file: Path | None = None) -> "Catalogue":
-        """The pairs to render, named and checked before any work: every person x every
-        garment, or the lines of `pairs_file` ('PERSON GARMENT', file names in the two
-        folders). Refuses outputs that would land on an input or on the ledger."""
+        """Every person x every garment, or the lines of `pairs_file` ('PERSON GARMENT', file names),
+        named and checked before any work: refuses outputs that would land on an input or the ledger."""
         persons = name_inputs(list_images(persons_dir, "person"), "person")
         garments = name_inputs(list_images(garments_dir, "garment"), "garment")
         if pairs_file is None:
@@ -96,6 +86,10 @@ class Catalogue:
         catalogue = cls(out, pairs)
         catalogue._check_outputs(persons + garments)
         return catalogue
+
+    @cached_property
+    def by_key(self) -> dict[tuple[str, str], Pair]:
+        return {pair.key: pair for pair in self.pairs}
 
     def _check_outputs(self, inputs: list[Input]):
         given = {item.path.resolve() for item in inputs}
@@ -110,8 +104,7 @@ class Catalogue:
                                  "rename it")
 
     def batches(self, done: set[tuple[str, str]] = frozenset()) -> list[tuple[Input, list[Input]]]:
-        """The dress batches both engines run: per person, its garments not yet done, in
-        catalogue order, DRESS_BATCH at a time (GMM/TOM batch them exactly so)."""
+        """Per person, its garments not yet done, in catalogue order, DRESS_BATCH at a time."""
         todo: dict[Input, list[Input]] = {}
         for pair in self.pairs:
             if pair.key not in done:
@@ -149,12 +142,9 @@ def _listed_pairs(pairs_file: Path, persons: list[Input], garments: list[Input])
     return pairs
 
 
-# -- the settings a result depends on -----------------------------------------------------
-
-
 @dataclass(frozen=True)
 class Settings(PipelineSettings):
-    """Everything an engine needs to build its pipeline and render, picklable for Ray actors."""
+    """Everything an engine needs to build its pipeline and render (picklable for Ray)."""
     parse: ParseOptions = ParseOptions()
     dress: DressOptions = DressOptions()
 
@@ -164,17 +154,3 @@ class Settings(PipelineSettings):
         return {"models": model_hashes(self.models, self.precision),
                 "settings": {"scales": list(self.scales), "mirror": self.mirror, "precision": self.precision,
                              "provider": self.provider, **self.parse.__dict__, **self.dress.__dict__}}
-
-
-# -- the work: one person, one dress batch ---------------------------------------------------
-
-
-# -- the ledger --------------------------------------------------------------------------
-
-
-def pair_index(catalogue: Catalogue) -> dict[tuple[str, str], Pair]:
-    return {pair.key: pair for pair in catalogue.pairs}
-
-
-def batch_pairs(batches: Iterable[tuple[Input, list[Input]]]) -> int:
-    return sum(len(garments) for _, garments in batches)

@@ -36,8 +36,7 @@ class Outcome:
 
 
 def parse_photo(tryon, photo: Photo, options: ParseOptions):
-    """(the ParseCall: the person and its parse's timings, '') or (None, why the photo cannot
-    be used)."""
+    """(its ParseCall: the person and its parse's timings, '') or (None, why it cannot be used)."""
     from ..images import ImageError, load_rgb
 
     what = f"person photo {photo.name}"
@@ -54,9 +53,8 @@ def parse_photo(tryon, photo: Photo, options: ParseOptions):
 
 
 def _explained(exc: Exception) -> str:
-    """A project error's own message; anything else with its kind, as a bug would show.
-    Errors of the machine rather than of the input (models, onnxruntime) go on up: they
-    would fail every pair alike."""
+    """A project error's own message; anything else with its kind, as a bug would show. Errors of
+    the machine rather than of the input (models, onnxruntime) go on up: they would fail every pair."""
     from ..errors import ModelsMissingError, RuntimeSetupError
 
     if isinstance(exc, (ModelsMissingError, RuntimeSetupError)):
@@ -95,15 +93,13 @@ def failed_batch(garments: list[Photo], reason: str) -> list[Outcome]:
     return [Outcome("failed", reason=reason) for _ in garments]
 
 
-def render_local(tryon, batches: list[tuple[Input, list[Input]]], settings: Settings) -> Iterator[tuple[str, str, Outcome]]:
-    """The local engine: in this process, person by person. Yields (person file name,
-    garment file name, outcome) as each batch is dressed."""
-    parsed_by_person: dict[Input, tuple] = {}
+def render_local(tryon, batches: list[tuple[Input, list[Input]]],
+                 settings: Settings) -> Iterator[tuple[str, str, Outcome]]:
+    """The local engine, person by person: yields (person, garment file names, outcome) per batch."""
+    current = None
     for person, garments in batches:
-        if person not in parsed_by_person:
-            parsed_by_person.clear()  # batches come person by person: keep one parse at a time
-            parsed_by_person[person] = parse_photo(tryon, read_photo(person), settings.parse)
-        call, error = parsed_by_person[person]
+        if person != current:  # batches come person by person: keep one parse at a time
+            current, (call, error) = person, parse_photo(tryon, read_photo(person), settings.parse)
         photos = [read_photo(g) for g in garments]
         outcomes = failed_batch(photos, error) if error else dress_batch(tryon, call, photos, settings.dress)
         for garment, outcome in zip(garments, outcomes):

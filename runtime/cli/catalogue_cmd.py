@@ -12,7 +12,6 @@ from . import common
 from .errors import friendly
 
 EXIT_INCOMPLETE = 1
-ENGINES = ("local", "ray")
 
 
 def register(app: typer.Typer):
@@ -52,23 +51,22 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
               models: Path = common.MODELS, provider: str = common.PROVIDER, threads: int = common.THREADS,
               scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION):
     from ..catalogue.ledger import Ledger, record
-    from ..catalogue.plan import Catalogue, Settings, batch_pairs, pair_index
+    from ..catalogue.plan import Catalogue, Settings
     from ..catalogue.work import render_local
     from ..models.model_dir import ModelDir
     from ..options import DressOptions, ParseOptions
 
-    if engine not in ENGINES:
+    if engine not in ("local", "ray"):
         raise InputError(f"--engine {engine!r}: choose local or ray")
-    parse_options = ParseOptions(need_pre, need_bright, check_dirty, jpeg_dct)
-    dress_options = DressOptions(keep_back, need_dilate, warp_jpeg)
     settings = Settings(str(models), provider, threads, common.parse_scales(scales), mirror, precision,
                         common.store_settings(cache, no_cache, cache_ttl_hours, cache_max_mb),
-                        parse_options, dress_options)
+                        ParseOptions(need_pre, need_bright, check_dirty, jpeg_dct),
+                        DressOptions(keep_back, need_dilate, warp_jpeg))
     identity = settings.identity()  # reads the manifest: a missing models folder stops here
     plan = Catalogue.plan(persons_dir, garments_dir, out, pairs)
     with Ledger(out) as ledger:
         batches = plan.batches(ledger.done(plan, identity))
-        todo = batch_pairs(batches)
+        todo = sum(len(garments) for _, garments in batches)
         typer.echo(f"{len(plan.pairs)} pairs; {len(plan.pairs) - todo} done before, {todo} to render "
                    f"({engine} engine)", err=True)
         if not batches:
@@ -76,25 +74,21 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
         elif engine == "local":
             results = render_local(settings.build(), batches, settings)
         else:
-            results = _ray_results(settings, batches, address, parse_actors, dress_actors, cpus_per_actor)
-        index, start = pair_index(plan), time.perf_counter()
+            from ..catalogue.ray_engine import Pools, render_ray
+            from ..ray_cluster import import_ray
+
+            import_ray("data")  # or RayMissingError: its one line and exit 5, before any work
+            results = render_ray(settings, batches, Pools(parse_actors, dress_actors, cpus_per_actor), address)
+        start = time.perf_counter()
         with typer.progressbar(length=todo, label="catalogue", hidden=todo == 0) as bar:
             for person, garment, outcome in results:
-                record(out, ledger, index, person, garment, outcome, identity, engine)
+                record(plan, ledger, person, garment, outcome, identity, engine)
                 bar.update(1)
         elapsed = time.perf_counter() - start
     if any(ModelDir.open(models).synthetic(name) for name in ("gmm", "tom")):
         typer.secho(common.SYNTHETIC_NOTE, fg="yellow", err=True)
     if not _summary(plan, Ledger(out), identity, todo, elapsed):
         raise typer.Exit(EXIT_INCOMPLETE)
-
-
-def _ray_results(settings, batches, address, parse_actors, dress_actors, cpus_per_actor):
-    from ..catalogue.ray_engine import Pools, render_ray
-    from ..ray_cluster import import_ray
-
-    import_ray("data")  # or RayMissingError: its one line and exit 5, through `friendly`
-    return render_ray(settings, batches, Pools(parse_actors, dress_actors, cpus_per_actor), address)
 
 
 def _summary(plan, ledger, identity, rendered: int, elapsed: float) -> bool:
@@ -107,11 +101,13 @@ def _summary(plan, ledger, identity, rendered: int, elapsed: float) -> bool:
     rate = f" ({rendered / elapsed * 60:.1f} pairs/min)" if rendered and elapsed > 0 else ""
     typer.echo(f"{plan.out}: {len(plan.pairs)} pairs, {written} images "
                f"({count.get('low_confidence', 0)} below confidence 0.1), {count.get('refused', 0)} refused, "
-               f"{count.get('failed', 0)} failed" + (f", {count['pending']} not rendered" if count.get("pending") else "")
+               f"{count.get('failed', 0)} failed"
+               + (f", {count['pending']} not rendered" if count.get("pending") else "")
                + f"; this run rendered {rendered} in {elapsed:.1f} s{rate}; ledger {plan.out / LEDGER}")
     problems = by_status.get("refused", []) + by_status.get("failed", [])
     for line in problems[:10]:
-        typer.secho(f"  {line['status']}: {line['person']} x {line['garment']}: {line['reason']}", fg="yellow", err=True)
+        typer.secho(f"  {line['status']}: {line['person']} x {line['garment']}: {line['reason']}", fg="yellow",
+                    err=True)
     if len(problems) > 10:
         typer.secho(f"  ... and {len(problems) - 10} more (see the ledger)", fg="yellow", err=True)
     return written == len(plan.pairs)

@@ -1,25 +1,11 @@
-"""`tryon serve --engine ray`: the web service on Ray Serve, its two steps scaled apart.
-
-    HTTP -> Serve's proxy -> Ingress: the FastAPI app of `tryon serve` (every route, limit and refusal)
-                               |-- parse -> Parse replicas: JPP-Net, autoscaled between a min and a max
-                               `-- dress -> Dress replicas: GMM/TOM only; calls that arrive together
-                                            are batched (@serve.batch) into one GMM/TOM run
-
-The Parse replicas keep what they parse in the Redis person store and the Ingress reads it
-there by id (GET /v1/persons/{id}, /v1/tryon with a person_id), so a person parsed by one
-replica is dressed by any other. A parsed person travels between deployments as
-`ParsedPerson.to_bytes()`. Serve's queues give the local gate's answers: a deployment whose
-replicas are all busy and whose queue is full answers 503 with Retry-After.
-
-`app` is the application builder a Serve config names (a KubeRay RayService:
-docs/distributed.md); `running` deploys it from `tryon serve --engine ray`. Only the Ray
-modules import ray, and only when run.
-"""
+"""`tryon serve --engine ray`: the web service on Ray Serve, an Ingress (the FastAPI app) over
+Parse (JPP-Net, autoscaled) and Dress (GMM/TOM, calls batched) deployments, sharing persons
+through Redis (the diagram: docs/distributed.md). `app` is the builder a Serve config names;
+`running` deploys it from `tryon serve --engine ray`."""
 import asyncio
 import dataclasses
 import logging
 import math
-import socket
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -28,7 +14,7 @@ from ..errors import InputError, RuntimeSetupError, TryonError, Unavailable
 from ..models.graphs import model_hashes
 from ..parsed_person import ParseCall, ParsedPerson
 from ..pipeline import DRESS_BATCH, PipelineSettings, TryOn
-from ..ray_cluster import import_ray, joined_cluster, tryon_cause
+from ..ray_cluster import check_cpus, check_node_models, import_ray, joined_cluster, tryon_cause
 from ..store import StoreSettings
 from ..store.redis_store import is_redis_url
 from . import create_app
@@ -45,8 +31,6 @@ BATCH_WAIT_S = 0.01  # how long a Dress replica waits for more calls to batch wi
 class ServeArgs:
     """Everything the deployments need: `tryon serve`'s options, or a Serve config's `args`
     (`pipeline` and its `store` as mappings of their fields)."""
-    # models: the same path on every node; store: redis://HOST:PORT/DB, which every replica shares.
-    # Each replica runs as many ONNX Runtime threads as it reserves CPUs (cpus_per_replica).
     pipeline: PipelineSettings
     parse_replicas: tuple[int, int] = (1, 1)  # min, max: autoscaled between them on the parse queue
     dress_replicas: int = 1
@@ -93,14 +77,8 @@ class ServeArgs:
     def replica_pipeline(self, load_jppnet: bool) -> TryOn:
         """This replica's pipeline, once its node's models are checked to be the builder's; a
         Dress replica's (load_jppnet=False) keeps no store of its own."""
-        settings = self.pipeline
-        found = model_hashes(settings.models, settings.precision)
-        if found != self.model_hashes:
-            raise InputError(f"the models in {settings.models} on node {socket.gethostname()} are not the ones this "
-                             f"service was deployed with ({found} != {self.model_hashes}): give every node the "
-                             "same models folder")
-        if not load_jppnet:
-            settings = dataclasses.replace(settings, store=None)
+        check_node_models(self.pipeline.models, self.pipeline.precision, self.model_hashes, "service was deployed with")
+        settings = self.pipeline if load_jppnet else dataclasses.replace(self.pipeline, store=None)
         return settings.build(threads=max(1, int(self.cpus_per_replica)), load_jppnet=load_jppnet)
 
 
@@ -111,9 +89,6 @@ def settings_from_config(fields: dict) -> PipelineSettings:
     if "scales" in fields:
         fields["scales"] = tuple(fields["scales"])
     return PipelineSettings(**fields, store=StoreSettings(**store) if isinstance(store, dict) else store)
-
-
-# -- the deployments ---------------------------------------------------------------------------
 
 
 class Replica:
@@ -141,8 +116,6 @@ class Replica:
 
 
 class ParseReplica(Replica):
-    """JPP-Net: one photo per call, parsed or found in the store; what it parses, it stores."""
-
     def __init__(self, args: ServeArgs):
         super().__init__(args.replica_pipeline(load_jppnet=True))
 
@@ -153,9 +126,6 @@ class ParseReplica(Replica):
 
 
 class DressReplica(Replica):
-    """GMM/TOM without JPP-Net: dresses persons parsed elsewhere, the calls that arrive
-    together in one batch."""
-
     def __init__(self, args: ServeArgs):
         from ray import serve
 
@@ -163,8 +133,7 @@ class DressReplica(Replica):
         self._batched = serve.batch(max_batch_size=DRESS_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)(self._dress_batch)
 
     async def dress(self, person: bytes, garments: list, options, image_format: str) -> list:
-        """For each garment (bytes or RGB arrays), in order: (result, image encoded as
-        image_format), or the TryonError that refuses that garment alone (`encoded`)."""
+        """Per garment, in order: (result, image as image_format) or the TryonError refusing it alone."""
         outcome = await self._batched((person, garments, options, image_format))
         if isinstance(outcome, Exception):
             raise outcome
@@ -195,8 +164,7 @@ class DressReplica(Replica):
 
 
 class Ingress:
-    """The FastAPI app of `tryon serve` over the two deployments (built on the replica, once
-    it holds their handles)."""
+    """The FastAPI app of `tryon serve`, built on the replica once it holds the two handles."""
 
     def __init__(self, parse, dress, args: ServeArgs, gallery: Gallery):
         self.parse, self.dress, self.args, self.gallery = parse, dress, args, gallery
@@ -209,8 +177,6 @@ class Ingress:
 
 
 class ServeInference(Inference):
-    """The service's two steps as calls to the Parse and Dress deployments."""
-
     def __init__(self, parse, dress, args: ServeArgs, facts: list[dict]):
         self.handles = {"parse": parse, "dress": dress}
         self.store = args.pipeline.store.open()
@@ -264,9 +230,6 @@ class ServeInference(Inference):
         return {"max_concurrent": self.limits["parse"], "queue": self.queue, "in_flight": self.in_flight}
 
 
-# -- building and running ----------------------------------------------------------------------
-
-
 def build(args: ServeArgs, gallery: Gallery | None = None):
     """The Serve application: Ingress over Parse (autoscaled) and Dress; `gallery`: the
     garments of args.gallery, when the caller has loaded them already."""
@@ -292,17 +255,15 @@ def build(args: ServeArgs, gallery: Gallery | None = None):
 
 
 def app(args: dict):
-    """The application builder for a Serve config (`import_path: tryon.serve.ray_engine:app`),
-    `args` being ServeArgs' fields."""
+    """The builder a Serve config names (`import_path: tryon.serve.ray_engine:app`)."""
     return build(ServeArgs(**args))
 
 
 @contextmanager
 def running(args: ServeArgs, host: str, port: int, keep_alive_s: float = 5, address: str | None = None,
             start_timeout_s: float = 600, gallery: Gallery | None = None):
-    """The service deployed on Ray Serve while the block runs. Joins the Ray cluster this
-    process is part of, or the one at `address`, or starts one on this machine (shut down
-    at the end); Serve's proxies listen on host:port unless Serve was already running there."""
+    """The service deployed on Ray Serve while the block runs, on the cluster `joined_cluster`
+    gives; Serve's proxies listen on host:port unless Serve was already running there."""
     ray = import_ray("serve")
     from ray import serve
 
@@ -323,14 +284,10 @@ def running(args: ServeArgs, host: str, port: int, keep_alive_s: float = 5, addr
 
 
 def _check_cpus(ray, args: ServeArgs):
-    """A cluster started here cannot grow: replicas it has no CPUs for would wait for ever."""
     most = args.parse_replicas[1]
-    need = (most + args.dress_replicas) * args.cpus_per_replica
-    have = ray.cluster_resources().get("CPU", 0)
-    if need > have:
-        raise InputError(f"{most} parse and {args.dress_replicas} dress replicas of {args.cpus_per_replica:g} CPUs "
-                         f"each need {need:g} CPUs; this machine has {have:g}: ask for fewer (--parse-replicas, "
-                         "--dress-replicas, --cpus-per-replica)")
+    check_cpus(ray, (most + args.dress_replicas) * args.cpus_per_replica,
+               f"{most} parse and {args.dress_replicas} dress replicas of {args.cpus_per_replica:g} CPUs each",
+               "--parse-replicas, --dress-replicas, --cpus-per-replica", where="this machine")
 
 
 def _wait_running(serve, timeout_s: float):
