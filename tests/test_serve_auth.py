@@ -84,7 +84,7 @@ def test_bad_keys_are_refused_without_echoing_them(given, words):
     assert not any(entry.partition(":")[2] in str(refused.value) for entry in given if entry.partition(":")[2])
 
 
-def test_no_keys_on_a_network_address_refuses_to_start(tmp_path):
+def test_no_keys_on_a_network_address_refuses_to_start(tmp_path, monkeypatch):
     # The models folder is missing: a refusal after loading would say exit 3 instead.
     assert_one_line(serve_command("--models", str(tmp_path / "none"), "--host", "0.0.0.0"), 4,
                     "--host 0.0.0.0 without API keys", "--no-auth")
@@ -93,3 +93,5 @@ def test_no_keys_on_a_network_address_refuses_to_start(tmp_path):
                                   str(tmp_path / "absent")), 4, "--api-keys-file", "cannot be read")
     assert_one_line(serve_command("--models", str(tmp_path / "none"), "--engine", "ray", "--api-key", "some-key"), 4,
                     "--engine ray", "API keys")
+    monkeypatch.setenv("TRYON_API_KEYS", "ci:ci-key-0123")  # keys from the environment: on to the models
+    assert_one_line(serve_command("--models", str(tmp_path / "none"), "--host", "0.0.0.0"), 3)
