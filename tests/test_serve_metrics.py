@@ -45,15 +45,17 @@ def test_requests_are_counted_by_route_template_and_status(client):
         assert client.get("/v1/garments", headers=KEY).status_code == 200
     assert client.get("/v1/persons/" + "ab" * 32, headers=KEY).status_code == 404
     assert client.get("/v1/garments").status_code == 401
+    assert client.request("BREW", "/v1/garments").status_code == 401  # counted as method "other"
     tryon = client.post("/v1/tryon", headers=KEY, files={"person": ("p.jpg", PERSON), "cloth": ("c.jpg", CLOTH)})
     assert tryon.status_code == 200 and "server-timing" in tryon.headers
     series = scrape(client)
     requests = series["tryon_requests"]
     assert value(requests, "tryon_requests_total", route="/v1/garments", status="200") == 2
-    assert value(requests, "tryon_requests_total", route="/v1/garments", status="401") == 1
+    assert value(requests, "tryon_requests_total", route="/v1/garments", status="401") == 2
+    assert value(requests, "tryon_requests_total", method="other") == 1
     assert value(requests, "tryon_requests_total", route="/v1/persons/{person_id}", method="GET", status="404") == 1
-    assert value(requests, "tryon_requests_total") == 5  # the scrape itself is counted once it is answered
-    assert value(series["tryon_request_seconds"], "tryon_request_seconds_count", route="/v1/garments") == 3
+    assert value(requests, "tryon_requests_total") == 6  # the scrape itself is counted once it is answered
+    assert value(series["tryon_request_seconds"], "tryon_request_seconds_count", route="/v1/garments") == 4
     stages = {sample.labels["stage"] for sample in series["tryon_stage_seconds"]}
     timed = {part.split(";")[0].strip() for part in tryon.headers["server-timing"].split(",")}
     assert timed <= stages and {"decode", "total"} <= stages

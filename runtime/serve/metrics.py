@@ -8,6 +8,7 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import GaugeMetricFamily
 
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # others: "other", a bounded label
 TIMING = re.compile(r"([\w.-]+)\s*;[^,]*?dur=([0-9.]+)")  # a Server-Timing entry: name;dur=ms
 
 
@@ -31,7 +32,7 @@ class Metrics:
         registry.register(_AtScrape(service))
 
     def observe(self, route: str, method: str, status: int, seconds: float, server_timing: str):
-        self.requests.labels(route, method, str(status)).inc()
+        self.requests.labels(route, method if method in METHODS else "other", str(status)).inc()
         self.latency.labels(route).observe(seconds)
         for name, ms in TIMING.findall(server_timing):
             self.stages.labels(name).observe(float(ms) / 1e3)
