@@ -80,9 +80,9 @@ def test_a_verified_file_is_not_hashed_again_until_it_changes(models, monkeypatc
 
 
 def test_a_read_only_models_folder_still_verifies(models, monkeypatch):
-    def refuse(**_):
+    def refuse(*_):
         raise PermissionError("read-only file system")
 
-    monkeypatch.setattr(model_dir.tempfile, "mkstemp", refuse)
+    monkeypatch.setattr(model_dir, "write_atomically", refuse)
     assert ModelDir.open(models).file("gmm").is_file()
     assert not (models / VERIFIED).exists()

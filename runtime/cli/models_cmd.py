@@ -34,9 +34,8 @@ def synth(out: Path = typer.Option(Path("checkpoints/synthetic"), help="folder t
           jppnet: str = typer.Option("full", help="JPP-Net size: full (the published graph) or reduced (tests)"),
           seed: int = typer.Option(0, help="random seed")):
     require_export_side()
-    for f in family:
-        if f not in FAMILIES:
-            raise InputError(f"family {f!r} is not one of {', '.join(FAMILIES)}")
+    if unknown := [f for f in family if f not in FAMILIES]:
+        raise InputError(f"family {unknown[0]!r} is not one of {', '.join(FAMILIES)}")
     from tryon.export.synthetic import write_synthetic
 
     written = write_synthetic(out, families=tuple(family), jppnet=jppnet, seed=seed)

@@ -8,7 +8,6 @@ or garment, or a result that cannot be written, is named and skipped; the rest g
 from __future__ import annotations
 
 import shlex
-from collections import defaultdict
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -135,13 +134,11 @@ class Batch:
 
 
 def by_person(jobs: list[Pair]) -> dict[Path, list[Pair]]:
-    grouped: dict[Path, list[Pair]] = defaultdict(list)
+    grouped: dict[Path, list[Pair]] = {}
     for job in jobs:
-        grouped[job.person].append(job)
+        grouped.setdefault(job.person, []).append(job)
     return grouped
 
-
-# -- planning: everything decided before any work ----------------------------------------------
 
 def plan(inputs: list[Path], pairs_file: Path | None, out: Path) -> list[Pair]:
     if pairs_file is not None:

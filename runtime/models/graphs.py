@@ -3,6 +3,7 @@ chooses (the Winograd graphs on the CPU, the int8/fp16/bf16 JPP-Nets), and the f
 run can use, by hash (what every node of a cluster must share)."""
 from __future__ import annotations
 
+import warnings
 from dataclasses import replace
 from pathlib import Path
 
@@ -38,11 +39,9 @@ BF16_GRAPH = "jppnet"
 
 
 def open_jppnet(models: ModelDir, options: SessionOptions, precision: str = "fp32"):
-    """(manifest name, session) of the JPP-Net graph for a precision. fp32 on the CPU
-    provider runs the Winograd graph where the export wrote one (the same weights,
-    validated against TensorFlow like jppnet.onnx, fewer multiplications); CUDA runs
-    the plain graph and lets cuDNN choose its own algorithms. fp16 is refused on the CPU,
-    where it runs no faster than fp32; bf16 on CUDA, and where this machine cannot run it."""
+    """(manifest name, session) of the JPP-Net graph for a precision; fp32 as
+    `open_preferring_winograd` (the Winograd graph: the same weights, validated against
+    TensorFlow like jppnet.onnx, fewer multiplications)."""
     if precision not in JPPNET_BY_PRECISION:
         raise InputError(f"precision {precision!r} is not one of {', '.join(JPPNET_BY_PRECISION)}")
     name = JPPNET_BY_PRECISION[precision]
@@ -63,8 +62,6 @@ def open_jppnet(models: ModelDir, options: SessionOptions, precision: str = "fp3
         from .. import cpu  # (the module, so that tests can stand in for this CPU)
 
         if not cpu.has_vnni():
-            import warnings
-
             warnings.warn(f"{models.entry(name).file} has 8-bit weights (written by an older `tryon quantize`): "
                           "on this CPU, without VNNI, ONNX Runtime's int8 kernels may saturate their 16-bit sums "
                           "and move labels and keypoints well beyond the recorded agreement with fp32; re-run "

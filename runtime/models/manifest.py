@@ -3,24 +3,22 @@ it matched its source, and (for the reduced-precision JPP-Nets) how well it agre
 
 `Manifest.read(folder)` is the one reader: it refuses a manifest of the wrong structure in
 one sentence (as a `ModelsMissingError`), so no other code looks at raw keys. Every entry
-round-trips: `ModelEntry.from_json(x).to_json() == x`, keys in their order included, and a
-key this module does not name is kept in `extra` and written back unchanged, so a manifest
-written by a newer or older export still loads and is rewritten as it was.
-
-The JSON shape (format 1):
+round-trips (`ModelEntry.from_json(x).to_json() == x`), so a manifest written by a newer or
+older export still loads and is rewritten as it was. Format 1:
 
     {"format": 1, "models": {"<name>": {"file": "<name>.onnx", "sha256": "...", "bytes": 123,
                                         "source": {...}, "validation": {...}, ...}}}
 """
 from __future__ import annotations
 
+import functools
 import json
-import os
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, get_args, get_type_hints
 
 from ..errors import ModelsMissingError
+from ..files import write_atomically
 
 MANIFEST = "manifest.json"
 FORMAT = 1
@@ -33,26 +31,39 @@ class ManifestStructureError(ValueError):
     (`models.<name>.<key> must be ...`). `Manifest.read` reports it as a ModelsMissingError."""
 
 
-def _kind_name(kind) -> str:
-    return "number" if kind == NUMBER else kind.__name__
+@functools.cache
+def _kinds(cls) -> dict[str, tuple[Any, bool]]:
+    """key -> (kind, nullable), read from a record's field annotations: a float takes any
+    number, a _Record a nested object, and `X | None` takes null unless NOT_NULL names it."""
+    hints = get_type_hints(cls)
+    kinds = {}
+    for f in fields(cls):
+        if f.name not in ("extra", "key_order"):
+            kind = next(t for t in get_args(hints[f.name]) or (hints[f.name],) if t is not type(None))
+            kinds[f.name] = (NUMBER if kind is float else kind,
+                             type(None) in get_args(hints[f.name]) and f.name not in cls.NOT_NULL)
+    return kinds
 
 
+@dataclass(frozen=True)
 class _Record:
-    """A JSON object with named, typed keys; keys it does not name are kept in `extra`, and
-    the order keys were read in is kept in `key_order` (not compared), so `to_json` writes
-    back what `from_json` read."""
+    """A JSON object with named, typed keys (its dataclass fields); keys it does not name are
+    kept in `extra`, and the order keys were read in is kept in `key_order` (not compared), so
+    `to_json` writes back what `from_json` read."""
+    extra: dict = field(default_factory=dict, kw_only=True)
+    key_order: tuple[str, ...] = field(default=(), compare=False, repr=False, kw_only=True)
 
-    # key -> (kind, nullable). A kind is a type, a tuple of types, or a _Record subclass.
-    KINDS: ClassVar[dict[str, tuple[Any, bool]]] = {}
+    NOT_NULL: ClassVar[frozenset] = frozenset()
 
     @classmethod
     def _kwargs(cls, data: dict, where: str) -> dict:
+        kinds = _kinds(cls)
         kwargs: dict[str, Any] = {"extra": {}, "key_order": tuple(data)}
         for key, value in data.items():
-            if key not in cls.KINDS:
+            if key not in kinds:
                 kwargs["extra"][key] = value
                 continue
-            kind, nullable = cls.KINDS[key]
+            kind, nullable = kinds[key]
             if value is None and nullable:
                 kwargs[key] = None
             elif isinstance(kind, type) and issubclass(kind, _Record):
@@ -60,7 +71,8 @@ class _Record:
                     raise ManifestStructureError(f"{where}.{key} must be dict, got {type(value).__name__}")
                 kwargs[key] = kind.from_json(value, f"{where}.{key}")
             elif not isinstance(value, kind):
-                raise ManifestStructureError(f"{where}.{key} must be {_kind_name(kind)}, got {type(value).__name__}")
+                name = "number" if kind == NUMBER else kind.__name__
+                raise ManifestStructureError(f"{where}.{key} must be {name}, got {type(value).__name__}")
             else:
                 kwargs[key] = value
         return kwargs
@@ -102,11 +114,6 @@ class ModelSource(_Record):
     format: str | None = None
     synthetic: bool | None = None
     fp32: str | None = None
-    extra: dict = field(default_factory=dict)
-    key_order: tuple[str, ...] = field(default=(), compare=False, repr=False)
-
-    KINDS: ClassVar = {"path": (str, True), "sha256": (str, True), "format": (str, True),
-                       "synthetic": (bool, True), "fp32": (str, True)}
 
 
 @dataclass(frozen=True)
@@ -126,16 +133,6 @@ class Agreement(_Record):
     calibrated_on_these_photos: bool | None = None
     cpu: str | None = None
     vector_extensions: list | None = None
-    extra: dict = field(default_factory=dict)
-    key_order: tuple[str, ...] = field(default=(), compare=False, repr=False)
-
-    KINDS: ClassVar = {"photos": (int, True), "scales": (list, True), "mirror": (bool, True),
-                       "provider": (str, True), "jppnet_providers": (list, True),
-                       "label_agreement": (NUMBER, True), "label_agreement_min": (NUMBER, True),
-                       "keypoint_px_median": (NUMBER, True), "keypoint_px_max": (NUMBER, True),
-                       "keypoints_within_3px": (NUMBER, True), "tryon_mean_abs_diff_u8": (NUMBER, True),
-                       "calibrated_on_these_photos": (bool, True), "cpu": (str, True),
-                       "vector_extensions": (list, True)}
 
 
 @dataclass(frozen=True)
@@ -159,36 +156,24 @@ class ModelEntry(_Record):
     outputs: list | None = None
     tools: dict | None = None
     exported_at: str | None = None
-    extra: dict = field(default_factory=dict)
-    key_order: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     # file, source, sha256, bytes and family were the keys checked before the manifest was typed:
     # null is refused there as it was; elsewhere null is kept (quantize may record a null variant).
-    KINDS: ClassVar = {"file": (str, False), "source": (ModelSource, False), "sha256": (str, False),
-                       "bytes": (int, False), "family": (str, False), "variant": (str, True),
-                       "precision": (str, True), "opset": (int, True), "validation": (dict, True),
-                       "agreement": (Agreement, True), "quantization": (dict, True),
-                       "execution_provider": (dict, True), "winograd_convolutions": (int, True),
-                       "inputs": (list, True), "outputs": (list, True), "tools": (dict, True),
-                       "exported_at": (str, True)}
+    NOT_NULL: ClassVar = frozenset({"source", "sha256", "bytes", "family"})
 
     @classmethod
     def from_json(cls, data: dict, where: str = "entry") -> "ModelEntry":
-        if not isinstance(data, dict):
-            raise ManifestStructureError(f"{where} is a {type(data).__name__}, not an object")
-        file = data.get("file")
-        if not isinstance(file, str) or not file or Path(file).name != file:
+        file = data.get("file") if isinstance(data, dict) else None
+        if isinstance(data, dict) and (not isinstance(file, str) or not file or Path(file).name != file):
             raise ManifestStructureError(f"{where}.file must be a file name in the models folder, got {file!r}")
-        return cls(**cls._kwargs(data, where))
+        return super().from_json(data, where)
 
 
 @dataclass(frozen=True)
-class Manifest:
+class Manifest(_Record):
     """models_onnx/manifest.json: the exported models by name."""
     format: int | None = FORMAT
     models: dict[str, ModelEntry] = field(default_factory=dict)
-    extra: dict = field(default_factory=dict)
-    key_order: tuple[str, ...] = field(default=(), compare=False, repr=False)
 
     @classmethod
     def from_json(cls, data) -> "Manifest":
@@ -196,33 +181,22 @@ class Manifest:
             raise ManifestStructureError(f"no \"models\" object at the top (found {type(data).__name__})")
         models = {name: ModelEntry.from_json(entry, f"models.{name}") for name, entry in data["models"].items()}
         extra = {key: value for key, value in data.items() if key not in ("format", "models")}
-        return cls(data.get("format"), models, extra, tuple(data))
+        return cls(data.get("format"), models, extra=extra, key_order=tuple(data))
 
     def to_json(self) -> dict:
-        values = {"format": self.format, "models": {name: entry.to_json() for name, entry in self.models.items()}}
-        out = {}
-        for key in (*self.key_order, "format", "models", *self.extra):
-            if key in out:
-                continue
-            if key in values and (key in self.key_order or values[key] is not None):
-                out[key] = values[key]
-            elif key in self.extra:
-                out[key] = self.extra[key]
-        return out
+        return {key: {name: entry.to_json() for name, entry in value.items()} if key == "models" else value
+                for key, value in super().to_json().items()}
 
     @classmethod
     def read(cls, folder: str | Path, missing_ok: bool = False) -> "Manifest":
         """The manifest in `folder`; a missing, unreadable or misshapen one is a ModelsMissingError
         (with `missing_ok`, a missing one is an empty Manifest: what an export starts from)."""
-
-        folder = Path(folder)
-        path = folder / MANIFEST
+        path = Path(folder) / MANIFEST
         if not path.is_file():
             if missing_ok:
                 return cls()
-            raise ModelsMissingError(
-                f"no exported models in {folder} (manifest.json missing): run `tryon export` first"
-            )
+            raise ModelsMissingError(f"no exported models in {folder} (manifest.json missing): "
+                                     "run `tryon export` first")
         try:
             data = json.loads(path.read_text())
         except (UnicodeDecodeError, ValueError, RecursionError) as exc:
@@ -235,15 +209,8 @@ class Manifest:
 
     def with_entry(self, name: str, entry: ModelEntry) -> "Manifest":
         """This manifest with `name` added, or replaced where it was."""
-        return Manifest(self.format, {**self.models, name: entry}, self.extra, self.key_order)
+        return replace(self, models={**self.models, name: entry})
 
     def write(self, folder: str | Path) -> None:
         """Write manifest.json into `folder` atomically: readers see the old one or the new one."""
-        folder = Path(folder)
-        tmp = folder / f".{MANIFEST}.{os.getpid()}.tmp"
-        try:
-            tmp.write_text(json.dumps(self.to_json(), indent=2) + "\n")
-            os.replace(tmp, folder / MANIFEST)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
+        write_atomically(Path(folder) / MANIFEST, (json.dumps(self.to_json(), indent=2) + "\n").encode())

@@ -12,20 +12,15 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from ..errors import ModelMismatchError, ModelsMissingError
+from ..files import write_atomically
 from .manifest import Manifest, ModelEntry
 
 MODEL_FILES = {"jppnet": "jppnet.onnx", "gmm": "gmm.onnx", "tom": "tom.onnx"}
 VERIFIED = ".verified.json"
-
-
-
-
 
 
 @dataclass(frozen=True)
@@ -35,15 +30,12 @@ class ModelDir:
 
     @classmethod
     def open(cls, path: str | Path) -> "ModelDir":
-        path = Path(path)
-        return cls(path, Manifest.read(path))
+        return cls(Path(path), Manifest.read(path))
 
     def entry(self, name: str) -> ModelEntry:
         entry = self.manifest.models.get(name)
         if entry is None:
-            raise ModelsMissingError(
-                f"{self.path} has no {name} model in manifest.json: run `tryon export` first"
-            )
+            raise ModelsMissingError(f"{self.path} has no {name} model in manifest.json: run `tryon export` first")
         return entry
 
     def file(self, name: str) -> Path:
@@ -114,12 +106,6 @@ def _read_verified(folder: Path) -> dict:
 def _write_verified(folder: Path, verified: dict) -> None:
     """Best effort: a read-only models folder only means hashing again at the next load."""
     try:
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=VERIFIED + ".")
+        write_atomically(folder / VERIFIED, json.dumps(verified).encode())
     except OSError:
-        return
-    try:
-        with os.fdopen(fd, "w") as out:
-            json.dump(verified, out)
-        os.replace(tmp, folder / VERIFIED)
-    except OSError:
-        Path(tmp).unlink(missing_ok=True)
+        pass

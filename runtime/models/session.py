@@ -11,11 +11,6 @@ the onnxruntime version and the CPU's instruction sets; later loads map that fil
 optimise nothing. ONNX Runtime keeps the weights it replaced while optimising, so the
 plain load of the 489 MB JPP-Net held 1.2 GB; from the cache it holds one mapped copy
 and loads in milliseconds. Where the cache cannot be written, the model loads as it is.
-
-`openvino_bf16` runs a graph on ONNX Runtime's OpenVINO execution provider with bf16
-arithmetic on the CPU (JPP-Net's bf16 fast mode); ONNX Runtime's own CPU kernels have no
-bf16 on x86. It is refused, never quietly turned into float32, on a CPU without bf16
-instructions or an onnxruntime without that provider (the onnxruntime-openvino package).
 """
 from __future__ import annotations
 
@@ -42,18 +37,15 @@ OPENVINO = "OpenVINOExecutionProvider"
 # x86 instructions with bf16 arithmetic (dot products into float32): without one of them
 # OpenVINO has no fast bf16 (depending on its version it emulates bf16 or runs float32).
 BF16_CPU_FLAGS = ("avx512_bf16", "amx_bf16")
-
-
+CACHE_DIR = ".ort-cache"
 
 
 def import_onnxruntime():
     try:
         import onnxruntime
     except ImportError as exc:  # the user installed the package without an extra
-        raise RuntimeSetupError(
-            "onnxruntime is not installed. Install the runtime with an extra: "
-            "pip install 'tryon-onnx[cpu]' (or '[gpu]' for CUDA; never both)."
-        ) from exc
+        raise RuntimeSetupError("onnxruntime is not installed. Install the runtime with an extra: "
+                                "pip install 'tryon-onnx[cpu]' (or '[gpu]' for CUDA; never both).") from exc
     return onnxruntime
 
 
@@ -73,16 +65,16 @@ class SessionOptions:
     # for a network run at several sizes (JPP-Net's scales) per-tensor allocation holds
     # less (the Winograd JPP-Net at 384/288/480: 1.48 GB planned, 1.28 GB per tensor).
     memory_pattern: bool = True
-    # On the OpenVINO execution provider's CPU device in bf16 (see the module docstring).
+    # On ONNX Runtime's OpenVINO execution provider in bf16 on the CPU (JPP-Net's bf16 fast mode;
+    # ONNX Runtime's own CPU kernels have no bf16 on x86). Refused, never quietly run in float32,
+    # on a CPU without bf16 instructions or an onnxruntime without that provider.
     openvino_bf16: bool = False
 
     def __post_init__(self):
         if self.provider not in ("auto", *PROVIDERS):
             raise InputError(f"provider {self.provider!r} is not one of auto, cpu, cuda")
         if self.optimization not in OPTIMIZATION_LEVELS:
-            raise InputError(
-                f"optimization {self.optimization!r} is not one of {', '.join(OPTIMIZATION_LEVELS)}"
-            )
+            raise InputError(f"optimization {self.optimization!r} is not one of {', '.join(OPTIMIZATION_LEVELS)}")
         if self.threads < 0:
             raise InputError(f"threads must be >= 0, got {self.threads}")
 
@@ -96,15 +88,10 @@ def resolve_providers(provider: str) -> list[str]:
     if provider == "auto":
         provider = "cuda" if "CUDAExecutionProvider" in available else "cpu"
     if provider == "cuda" and "CUDAExecutionProvider" not in available:
-        raise RuntimeSetupError(
-            "provider 'cuda' asked for, but this onnxruntime offers only "
-            f"{', '.join(available)}. Install 'tryon-onnx[gpu]' (onnxruntime-gpu) "
-            "in an environment without the plain onnxruntime package, or use --provider cpu."
-        )
+        raise RuntimeSetupError(f"provider 'cuda' asked for, but this onnxruntime offers only {', '.join(available)}. "
+                                "Install 'tryon-onnx[gpu]' (onnxruntime-gpu) in an environment without the plain "
+                                "onnxruntime package, or use --provider cpu.")
     return PROVIDERS[provider]
-
-
-CACHE_DIR = ".ort-cache"
 
 
 def _cpu_signature() -> str:
@@ -118,17 +105,15 @@ def check_openvino_bf16(provider: str):
     if resolve_providers(provider) != PROVIDERS["cpu"]:
         raise InputError("precision bf16 is for the CPU (OpenVINO): use --provider cpu, or --precision fp16 on CUDA")
     if not cpu_flags() & set(BF16_CPU_FLAGS):
-        raise RuntimeSetupError(
-            f"precision bf16 needs a CPU with bf16 instructions ({' or '.join(BF16_CPU_FLAGS)} in "
-            "/proc/cpuinfo) and this one has neither: use --precision fp32, "
-            "or int8 for the fast CPU mode")
+        raise RuntimeSetupError(f"precision bf16 needs a CPU with bf16 instructions ({' or '.join(BF16_CPU_FLAGS)} in "
+                                "/proc/cpuinfo) and this one has neither: use --precision fp32, or int8 for the fast "
+                                "CPU mode")
     ort = import_onnxruntime()
     if OPENVINO not in ort.get_available_providers():
-        raise RuntimeSetupError(
-            f"precision bf16 runs on ONNX Runtime's {OPENVINO}, which this onnxruntime {ort.__version__} "
-            f"lacks (it has {', '.join(ort.get_available_providers())}): install 'tryon-onnx[openvino]' "
-            "(onnxruntime-openvino) in an environment without the cpu or gpu extra, since it replaces "
-            "the onnxruntime package")
+        raise RuntimeSetupError(f"precision bf16 runs on ONNX Runtime's {OPENVINO}, which this onnxruntime "
+                                f"{ort.__version__} lacks (it has {', '.join(ort.get_available_providers())}): install "
+                                "'tryon-onnx[openvino]' (onnxruntime-openvino) in an environment without the cpu or "
+                                "gpu extra, since it replaces the onnxruntime package")
 
 
 def openvino_bf16_options(threads: int = 0) -> dict[str, str]:
@@ -143,10 +128,8 @@ def openvino_bf16_options(threads: int = 0) -> dict[str, str]:
 def cached_model_path(path: Path, options: SessionOptions) -> Path:
     """Where the optimised copy of `path` for this machine and onnxruntime lives."""
     stat = path.stat()
-    key = hashlib.sha256(
-        f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}|{import_onnxruntime().__version__}|{_cpu_signature()}"
-        f"|{options.fold_constants}"
-        .encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}|{import_onnxruntime().__version__}|"
+                         f"{_cpu_signature()}|{options.fold_constants}".encode()).hexdigest()[:16]
     return path.parent / CACHE_DIR / f"{path.stem}.{key}.onnx"
 
 
@@ -183,12 +166,9 @@ def _session_options(ort, options: SessionOptions):
     so.intra_op_num_threads = options.threads
     so.enable_mem_pattern = options.memory_pattern
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
-    so.graph_optimization_level = {
-        "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
-        "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
-        "extended": ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED,
-        "all": ort.GraphOptimizationLevel.ORT_ENABLE_ALL,
-    }[options.optimization]
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, {
+        "disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
+        "all": "ORT_ENABLE_ALL"}[options.optimization])
     so.log_severity_level = 3
     # Lets providers_in_use name the providers that were given nodes, not just those asked for.
     so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
@@ -213,9 +193,9 @@ def create_session(path: str | Path, options: SessionOptions = SessionOptions())
                 return session
         return ort.InferenceSession(str(path), so, providers=providers, provider_options=provider_options,
                                     disabled_optimizers=disabled)
+    except RuntimeSetupError:
+        raise
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
-        if isinstance(exc, RuntimeSetupError):
-            raise
         raise RuntimeSetupError(f"cannot load model {path}: {exc}") from exc
 
 

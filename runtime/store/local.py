@@ -1,14 +1,10 @@
-"""The person store's interface, and the stores of one machine.
+"""The person store's interface, and the stores of one machine: `MemoryStore` (this process)
+and `SQLiteStore` (a file several processes share).
 
-Every store has the same small interface (`get`, `put`, `delete`, `clear`, `info`) and the
-same rules: an entry lives at most `ttl_s` seconds from when it was parsed (a person photo
-is personal data), the least recently used entries go first when the total passes
-`max_bytes`, and `delete` removes a person at once. A store that fails never fails a
-request: it warns and the request runs as if nothing was cached.
-
-- `MemoryStore`: this process only (tests, `--no-cache`).
-- `SQLiteStore`: a file on this machine, shared safely by several processes (WAL mode).
-- `RedisStore` (store/redis_store.py): a Redis server shared by several hosts.
+Every store has the same rules: an entry lives at most `ttl_s` seconds from when it was
+parsed (a person photo is personal data), the least recently used entries go first when the
+total passes `max_bytes`, and `delete` removes a person at once. A store that fails never
+fails a request: it warns and the request runs as if nothing was cached.
 """
 from __future__ import annotations
 
@@ -140,8 +136,7 @@ class MemoryStore(PersonStore):
     def _write(self, person_id, data):
         with self._lock:
             kept = self._live(person_id)
-            self._entries[person_id] = _Entry(self.clock(), data, kept.dressed if kept else {})
-            self._entries.move_to_end(person_id)
+            self._entries[person_id] = _Entry(self.clock(), data, kept.dressed if kept else {})  # last: most recent
             self._evict()
 
     def put_dressed(self, person_id, key, png):
@@ -167,9 +162,7 @@ class MemoryStore(PersonStore):
     def stored_at(self, person_id):
         with self._lock:
             entry = self._entries.get(person_id)
-        if entry is None or self.clock() >= self.expires_at(entry.created):
-            return None
-        return entry.created
+        return entry.created if entry and self.clock() < self.expires_at(entry.created) else None
 
     def delete(self, person_id):
         with self._lock:
@@ -177,8 +170,7 @@ class MemoryStore(PersonStore):
 
     def clear(self):
         with self._lock:
-            count = len(self._entries)
-            self._entries.clear()
+            count, self._entries = len(self._entries), OrderedDict()
             return count
 
     def info(self):
@@ -218,8 +210,6 @@ class SQLiteStore(PersonStore):
         self.disabled = ""  # why caching is off, when it is
         self._call(lambda db: None, None)
 
-    # -- the interface ------------------------------------------------------------------
-
     def _read(self, person_id):
         return self._call(lambda db: self._touch(db, person_id), None)
 
@@ -250,8 +240,6 @@ class SQLiteStore(PersonStore):
             "(SELECT COUNT(*) FROM dressed) FROM persons").fetchone(), (0, 0, 0))
         return {**super().info(), "path": str(self.path), "persons": persons, "bytes": stored,
                 "dressed": dressed, "disabled": self.disabled}
-
-    # -- statements ---------------------------------------------------------------------
 
     def _touch(self, db, person_id, dressed_key=None):
         """The person's data (or its dressed entry's), counted as a use of the person."""
@@ -297,8 +285,6 @@ class SQLiteStore(PersonStore):
                    "WHERE running > ?)", (self.max_bytes,))
         db.execute("COMMIT")
 
-    # -- the file -----------------------------------------------------------------------
-
     def _connect(self):
         db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
         db.execute("PRAGMA secure_delete = ON")
@@ -307,7 +293,8 @@ class SQLiteStore(PersonStore):
 
     def _prepare(self, db):
         """Check the file is ours (making it so when it is new)."""
-        application, version = (db.execute(f"PRAGMA {name}").fetchone()[0] for name in ("application_id", "user_version"))
+        application, version = (db.execute(f"PRAGMA {name}").fetchone()[0]
+                                for name in ("application_id", "user_version"))
         if application == self.APPLICATION_ID and version == self.VERSION:
             return
         if application == 0 and db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
@@ -330,7 +317,7 @@ class SQLiteStore(PersonStore):
                     self._prepare(db)
                     return statement(db)
             except (NotAStore, sqlite3.DatabaseError) as exc:
-                if _busy(exc):  # another process held the file past the timeout: skip this call only
+                if "locked" in str(exc) or "busy" in str(exc):  # another process held it past the timeout
                     log.warning("person store %s is busy (%s); this request is not cached", self.path, exc)
                     return fallback
                 if isinstance(exc, sqlite3.OperationalError) or attempt == 2:
@@ -356,7 +343,3 @@ class SQLiteStore(PersonStore):
         self.disabled = f"{type(exc).__name__}: {exc}"
         log.warning("person store %s cannot be used (%s): parsed persons are not cached; "
                     "requests still run", self.path, self.disabled)
-
-
-def _busy(exc: Exception) -> bool:
-    return isinstance(exc, sqlite3.OperationalError) and ("locked" in str(exc) or "busy" in str(exc))

@@ -49,8 +49,8 @@ class RedisStore(PersonStore):
     PREFIX = "tryon:person2:"  # 2: a hash per person; the strings the older store wrote expire under tryon:person:
     # A dressed entry is written only into a person that is there, in one step on the server.
     PUT_DRESSED = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
-    SIZES = ("local total = 0 for _, key in ipairs(KEYS) do for _, name in ipairs(redis.call('HKEYS', key)) do "
-             "total = total + redis.call('HSTRLEN', key, name) end end return total")
+    SIZES = ("local total, fields = 0, 0 for _, key in ipairs(KEYS) do for _, name in ipairs(redis.call('HKEYS', key)) "
+             "do total, fields = total + redis.call('HSTRLEN', key, name), fields + 1 end end return {total, fields}")
 
     def __init__(self, url: str, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
                  clock: Callable[[], float] = time.time, retry_s: float = 30.0, timeout_s: float = 2.0,
@@ -74,8 +74,6 @@ class RedisStore(PersonStore):
         self._lock = threading.Lock()
         self._put_dressed = self._client.register_script(self.PUT_DRESSED)
         self._sizes = self._client.register_script(self.SIZES)
-
-    # -- the interface ------------------------------------------------------------------
 
     def _read(self, person_id):
         return self._call(lambda r: r.hget(self.prefix + person_id, "person"), None)
@@ -104,41 +102,28 @@ class RedisStore(PersonStore):
         return bool(self._call(lambda r: r.delete(self.prefix + person_id), 0))
 
     def clear(self):
-        def remove_all(r):
-            removed = 0
-            batch = []
-            for key in r.scan_iter(match=self._pattern(), count=500):
-                batch.append(key)
-                if len(batch) == 500:
-                    removed += r.delete(*batch)
-                    batch = []
-            return removed + (r.delete(*batch) if batch else 0)
-        return self._call(remove_all, 0)
+        return self._call(lambda r: sum(r.delete(*batch) for batch in self._batches(r)), 0)
 
     def info(self):
         def read(r):
-            keys = list(r.scan_iter(match=self._pattern(), count=500))
-            pipe = r.pipeline(transaction=False)
-            for key in keys:
-                pipe.hlen(key)
-            fields = sum(pipe.execute()) if keys else 0
-            stored = sum(self._sizes(keys=keys[n:n + 500], client=r) for n in range(0, len(keys), 500))
+            batches = self._batches(r)
+            sizes = [self._sizes(keys=batch, client=r) for batch in batches]  # (bytes, fields) of each
+            persons = sum(map(len, batches))
             memory = r.info("memory")
-            return {"persons": len(keys), "bytes": stored, "dressed": fields - len(keys),
-                    "server_maxmemory": memory.get("maxmemory"), "server_maxmemory_policy": memory.get("maxmemory_policy"),
-                    "server_used_memory": memory.get("used_memory")}
+            return {"persons": persons, "bytes": sum(s[0] for s in sizes),
+                    "dressed": sum(s[1] for s in sizes) - persons,
+                    **{f"server_{name}": memory.get(name) for name in ("maxmemory", "maxmemory_policy", "used_memory")}}
         found = self._call(read, {"persons": 0, "bytes": 0, "dressed": 0})
         return {**super().info(), "url": self.url, **found, "down": self.down,
                 "size_cap": "the Redis server's maxmemory and maxmemory-policy"}
 
-    # -- the server ---------------------------------------------------------------------
-
-    def _pattern(self) -> str:
-        return self.prefix.replace("[", "\\[").replace("*", "\\*").replace("?", "\\?") + "*"
+    def _batches(self, r) -> list[list[bytes]]:
+        """This store's keys (SCAN on its prefix), 500 at a time."""
+        pattern = self.prefix.replace("[", "\\[").replace("*", "\\*").replace("?", "\\?") + "*"
+        keys = list(r.scan_iter(match=pattern, count=500))
+        return [keys[n:n + 500] for n in range(0, len(keys), 500)]
 
     def _call(self, command, fallback):
-        """Run `command(client)`. While the server is down, answer `fallback` without asking
-        it until `retry_s` has passed since the last failure."""
         with self._lock:
             if self.down and time.monotonic() < self._retry_at:
                 return fallback
