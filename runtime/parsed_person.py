@@ -17,7 +17,10 @@ from .errors import EXIT_FAILED, TryonError
 from .options import ParseOptions
 
 SEED_FAILURE_CONFIDENCE = 0.1  # below this the seed's service answered "failure"
-FORMAT = 1  # bump when the stored form changes; older records then read as missing
+# Bump when the stored form changes; older records then read as missing. 2: `quality` (a
+# version-1 reader would take a preview for the exact parse, so it must see 2 as missing).
+FORMAT = 2
+QUALITIES = ("preview", "full")
 
 
 class StoredPersonError(TryonError):
@@ -35,6 +38,9 @@ class ParsedPerson:
     confidence: float  # 0 when a hard exclusion fired; then `reason` says which
     reason: str = ""
     options: ParseOptions = ParseOptions()
+    # "preview": JPP-Net at one small scale, no mirror (TryOn.parse(preview=True)), stored under
+    # the id of the exact parse that replaces it; "full": the configured scales, mirror, precision.
+    quality: str = "full"
     # Its stored form once made or read: a person travels as bytes to the store and between
     # Ray replicas, and compressing it again each time cost ~4 ms. `replace` drops it.
     _stored: bytes | None = field(default=None, init=False, repr=False, compare=False)
@@ -51,7 +57,7 @@ class ParsedPerson:
     def to_bytes(self) -> bytes:
         if self._stored is None:
             meta = {"format": FORMAT, "id": self.id, "confidence": self.confidence, "reason": self.reason,
-                    "options": self.options.__dict__}
+                    "options": self.options.__dict__, "quality": self.quality}
             buffer = io.BytesIO()
             np.savez_compressed(buffer, person=self.person, labels=self.labels, keypoints=self.keypoints,
                                 meta=np.frombuffer(json.dumps(meta).encode(), np.uint8))
@@ -63,10 +69,11 @@ class ParsedPerson:
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as arrays:
                 meta = json.loads(arrays["meta"].tobytes())
-                if meta.get("format") != FORMAT:
+                if meta.get("format") != FORMAT or meta["quality"] not in QUALITIES:
                     raise StoredPersonError(f"stored person format {meta.get('format')!r}, expected {FORMAT}")
                 parsed = cls(meta["id"], arrays["person"], arrays["labels"], arrays["keypoints"],
-                             float(meta["confidence"]), meta["reason"], ParseOptions(**meta["options"]))
+                             float(meta["confidence"]), meta["reason"], ParseOptions(**meta["options"]),
+                             meta["quality"])
             parsed._stored = bytes(data)
             return parsed
         except StoredPersonError:

@@ -7,7 +7,9 @@ parsed before) and `dress` (GMM and TOM over the garments in batches, keep_back)
 """
 from __future__ import annotations
 
+import threading
 from dataclasses import asdict, dataclass, field, replace
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -16,14 +18,14 @@ from .errors import InputError, TryonError
 from .images import load_rgb
 from .models.graphs import open_jppnet
 from .models.model_dir import ModelDir
-from .models.session import SessionOptions, providers_in_use
+from .models.session import PROVIDERS, SessionOptions, providers_in_use, resolve_providers
 from .options import DressOptions, ParseOptions, split_flags
 from .parsed_person import SEED_FAILURE_CONFIDENCE, ParseCall, ParsedPerson, given_parse_key, person_id
 from .stages import brightness
 from .stages.cpvton import CpvtonStage
 from .stages.keep_background import keep_background
 from .stages.keypoints import crossed_arms
-from .stages.parse import ParseStage
+from .stages.parse import BASE_SIZE, ParseStage
 from .stages.person_crop import CannotFrame, crop_person, pose_box, resize_person
 from .store import StoreSettings
 from .store.local import PersonStore
@@ -32,6 +34,10 @@ from .timing import Timer
 # GMM and TOM run over at most this many garments at once: per-garment cost is flat from
 # here on, and memory stays bounded however many garments a person is dressed in.
 DRESS_BATCH = 8
+# A preview parse (`parse(preview=True)`): JPP-Net on one square of this side, without the
+# mirror, int8 where the models folder has it: the cheapest setting measured whose labels and
+# keypoints stay usable (288 against 384 on the VITON photos: README, "First look").
+PREVIEW_SIDE = 288
 
 
 @dataclass(frozen=True)
@@ -58,7 +64,15 @@ class PipelineSettings:
             parse_stage = ParseStage(jppnet, self.scales, self.mirror)
         if store is None and self.store is not None:
             store = self.store.open()
-        return TryOn(parse_stage, CpvtonStage.from_dir(self.models, options), models, graph, store)
+        return TryOn(parse_stage, CpvtonStage.from_dir(self.models, options), models, graph, store,
+                     partial(_preview_session, models, options, graph))
+
+
+def _preview_session(models: ModelDir, options: SessionOptions, graph: str, exact_session):
+    """The preview's JPP-Net: the int8 graph on the CPU where `tryon quantize` wrote one, else the exact one's."""
+    if graph != "jppnet_int8" and models.has("jppnet_int8") and resolve_providers(options.provider) == PROVIDERS["cpu"]:
+        return open_jppnet(models, options, "int8")[1]
+    return exact_session
 
 
 @dataclass(frozen=True)
@@ -90,8 +104,12 @@ GarmentOutcome = TryOnResult | TryonError
 
 class TryOn:
     def __init__(self, parse_stage: ParseStage | None, cpvton: CpvtonStage, models: ModelDir,
-                 jppnet_graph: str = "jppnet", store: PersonStore | None = None):
+                 jppnet_graph: str = "jppnet", store: PersonStore | None = None, preview_session=None):
         self.parse_stage = parse_stage
+        # (exact session) -> the preview's session, opened on the first preview only (default: the same).
+        self._preview_session = preview_session or (lambda exact: exact)
+        self._preview_stage: ParseStage | None = None
+        self._preview_lock = threading.Lock()
         self.cpvton = cpvton
         self.models = models
         self.jppnet_graph = jppnet_graph  # the manifest entry JPP-Net runs from
@@ -141,17 +159,20 @@ class TryOn:
         return any(self.models.synthetic(name) for name in ("jppnet", "gmm", "tom"))
 
     def parse(self, person, options: ParseOptions | None = None, *, labels=None, keypoints=None,
-              **flags) -> ParsedPerson:
+              preview: bool = False, **flags) -> ParsedPerson:
         """Parse a person photo (path, bytes or array) once, to dress it in any number of
-        garments. Pass `labels` (HxW LIP) and `keypoints` (16x2 LIP x/y) to skip JPP-Net."""
-        return self.parse_call(person, options, labels=labels, keypoints=keypoints, **flags).parsed
+        garments. Pass `labels` (HxW LIP) and `keypoints` (16x2 LIP x/y) to skip JPP-Net.
+        preview=True: a quick parse (quality "preview", PREVIEW_SIDE) under the id of the exact
+        parse, which a later parse without preview makes and stores in its place."""
+        return self.parse_call(person, options, labels=labels, keypoints=keypoints, preview=preview, **flags).parsed
 
     def parse_call(self, person, options: ParseOptions | None = None, *, labels=None, keypoints=None,
-                   **flags) -> ParseCall:
+                   preview: bool = False, **flags) -> ParseCall:
         """`parse`, with this call's timings and whether the person came from the store."""
-        return self._parse(person, replace(options or ParseOptions(), **flags), labels, keypoints)
+        return self._parse(person, replace(options or ParseOptions(), **flags), labels, keypoints, preview=preview)
 
-    def _parse(self, person, options: ParseOptions, labels, keypoints, seen: dict | None = None) -> ParseCall:
+    def _parse(self, person, options: ParseOptions, labels, keypoints, seen: dict | None = None,
+               preview: bool = False) -> ParseCall:
         timer = Timer()
         with timer("total"):
             with timer("decode"):
@@ -163,9 +184,9 @@ class TryOn:
             if self.store is not None:
                 with timer("store"):
                     found = self.store.get(pid)
-                if found is not None:
+                if found is not None and (preview or found.quality == "full"):  # never a preview for the exact
                     return ParseCall(found, timer.ms, from_store=True)
-            parsed = self._parse_photo(pid, rgb, options, given, timer)
+            parsed = self._parse_photo(pid, rgb, options, given, timer, preview)
             if self.store is not None:
                 with timer("store"):
                     self.store.put(parsed)
@@ -173,7 +194,9 @@ class TryOn:
             seen[pid] = parsed
         return ParseCall(parsed, timer.ms)
 
-    def _parse_photo(self, pid: str, rgb: np.ndarray, options: ParseOptions, given, timer: Timer) -> ParsedPerson:
+    def _parse_photo(self, pid: str, rgb: np.ndarray, options: ParseOptions, given, timer: Timer,
+                     preview: bool) -> ParsedPerson:
+        preview = preview and not given
         if options.need_bright:
             with timer("brightness"):
                 rgb = brightness.enhance(rgb)
@@ -183,7 +206,7 @@ class TryOn:
             raise InputError("this pipeline was loaded to dress only (load_jppnet=False): it parses no photo "
                              "without given labels and keypoints")
         else:
-            result = self.parse_stage.run(rgb)
+            result = (self.preview_stage() if preview else self.parse_stage).run(rgb)
             timer.add("parse", result.timings_ms)
             labels, keypoints, confidence = result.labels, result.keypoints, result.confidence
         reason = ""
@@ -198,7 +221,16 @@ class TryOn:
                 reason = str(exc)
         if not reason and options.check_dirty and crossed_arms(framed[2]):
             reason = "crossed arms: a wrist lies inside the torso (check_dirty)"
-        return ParsedPerson(pid, *framed, 0.0 if reason else confidence, reason, options)
+        return ParsedPerson(pid, *framed, 0.0 if reason else confidence, reason, options,
+                            "preview" if preview else "full")
+
+    def preview_stage(self) -> ParseStage:
+        """JPP-Net as a preview runs it (opened on the first preview)."""
+        with self._preview_lock:
+            if self._preview_stage is None:
+                session = self._preview_session(self.parse_stage.session)
+                self._preview_stage = ParseStage(session, (PREVIEW_SIDE / BASE_SIZE,), mirror=False)
+            return self._preview_stage
 
     def dress(self, parsed: ParsedPerson, garments, options: DressOptions | None = None, *,
               intermediates: bool = False, names: list[str] | None = None, **flags) -> list[GarmentOutcome]:
