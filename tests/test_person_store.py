@@ -154,20 +154,22 @@ def test_two_processes_write_one_store(tmp_path):
     assert all(store.get(f"id{n:04d}") is not None for n in (*range(15), *range(100, 115)))
 
 
-@pytest.mark.parametrize("damage", ["garbage", "foreign"])
-def test_a_corrupt_or_foreign_file_is_set_aside_and_rebuilt(tmp_path, caplog, damage):
+@pytest.mark.parametrize("damage", ["garbage", "foreign", "version 1"])
+def test_a_corrupt_foreign_or_other_version_file_is_deleted_and_rebuilt(tmp_path, caplog, damage):
+    """Issue 22, N4: such a file may hold persons; it was kept as persons.sqlite3.broken."""
     path = tmp_path / SQLiteStore.FILE
     if damage == "garbage":
         path.write_bytes(b"this is not a database" * 100)
     else:
         with sqlite3.connect(path) as db:
-            db.execute("CREATE TABLE invoices (n INTEGER)")
+            db.execute("CREATE TABLE invoices (n INTEGER)" if damage == "foreign" else
+                       f"PRAGMA application_id = {SQLiteStore.APPLICATION_ID}")
     with caplog.at_level(logging.WARNING, logger="tryon.store"):
         store = SQLiteStore(tmp_path)
         store.put(person(1))
     assert store.get("id0001") is not None and not store.disabled
-    assert "is not a readable tryon store" in caplog.text and "persons.sqlite3.broken" in caplog.text
-    assert (tmp_path / "persons.sqlite3.broken").is_file()  # set aside, not deleted
+    assert "is not a readable tryon store" in caplog.text and "deleted it" in caplog.text
+    assert sorted(p.name for p in tmp_path.iterdir() if "broken" in p.name) == []  # deleted, not set aside
     assert SQLiteStore(tmp_path).get("id0001") is not None  # and the rebuilt one is ours from now on
 
 

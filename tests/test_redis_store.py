@@ -83,14 +83,14 @@ def test_redis_down_warns_once_serves_uncached_and_comes_back(redis_server, tmp_
         with caplog.at_level(logging.WARNING, logger="tryon.store"):
             store.put(person(2))
             assert store.get("id0001") is None and store.delete("id0001") is False and store.clear() == 0
-            assert store.info()["persons"] == 0 and store.down
+            assert store.info()["persons"] == 0 and store.disabled
         assert caplog.text.count("cannot be reached") == 1 and "requests still run" in caplog.text
         server.start()
-        assert store.get("id0002") is None and store.down  # not asked again before retry_s
+        assert store.get("id0002") is None and store.disabled  # not asked again before retry_s
         time.sleep(1.1)
         with caplog.at_level(logging.WARNING, logger="tryon.store"):
             store.put(person(3))
-        assert "is back" in caplog.text and not store.down
+        assert "is back" in caplog.text and not store.disabled
         assert store.get("id0003") is not None
     finally:
         server.stop()

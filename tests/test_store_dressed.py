@@ -131,4 +131,4 @@ def redis_down():
 
 def test_redis_unreachable_reads_as_missing(redis_down):
     redis_down.put_dressed("id0001", "k", PNG)
-    assert redis_down.get_dressed("id0001", "k") is None and redis_down.down
+    assert redis_down.get_dressed("id0001", "k") is None and redis_down.disabled

@@ -20,19 +20,21 @@ class StoreSettings:
     ttl_hours: float = DEFAULT_TTL_S / 3600
     max_mb: float = DEFAULT_MAX_BYTES / 2**20
 
-    def open(self) -> "PersonStore":
-        return open_store(self.location, int(self.max_mb * 2**20), self.ttl_hours * 3600)
+    def open(self, create: bool = True) -> "PersonStore":
+        return open_store(self.location, int(self.max_mb * 2**20), self.ttl_hours * 3600, create)
 
 
 def open_store(location: str | Path | None = None, max_bytes: int = DEFAULT_MAX_BYTES,
-               ttl_s: float = DEFAULT_TTL_S) -> "PersonStore":
+               ttl_s: float = DEFAULT_TTL_S, create: bool = True) -> "PersonStore":
     """The store a location names: "memory" (this process only), redis://HOST:PORT/DB (a
     Redis server that several hosts share; its own maxmemory policy caps the size), or a
-    folder for the SQLite store (default: `default_cache_dir()`)."""
+    folder for the SQLite store (default: `default_cache_dir()`; with `create=False` one that
+    is only looked at, as SQLiteStore says)."""
     if str(location) == "memory":
         return MemoryStore(max_bytes, ttl_s)
     from .redis_store import RedisStore, is_redis_url
 
     if is_redis_url(location):
         return RedisStore(location, max_bytes, ttl_s)
-    return SQLiteStore(Path(location) if location is not None else default_cache_dir(), max_bytes, ttl_s)
+    return SQLiteStore(Path(location) if location is not None else default_cache_dir(), max_bytes, ttl_s,
+                       create=create)

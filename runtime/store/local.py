@@ -4,7 +4,9 @@ and `SQLiteStore` (a file several processes share).
 Every store has the same rules: an entry lives at most `ttl_s` seconds from when it was
 parsed (a person photo is personal data), the least recently used entries go first when the
 total passes `max_bytes`, and `delete` removes a person at once. A store that fails never
-fails a request: it warns and the request runs as if nothing was cached.
+fails a request: it warns and the request runs as if nothing was cached, and the store is
+tried again `retry_s` later. Expired persons are purged when a store opens and every
+`PURGE_EVERY_S` seconds after, so an idle store does not keep them.
 """
 from __future__ import annotations
 
@@ -13,8 +15,9 @@ import os
 import sqlite3
 import threading
 import time
+import weakref
 from collections import OrderedDict
-from contextlib import closing
+from contextlib import closing, suppress
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -24,7 +27,11 @@ from ..parsed_person import ParsedPerson, StoredPersonError
 
 DEFAULT_TTL_S = 24 * 3600.0
 DEFAULT_MAX_BYTES = 512 * 2**20
+PURGE_EVERY_S = 60.0
 log = logging.getLogger("tryon.store")
+_purged: "weakref.WeakSet[PersonStore]" = weakref.WeakSet()  # the stores the timer purges
+_timer_lock = threading.Lock()
+_timer_pid = 0  # the process whose timer thread runs (a forked child starts its own)
 
 
 def default_cache_dir() -> Path:
@@ -37,14 +44,20 @@ class PersonStore:
     """The interface every store implements; see the module docstring for the rules."""
 
     kind = "none"
+    FAILING = "cannot be used"  # what its outage warning says
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
-                 clock: Callable[[], float] = time.time):
+                 clock: Callable[[], float] = time.time, retry_s: float = 30.0):
         if max_bytes <= 0 or ttl_s <= 0:
             raise InputError(f"a person store needs max_bytes > 0 and ttl_s > 0, got {max_bytes} and {ttl_s}")
         self.max_bytes = max_bytes
         self.ttl_s = ttl_s
         self.clock = clock
+        self.retry_s = retry_s
+        self.location = self.kind  # where it is, for warnings
+        self.disabled = ""  # why the store cannot be used now, when it cannot
+        self._retry_at = 0.0
+        self._outage_lock = threading.Lock()
 
     def get(self, person_id: str) -> ParsedPerson | None:
         """The person, or None (never stored, expired, evicted, or written by another version)."""
@@ -89,11 +102,55 @@ class PersonStore:
         """Removes every person; returns how many there were."""
         raise NotImplementedError
 
+    def purge_expired(self) -> int:
+        """Removes the expired persons now; how many it removed (Redis expires them itself)."""
+        return 0
+
     def info(self) -> dict:
-        return {"kind": self.kind, "max_bytes": self.max_bytes, "ttl_s": self.ttl_s}
+        return {"kind": self.kind, "max_bytes": self.max_bytes, "ttl_s": self.ttl_s, "disabled": self.disabled}
 
     def expires_at(self, created: float) -> float:
         return created + self.ttl_s
+
+    def _purge_on_timer(self):
+        """Adds the store to those the timer thread purges every PURGE_EVERY_S seconds."""
+        global _timer_pid
+        with _timer_lock:
+            _purged.add(self)
+            if _timer_pid != os.getpid():
+                _timer_pid = os.getpid()
+                threading.Thread(target=_purge_forever, name="tryon-store-purge", daemon=True).start()
+
+    def _resting(self) -> bool:
+        """True while the store is down and `retry_s` has not passed since it last failed."""
+        with self._outage_lock:
+            return bool(self.disabled) and time.monotonic() < self._retry_at
+
+    def _failed(self, exc: Exception):
+        with self._outage_lock:
+            first, self.disabled = not self.disabled, f"{type(exc).__name__}: {exc}"
+            self._retry_at = time.monotonic() + self.retry_s
+        if first:
+            log.warning("person store %s %s (%s): parsed persons are not cached; requests still run, and the "
+                        "store is tried again every %.0f s", self.location, self.FAILING, self.disabled, self.retry_s)
+
+    def _recovered(self):
+        with self._outage_lock:
+            was, self.disabled = self.disabled, ""
+        if was:
+            log.warning("person store %s is back (was: %s)", self.location, was)
+
+
+def purge_all() -> None:
+    """What the timer does every PURGE_EVERY_S seconds: each open store's expired persons go."""
+    for store in list(_purged):
+        store.purge_expired()
+
+
+def _purge_forever():
+    while True:
+        time.sleep(PURGE_EVERY_S)
+        purge_all()
 
 
 @dataclass
@@ -117,6 +174,7 @@ class MemoryStore(PersonStore):
         super().__init__(max_bytes, ttl_s, clock)
         self._entries: OrderedDict[str, _Entry] = OrderedDict()
         self._lock = threading.Lock()
+        self._purge_on_timer()
 
     def _live(self, person_id) -> _Entry | None:
         """The person's entry, counted as a use; an expired one is dropped. Under the lock."""
@@ -151,10 +209,19 @@ class MemoryStore(PersonStore):
             entry = self._live(person_id)
             return entry.dressed.get(key) if entry else None
 
-    def _evict(self):
+    def purge_expired(self):
+        with self._lock:
+            return self._drop_expired()
+
+    def _drop_expired(self) -> int:
         now = self.clock()
-        for person_id in [k for k, entry in self._entries.items() if now >= self.expires_at(entry.created)]:
+        expired = [k for k, entry in self._entries.items() if now >= self.expires_at(entry.created)]
+        for person_id in expired:
             del self._entries[person_id]
+        return len(expired)
+
+    def _evict(self):
+        self._drop_expired()
         total = sum(entry.size for entry in self._entries.values())
         while total > self.max_bytes and self._entries:
             total -= self._entries.popitem(last=False)[1].size
@@ -187,8 +254,10 @@ class NotAStore(Exception):
 class SQLiteStore(PersonStore):
     """A SQLite file in `folder`, one short transaction per call and a connection per call,
     so threads and processes share it safely. Deleted rows are overwritten on disk
-    (secure_delete). A file that is corrupt or not ours is set aside and started afresh; a
-    folder that cannot be written turns caching off with a warning."""
+    (secure_delete). A file that is corrupt, not ours or of another version is deleted (it may
+    hold persons) and started afresh; a folder that cannot be written turns caching off, with a
+    warning, until `retry_s` has passed. With `create=False` (`tryon cache`) the store is only
+    looked at: nothing is made, deleted or purged, and a missing file is an empty store."""
 
     kind = "sqlite"
     FILE = "persons.sqlite3"
@@ -204,11 +273,15 @@ class SQLiteStore(PersonStore):
               "WITHOUT ROWID;")
 
     def __init__(self, folder: str | Path, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
-                 clock: Callable[[], float] = time.time):
-        super().__init__(max_bytes, ttl_s, clock)
+                 clock: Callable[[], float] = time.time, retry_s: float = 30.0, create: bool = True):
+        super().__init__(max_bytes, ttl_s, clock, retry_s)
         self.path = Path(folder) / self.FILE
-        self.disabled = ""  # why caching is off, when it is
-        self._call(lambda db: None, None)
+        self.location, self.create = str(self.path), create
+        if create:
+            with suppress(OSError):  # an older version set broken stores aside here, persons inside
+                self._remove(".broken")
+            self._call(lambda db: self._purge(db, self.clock()), 0)
+            self._purge_on_timer()
 
     def _read(self, person_id):
         return self._call(lambda db: self._touch(db, person_id), None)
@@ -232,14 +305,25 @@ class SQLiteStore(PersonStore):
                           False)
 
     def clear(self):
-        return self._call(lambda db: db.execute("DELETE FROM persons").rowcount, 0)
+        """Removes the store's files, and with them every person: no trace is left."""
+        count = self._call(lambda db: db.execute("SELECT COUNT(*) FROM persons").fetchone()[0], 0)
+        try:
+            self._remove("", "-wal", "-shm", ".broken")
+        except OSError as exc:
+            self._failed(exc)
+        return count
+
+    def purge_expired(self):
+        if not self.path.is_file():  # never makes a store: the timer may outlive its folder
+            return 0
+        return self._call(lambda db: self._purge(db, self.clock()), 0)
 
     def info(self):
         persons, stored, dressed = self._call(lambda db: db.execute(
             "SELECT COUNT(*), COALESCE(SUM(size), 0) + (SELECT COALESCE(SUM(size), 0) FROM dressed), "
             "(SELECT COUNT(*) FROM dressed) FROM persons").fetchone(), (0, 0, 0))
-        return {**super().info(), "path": str(self.path), "persons": persons, "bytes": stored,
-                "dressed": dressed, "disabled": self.disabled}
+        return {**super().info(), "path": str(self.path), "exists": self.path.is_file(), "persons": persons,
+                "bytes": stored, "dressed": dressed}
 
     def _touch(self, db, person_id, dressed_key=None):
         """The person's data (or its dressed entry's), counted as a use of the person."""
@@ -273,8 +357,8 @@ class SQLiteStore(PersonStore):
             db.execute("INSERT OR REPLACE INTO dressed VALUES (?, ?, ?, ?)", (person_id, key, png, len(png)))
         self._evict(db)
 
-    def _purge(self, db, now: float):
-        db.execute("DELETE FROM persons WHERE created <= ?", (now - self.ttl_s,))
+    def _purge(self, db, now: float) -> int:
+        return db.execute("DELETE FROM persons WHERE created <= ?", (now - self.ttl_s,)).rowcount
 
     def _evict(self, db):
         """Keeps the most recently used persons whose sizes (with their dressed entries) add up
@@ -286,7 +370,8 @@ class SQLiteStore(PersonStore):
         db.execute("COMMIT")
 
     def _connect(self):
-        db = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+        mode = "rwc" if self.create else "rw"
+        db = sqlite3.connect(f"{self.path.absolute().as_uri()}?mode={mode}", timeout=30, isolation_level=None, uri=True)
         db.execute("PRAGMA secure_delete = ON")
         db.execute("PRAGMA foreign_keys = ON")  # a person's dressed entries go with it
         return db
@@ -297,7 +382,7 @@ class SQLiteStore(PersonStore):
                                 for name in ("application_id", "user_version"))
         if application == self.APPLICATION_ID and version == self.VERSION:
             return
-        if application == 0 and db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
+        if self.create and application == 0 and db.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()[0] == 0:
             db.execute("PRAGMA journal_mode = WAL")
             db.executescript(f"BEGIN IMMEDIATE; {self.SCHEMA} PRAGMA application_id = {self.APPLICATION_ID}; "
                              f"PRAGMA user_version = {self.VERSION}; COMMIT;")
@@ -305,41 +390,35 @@ class SQLiteStore(PersonStore):
         raise NotAStore(f"application_id {application:#x}, version {version}")
 
     def _call(self, statement, fallback):
-        """Run `statement(db)` on a fresh connection. A corrupt or foreign file is set aside
-        and the statement tried once more on an empty store; anything else the file system
-        refuses turns caching off for this process, with one warning."""
+        """Run `statement(db)` on a fresh connection. A corrupt, foreign or other-version file is
+        deleted and the statement tried once more on an empty store; anything else the file
+        system refuses turns caching off until `retry_s` has passed, with one warning."""
+        if self._resting() or not (self.create or self.path.is_file()):
+            return fallback
         for attempt in (1, 2):
-            if self.disabled:
-                return fallback
             try:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
+                if attempt == 2:
+                    self._remove("", "-wal", "-shm")
+                if self.create:
+                    self.path.parent.mkdir(parents=True, exist_ok=True)
                 with closing(self._connect()) as db:
                     self._prepare(db)
-                    return statement(db)
+                    answer = statement(db)
+                self._recovered()
+                return answer
             except (NotAStore, sqlite3.DatabaseError) as exc:
                 if "locked" in str(exc) or "busy" in str(exc):  # another process held it past the timeout
                     log.warning("person store %s is busy (%s); this request is not cached", self.path, exc)
                     return fallback
-                if isinstance(exc, sqlite3.OperationalError) or attempt == 2:
-                    self._disable(exc)
-                else:
-                    self._set_aside(exc)
+                if isinstance(exc, sqlite3.OperationalError) or attempt == 2 or not self.create:
+                    self._failed(exc)
+                    return fallback
+                log.warning("person store %s is not a readable tryon store (%s); deleted it (with any persons "
+                            "in it) and started an empty one", self.path, exc)
             except OSError as exc:
-                self._disable(exc)
-        return fallback
+                self._failed(exc)
+                return fallback
 
-    def _set_aside(self, exc):
-        aside = self.path.with_name(self.FILE + ".broken")
-        log.warning("person store %s is not a readable tryon store (%s); moved it to %s and started an "
-                    "empty one", self.path, exc, aside.name)
-        for suffix in ("-wal", "-shm"):
+    def _remove(self, *suffixes: str):
+        for suffix in suffixes:
             self.path.with_name(self.FILE + suffix).unlink(missing_ok=True)
-        try:
-            os.replace(self.path, aside)
-        except OSError as move_error:
-            self._disable(move_error)
-
-    def _disable(self, exc):
-        self.disabled = f"{type(exc).__name__}: {exc}"
-        log.warning("person store %s cannot be used (%s): parsed persons are not cached; "
-                    "requests still run", self.path, self.disabled)

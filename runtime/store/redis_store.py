@@ -18,7 +18,6 @@ Needs the `redis` package (extra `[redis]`); imported when a store is made, not 
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
@@ -46,6 +45,7 @@ def redacted(url: str) -> str:
 
 class RedisStore(PersonStore):
     kind = "redis"
+    FAILING = "cannot be reached"
     PREFIX = "tryon:person2:"  # 2: a hash per person; the strings the older store wrote expire under tryon:person:
     # A dressed entry is written only into a person that is there, in one step on the server.
     PUT_DRESSED = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
@@ -55,7 +55,7 @@ class RedisStore(PersonStore):
     def __init__(self, url: str, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
                  clock: Callable[[], float] = time.time, retry_s: float = 30.0, timeout_s: float = 2.0,
                  prefix: str = PREFIX):
-        super().__init__(max_bytes, ttl_s, clock)
+        super().__init__(max_bytes, ttl_s, clock, retry_s)
         try:
             import redis
         except ImportError:
@@ -66,12 +66,8 @@ class RedisStore(PersonStore):
         except ValueError as exc:
             raise InputError(f"person store {redacted(url)}: {exc}; expected redis://HOST:PORT/DB") from None
         self._errors = (redis.RedisError, OSError)
-        self.url = redacted(url)
+        self.url = self.location = redacted(url)
         self.prefix = prefix
-        self.retry_s = retry_s
-        self.down = ""  # why the server cannot be used now, when it cannot
-        self._retry_at = 0.0
-        self._lock = threading.Lock()
         self._put_dressed = self._client.register_script(self.PUT_DRESSED)
         self._sizes = self._client.register_script(self.SIZES)
 
@@ -114,7 +110,7 @@ class RedisStore(PersonStore):
                     "dressed": sum(s[1] for s in sizes) - persons,
                     **{f"server_{name}": memory.get(name) for name in ("maxmemory", "maxmemory_policy", "used_memory")}}
         found = self._call(read, {"persons": 0, "bytes": 0, "dressed": 0})
-        return {**super().info(), "url": self.url, **found, "down": self.down,
+        return {**super().info(), "url": self.url, **found,
                 "size_cap": "the Redis server's maxmemory and maxmemory-policy"}
 
     def _batches(self, r) -> list[list[bytes]]:
@@ -124,22 +120,12 @@ class RedisStore(PersonStore):
         return [keys[n:n + 500] for n in range(0, len(keys), 500)]
 
     def _call(self, command, fallback):
-        with self._lock:
-            if self.down and time.monotonic() < self._retry_at:
-                return fallback
+        if self._resting():
+            return fallback
         try:
             answer = command(self._client)
         except self._errors as exc:
-            with self._lock:
-                first = not self.down
-                self.down = f"{type(exc).__name__}: {exc}"
-                self._retry_at = time.monotonic() + self.retry_s
-            if first:
-                log.warning("person store %s cannot be reached (%s): parsed persons are not cached; requests "
-                            "still run, and the store tries again every %.0f s", self.url, self.down, self.retry_s)
+            self._failed(exc)
             return fallback
-        with self._lock:
-            if self.down:
-                log.warning("person store %s is back (was: %s)", self.url, self.down)
-                self.down = ""
+        self._recovered()
         return answer
