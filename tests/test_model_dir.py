@@ -2,6 +2,7 @@
 import json
 import os
 import shutil
+import time
 from pathlib import Path
 
 import pytest
@@ -86,3 +87,20 @@ def test_a_read_only_models_folder_still_verifies(models, monkeypatch):
     monkeypatch.setattr(model_dir, "write_atomically", refuse)
     assert ModelDir.open(models).file("gmm").is_file()
     assert not (models / VERIFIED).exists()
+
+
+def test_a_file_changed_in_place_with_its_timestamps_restored_is_refused(models):
+    """Issue 22, N12: the fast path keyed on size, mtime and inode, all of which survive this."""
+    path = models / "gmm.onnx"
+    ModelDir.open(models).file("gmm")  # verified: remembered in .verified.json
+    before = path.stat()
+    time.sleep(0.05)  # past the file system's clock tick, so the change time moves
+    data = bytearray(path.read_bytes())
+    data[-100] ^= 0xFF
+    with open(path, "r+b") as f:  # in place: the same inode and size
+        f.write(data)
+    os.utime(path, ns=(before.st_atime_ns, before.st_mtime_ns))
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns, after.st_ino) == (before.st_size, before.st_mtime_ns, before.st_ino)
+    with pytest.raises(ModelMismatchError, match="does not match manifest.json"):
+        ModelDir.open(models).file("gmm")

@@ -4,9 +4,10 @@ each file is the one the export recorded.
 `ModelDir.file(name)` is the one way the runtime gets a model's path, so every loader
 (`tryon run`, `tryon serve`, `tryon bench`) refuses a file that was changed, swapped or
 damaged since the export: its size and sha256 must match the manifest. Hashing the
-full-size JPP-Net costs about a second, so a verified file's size, mtime and inode are
-remembered in `<models>/.verified.json` and a file whose stat has not changed since is
-not hashed again.
+full-size JPP-Net costs about a second, so a verified file's size, mtime, inode and inode
+change time are remembered in `<models>/.verified.json` and a file whose stat has not changed
+since is not hashed again. The change time is the one a user cannot restore: writing the file
+and setting its mtime back with os.utime both move it to now (issue 22, N12).
 """
 from __future__ import annotations
 
@@ -74,7 +75,8 @@ def _verify(path: Path, entry: ModelEntry) -> None:
     if entry.bytes is not None and stat.st_size != entry.bytes:
         raise ModelMismatchError(f"{path} is {stat.st_size:,} bytes but manifest.json recorded {entry.bytes:,}: "
                                  "it was changed, swapped or damaged after export; re-run `tryon export`")
-    seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "inode": stat.st_ino, "sha256": expected}
+    seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino,
+            "sha256": expected}
     verified = _read_verified(path.parent)
     if verified.get(path.name) == seen:
         return
