@@ -142,3 +142,27 @@ def test_only_the_projects_own_errors_become_one_line_exits(tiny_models_dir, vit
     monkeypatch.setattr(run_cmd, "check_outputs", lambda *a: (_ for _ in ()).throw(InputError("bad input")))
     refused = CliRunner().invoke(app, args)
     assert refused.exit_code == 4 and "error: bad input" in refused.output
+
+
+def test_a_low_confidence_is_written_with_a_warning_and_a_refusal_is_not(tiny_models_dir, viton_pair, tmp_path,
+                                                                          monkeypatch):
+    """Issue 22, N14: both were "N of N photos were refused (...the photo is written in place of a
+    try-on)", though a low confidence's try-on was written, as the catalogue's ledger tells."""
+    from dataclasses import replace
+
+    from tryon import pipeline
+
+    person, cloth = viton_pair
+    dress = pipeline.TryOn.dress
+    monkeypatch.setattr(pipeline.TryOn, "dress", lambda *a, **k: [replace(r, confidence=0.05) for r in dress(*a, **k)])
+    args = [str(person), str(cloth), "--models", str(tiny_models_dir), "--no-cache", *FAST]
+    low = CliRunner().invoke(app, ["run", *args, "-o", str(tmp_path / "low.png")])
+    assert low.exit_code == 0, low.output
+    assert (tmp_path / "low.png").is_file() and "refused" not in low.output
+    assert f"warning: {person}: confidence 0.050, below 0.1" in low.output and "try-ons are written" in low.output
+
+    monkeypatch.setattr(pipeline, "crossed_arms", lambda keypoints: True)
+    refused = CliRunner().invoke(app, ["run", *args, "--check-dirty", "-o", str(tmp_path / "refused.png")])
+    assert refused.exit_code == 4 and not (tmp_path / "refused.png").exists()
+    assert "wrote 0 of 1 results; 1 refused (no image written)" in refused.output
+    assert f"{person.name} + {cloth.name}: crossed arms" in refused.output

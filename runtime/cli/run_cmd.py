@@ -17,6 +17,7 @@ from ..errors import EXIT_BAD_INPUT, InputError, TryonError
 from ..files import write_atomically
 from ..images import save_rgb
 from ..options import DressOptions, ParseOptions
+from ..parsed_person import SEED_FAILURE_CONFIDENCE
 from . import common
 from .errors import friendly
 
@@ -69,17 +70,20 @@ def run(inputs: list[Path] = typer.Argument(None, help="PERSON then GARMENT... (
     batch.summary(len(jobs))
     if tryon.synthetic:
         typer.secho(common.SYNTHETIC_NOTE, fg="yellow", err=True)
-    if batch.failures:
+    if batch.failures or batch.refused:
         raise typer.Exit(EXIT_BAD_INPUT)
 
 
 class Batch:
-    """Runs the jobs of one person at a time and keeps the score."""
+    """Runs the jobs of one person at a time and keeps the score, as the catalogue's ledger
+    does: a try-on below the seed's confidence is written with a warning; a refused person
+    (no person found, crossed arms) gets no image."""
 
     def __init__(self, tryon, parse_options, dress_options, intermediates_dir, verbose):
         self.tryon, self.parse_options, self.dress_options = tryon, parse_options, dress_options
         self.intermediates_dir, self.verbose = intermediates_dir, verbose
-        self.written, self.refused, self.failures = 0, 0, []
+        self.written, self.failures, self.refused = 0, [], []
+        self.low: dict[Path, float] = {}  # person photo -> its confidence, below SEED_FAILURE_CONFIDENCE
 
     def person(self, path: Path, jobs: list[Pair], advance):
         try:
@@ -101,6 +105,9 @@ class Batch:
                     advance(1)
 
     def _save(self, job: Pair, call, result):
+        if result.reason:
+            self.refused.append((job, result.reason))
+            return
         try:
             save_rgb(job.out, result.image)
             if self.intermediates_dir is not None:
@@ -109,12 +116,12 @@ class Batch:
             self.failures.append((job, f"cannot write {job.out}: {exc.strerror or exc}"))
             return
         self.written += 1
-        self.refused += not result.ok
+        if not result.ok:
+            self.low[job.person] = result.confidence
         if self.verbose:
             from ..pipeline import join_timings
 
-            note = f"; {result.reason}" if result.reason else ""
-            typer.echo(f"wrote {job.out} (confidence {result.confidence:.3f}{note})")
+            typer.echo(f"wrote {job.out} (confidence {result.confidence:.3f})")
             typer.echo(common.timings_table(join_timings(call.timings_ms, result.timings_ms)))
 
     def _fail(self, jobs: list[Pair], exc: Exception, advance):
@@ -123,14 +130,15 @@ class Batch:
         advance(len(jobs))
 
     def summary(self, total: int):
-        if self.refused:
-            typer.secho(f"{self.refused} of {total} photos were refused (confidence below 0.1; the photo is "
-                        "written in place of a try-on)", fg="yellow", err=True)
-        if not self.failures:
-            return
-        typer.secho(f"wrote {self.written} of {total} results; {len(self.failures)} failed:", fg="red", err=True)
-        for job, reason in self.failures:
-            typer.secho(f"  {job.person.name} + {job.garment.name}: {reason}", fg="red", err=True)
+        for person, confidence in self.low.items():
+            typer.secho(f"warning: {person}: confidence {confidence:.3f}, below {SEED_FAILURE_CONFIDENCE} (the seed "
+                        "answered \"failure\"): its try-ons are written, but the pose may be wrong", fg="yellow",
+                        err=True)
+        for what, listed in (("refused (no image written)", self.refused), ("failed", self.failures)):
+            if listed:
+                typer.secho(f"wrote {self.written} of {total} results; {len(listed)} {what}:", fg="red", err=True)
+            for job, reason in listed:
+                typer.secho(f"  {job.person.name} + {job.garment.name}: {reason}", fg="red", err=True)
 
 
 def by_person(jobs: list[Pair]) -> dict[Path, list[Pair]]:
@@ -148,7 +156,8 @@ def plan(inputs: list[Path], pairs_file: Path | None, out: Path) -> list[Pair]:
     else:
         if len(inputs) < 2:
             raise InputError("give a PERSON and at least one GARMENT (files or folders), or --pairs FILE")
-        persons, garments = images_in(inputs[0], "PERSON"), [g for path in inputs[1:] for g in images_in(path, "GARMENT")]
+        persons = images_in(inputs[0], "PERSON")
+        garments = [garment for path in inputs[1:] for garment in images_in(path, "GARMENT")]
         listed = [(p, g) for p in persons for g in garments]
     listed = list(dict.fromkeys(listed))  # the same pair twice is one job
     if out.suffix and out.suffix.lower() not in IMAGE_SUFFIXES and not out.is_dir():
