@@ -1,22 +1,27 @@
 """Catalogue throughput: pairs per minute of `tryon catalogue`, the local engine against Ray
-Data on a local cluster at several parse x dress actor counts.
+Data on a local cluster, its actor pools sized by the rule (`ray`) or given (`ray:PxDxC`).
 
     python benchmarks/catalogue.py --models models_onnx --persons 8 --garments 10 \\
-        --engine local --engine ray:1x1x2 --engine ray:3x1x2 --out benchmarks/results
+        --engine local --engine ray --engine ray:3x1x2 --repeat 3 --out benchmarks/results
 
 Each engine renders the same catalogue (PERSONS photos x GARMENTS garments, made from the
 bundled example pair: photos one pixel apart, garments hue-turned and mirrored, so that each
 is parsed and dressed as another would be) from scratch into a temporary folder, with a
 person store in memory only, so every person is parsed. `ray:PxDxC` is P parse actors and D
-dress actors of C CPUs each (and C ONNX Runtime threads); the Ray cluster is started fresh
-for each (`--ray-cpus`, default every core) and its start is timed apart. Every engine's
-images are compared with the first engine's, byte for byte.
+dress actors of C CPUs each (a fraction allowed; at least one ONNX Runtime thread, C rounded
+up); the Ray cluster is started fresh for each run (`--ray-cpus`, default every core, or
+`--ray-nodes` CPUs per node: a head and workers of Ray's multi-node test cluster) and its
+start is timed apart. `--repeat N` runs the engines in turn N times, so that a busy machine
+slows each alike; the record's `summary` has each engine's medians and their ratio to the
+local engine's, and every run the 1-minute load average before and after. Every run's images
+are compared with the first run's, byte for byte.
 
 Writes benchmarks/results/catalogue-<precision>-p<P>g<G>-<time>.json and prints a table.
 """
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime
 import hashlib
 import json
@@ -25,6 +30,7 @@ import statistics
 import sys
 import tempfile
 import time
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 from tryon.bench.garments import garment_variants
@@ -49,48 +55,58 @@ def make_inputs(folder: Path, persons: int, garments: int) -> tuple[Path, Path]:
 
 
 def parse_engine(text: str) -> dict:
-    if text == "local":
-        return {"engine": "local"}
+    if text in ("local", "ray"):
+        return {"engine": text, "label": text}
     try:
         kind, shape = text.split(":")
-        parse, dress, cpus = (int(n) for n in shape.split("x"))
-        assert kind == "ray" and min(parse, dress, cpus) >= 1
+        parse, dress, cpus = shape.split("x")
+        parse, dress, cpus = int(parse), int(dress), float(cpus)
+        assert kind == "ray" and min(parse, dress) >= 1 and cpus > 0
     except (ValueError, AssertionError):
-        raise SystemExit(f"--engine {text!r}: expected local or ray:PxDxC (parse actors x dress actors x CPUs each)")
-    return {"engine": "ray", "parse_actors": parse, "dress_actors": dress, "cpus_per_actor": cpus}
+        raise SystemExit(f"--engine {text!r}: expected local, ray or ray:PxDxC (parse actors x dress actors x CPUs "
+                         "each)")
+    return {"engine": "ray", "label": text, "parse_actors": parse, "dress_actors": dress, "cpus_per_actor": cpus}
 
 
-def run_engine(spec: dict, settings: Settings, persons: Path, garments: Path, ray_cpus: int) -> tuple[dict, dict]:
+@contextmanager
+def ray_cluster(cpus: int, nodes: list[int] | None):
+    """Ray on this machine: one node of `cpus`, or a head and workers of `nodes` CPUs each."""
+    import ray
+
+    cluster = None
+    if nodes:
+        from ray.cluster_utils import Cluster
+
+        cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": nodes[0]})
+        for count in nodes[1:]:
+            cluster.add_node(num_cpus=count)
+        ray.init(address=cluster.address, include_dashboard=False, logging_level="WARNING")
+    else:
+        ray.init(num_cpus=cpus, include_dashboard=False, logging_level="WARNING")
+    try:
+        yield
+    finally:
+        ray.shutdown()
+        if cluster is not None:
+            cluster.shutdown()
+
+
+def run_engine(spec: dict, settings: Settings, persons: Path, garments: Path, ray_cpus: int,
+               ray_nodes: list[int] | None = None) -> tuple[dict, dict]:
     """One engine over the whole catalogue: (its figures, sha256 of each image)."""
     with tempfile.TemporaryDirectory() as tmp:
         out = Path(tmp) / "out"
         plan = Catalogue.plan(persons, garments, out)
         batches = plan.batches()
-        figures = dict(spec)
+        figures = {**spec, "load_before": os.getloadavg()[0]}
+        cluster = ray_cluster(ray_cpus, ray_nodes) if spec["engine"] == "ray" else nullcontext()
         start = time.perf_counter()
-        if spec["engine"] == "local":
-            results = render_local(settings.build(), batches, settings)
-        else:
-            import ray
-            from tryon.catalogue.ray_engine import Pools, render_ray
-
-            ray.init(num_cpus=ray_cpus, include_dashboard=False, logging_level="WARNING")
-            figures["ray_cpus"] = ray_cpus
-            results = render_ray(settings, batches,
-                                 Pools(spec["parse_actors"], spec["dress_actors"], spec["cpus_per_actor"]))
-        figures["startup_s"] = time.perf_counter() - start  # model load (local) or cluster start (ray)
-        first, parse_ms, dress_ms, statuses = None, {}, [], {}
-        with Ledger(out) as ledger:
-            for person, garment, outcome in results:
-                record(plan, ledger, person, garment, outcome, {}, spec["engine"])
-                first = first or time.perf_counter()
-                statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
-                if outcome.status in WRITTEN:
-                    parse_ms[person] = outcome.timings_ms["parse"]
-                    dress_ms.append(outcome.timings_ms["dress"])
+        with cluster:
+            results = render(spec, settings, batches, figures)
+            figures["startup_s"] = time.perf_counter() - start  # model load (local) or cluster start (ray)
+            first, parse_ms, dress_ms, statuses = collect(plan, results, spec["engine"])
         wall = time.perf_counter() - start
-        if spec["engine"] == "ray":
-            ray.shutdown()
+        figures["load_after"] = os.getloadavg()[0]
         pairs = len(plan.pairs)
         figures.update(
             pairs=pairs, statuses=statuses, wall_s=wall, first_pair_s=first - start,
@@ -102,13 +118,46 @@ def run_engine(spec: dict, settings: Settings, persons: Path, garments: Path, ra
         return figures, digests
 
 
+def render(spec: dict, settings: Settings, batches, figures: dict):
+    if spec["engine"] == "local":
+        return render_local(settings.build(), batches, settings)
+    import ray
+    from tryon.catalogue.ray_engine import Pools, render_ray
+
+    def sized(pools, node_cpus):
+        figures.update(pools=dataclasses.asdict(pools), nodes=len(node_cpus), node_cpus=node_cpus)
+
+    figures["ray_cpus"] = ray.cluster_resources().get("CPU", 0)
+    pools = Pools.given(spec["parse_actors"], spec["dress_actors"], spec["cpus_per_actor"]) \
+        if "parse_actors" in spec else None
+    return render_ray(settings, batches, pools, sized=sized)
+
+
+def collect(plan: Catalogue, results, engine: str):
+    """Writes each pair as the CLI does; (time of the first pair, parse ms by person, dress ms, statuses)."""
+    first, parse_ms, dress_ms, statuses = None, {}, [], {}
+    with Ledger(plan.out) as ledger:
+        for person, garment, outcome in results:
+            record(plan, ledger, person, garment, outcome, {}, engine)
+            first = first or time.perf_counter()
+            statuses[outcome.status] = statuses.get(outcome.status, 0) + 1
+            if outcome.status in WRITTEN:
+                parse_ms[person] = outcome.timings_ms["parse"]
+                dress_ms.append(outcome.timings_ms["dress"])
+    return first, parse_ms, dress_ms, statuses
+
+
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--models", default="models_onnx")
     parser.add_argument("--persons", type=int, default=4)
     parser.add_argument("--garments", type=int, default=10)
-    parser.add_argument("--engine", action="append", help="local or ray:PxDxC (repeatable) [default: local, ray:1x1xN/2]")
+    parser.add_argument("--engine", action="append", help="local, ray (sized by the rule) or ray:PxDxC (repeatable) "
+                                                          "[default: local, ray]")
+    parser.add_argument("--repeat", type=int, default=1, help="run the engines in turn this many times")
     parser.add_argument("--ray-cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray cluster")
+    parser.add_argument("--ray-nodes", help="CPUs of each node of a multi-node Ray cluster on this machine, the "
+                                            "head's first: 1,1,1")
     parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads of the local engine (0: every core)")
     parser.add_argument("--scales", default="1.0,0.75,1.25")
     parser.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True)
@@ -116,8 +165,8 @@ def main(argv=None):
     parser.add_argument("--provider", default="cpu")
     parser.add_argument("--out", default="benchmarks/results")
     args = parser.parse_args(argv)
-    half = max(1, (args.ray_cpus or 2) // 2)
-    engines = [parse_engine(text) for text in (args.engine or ["local", f"ray:1x1x{half}"])]
+    engines = [parse_engine(text) for text in (args.engine or ["local", "ray"])]
+    ray_nodes = [int(n) for n in args.ray_nodes.split(",")] if args.ray_nodes else None
     scales = tuple(float(s) for s in args.scales.split(","))
     # As `tryon bench`: resize instead of the pose crop, which untrained weights' pose refuses.
     settings = Settings(args.models, args.provider, args.threads, scales, args.mirror, args.precision,
@@ -131,12 +180,15 @@ def main(argv=None):
     with tempfile.TemporaryDirectory() as tmp:
         persons, garments = make_inputs(Path(tmp), args.persons, args.garments)
         reference = None
-        for spec in engines:
-            print(f"rendering {args.persons} x {args.garments} with {spec} ...", file=sys.stderr, flush=True)
-            figures, digests = run_engine(spec, settings, persons, garments, args.ray_cpus)
-            reference = reference or digests
-            figures["same_images_as_first_engine"] = digests == reference
-            record_["runs"].append(figures)
+        for _ in range(args.repeat):
+            for spec in engines:
+                print(f"rendering {args.persons} x {args.garments} with {spec['label']} ...", file=sys.stderr,
+                      flush=True)
+                figures, digests = run_engine(spec, settings, persons, garments, args.ray_cpus, ray_nodes)
+                reference = reference or digests
+                figures["same_images_as_first_engine"] = digests == reference
+                record_["runs"].append(figures)
+    record_["summary"] = summary(record_["runs"])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -146,15 +198,30 @@ def main(argv=None):
     print(f"wrote {path}")
 
 
+def summary(runs: list[dict]) -> dict:
+    """Per engine: its runs' median pairs/min and wall, the loads they ran under, and the ratio
+    of its median pairs/min to the local engine's."""
+    by_label: dict[str, list[dict]] = {}
+    for run in runs:
+        by_label.setdefault(run["label"], []).append(run)
+    medians = {label: {"runs": len(its), "median_pairs_per_min": statistics.median(r["pairs_per_min"] for r in its),
+                       "median_wall_s": statistics.median(r["wall_s"] for r in its),
+                       "load": [round(r["load_before"], 2) for r in its]} for label, its in by_label.items()}
+    local = medians.get("local", {}).get("median_pairs_per_min")
+    for figures in medians.values():
+        figures["vs_local"] = round(figures["median_pairs_per_min"] / local, 3) if local else None
+    return medians
+
+
 def table(record_: dict) -> str:
-    rows = [f"{'engine':<16}{'start s':>9}{'1st pair s':>11}{'wall s':>9}{'pairs/min':>11}{'parse ms':>10}"
+    rows = [f"{'engine':<16}{'load':>6}{'start s':>9}{'1st pair s':>11}{'wall s':>9}{'pairs/min':>11}{'parse ms':>10}"
             f"{'dress ms':>10}  same images"]
     for run in record_["runs"]:
-        name = run["engine"] if run["engine"] == "local" else \
-            f"ray {run['parse_actors']}x{run['dress_actors']}x{run['cpus_per_actor']}"
-        rows.append(f"{name:<16}{run['startup_s']:>9.1f}{run['first_pair_s']:>11.1f}{run['wall_s']:>9.1f}"
+        rows.append(f"{run['label']:<16}{run['load_before']:>6.1f}{run['startup_s']:>9.1f}{run['first_pair_s']:>11.1f}{run['wall_s']:>9.1f}"
                     f"{run['pairs_per_min']:>11.1f}{run['parse_ms_per_person'] or 0:>10.0f}"
                     f"{run['dress_ms_per_pair'] or 0:>10.0f}  {run['same_images_as_first_engine']}")
+    rows += [f"{label}: median {figures['median_pairs_per_min']:.1f} pairs/min over {figures['runs']} run(s), "
+             f"{figures['vs_local']}x the local engine" for label, figures in record_["summary"].items()]
     return "\n".join(rows)
 
 

@@ -1,4 +1,5 @@
 """tryon catalogue: naming, refusals, the ledger and resume, a killed run; Ray against local."""
+import dataclasses
 import json
 import shutil
 import subprocess
@@ -97,6 +98,10 @@ def test_runtime_modules_import_without_ray_or_redis():
 
 @pytest.fixture()
 def inputs(tmp_path):
+    return make_inputs(tmp_path)
+
+
+def make_inputs(tmp_path):
     """2 VITON persons, 3 garments and a garment that is not an image."""
     persons, garments = tmp_path / "persons", tmp_path / "garments"
     persons.mkdir(), garments.mkdir()
@@ -285,8 +290,11 @@ def test_the_throughput_benchmark_writes_a_record(tiny_models_dir, tmp_path):
     assert [run["pairs"] for run in record["runs"]] == [4, 4]
     assert all(run["statuses"].get("failed", 0) == 0 and run["same_images_as_first_engine"] for run in record["runs"])
     assert all(run["pairs_per_min"] > 0 and run["parse_ms_per_person"] > 0 for run in record["runs"])
-    with pytest.raises(SystemExit, match="expected local or ray:PxDxC"):
+    assert record["summary"]["local"]["runs"] == 2 and record["summary"]["local"]["vs_local"] == 1.0
+    assert len(record["summary"]["local"]["load"]) == 2  # the load average each run started under
+    with pytest.raises(SystemExit, match="expected local, ray or ray:PxDxC"):
         bench.parse_engine("ray:2x1")
+    assert bench.parse_engine("ray:2x1x0.5")["cpus_per_actor"] == 0.5
 
 
 def test_an_actor_that_cannot_start_says_why_in_one_line(ray_cluster, tiny_models_dir, inputs, tmp_path):
@@ -301,9 +309,36 @@ def test_more_actors_than_the_cluster_has_cpus_is_refused(ray_cluster):
     from tryon.catalogue.ray_engine import Pools, _check_cpus
 
     _check_cpus(ray_cluster, Pools(1, 1, 1), fixed=True)  # the 2-CPU test cluster
-    with pytest.raises(InputError, match="2 parse and 1 dress actors of 1 CPUs each need 3 CPUs; the Ray cluster has 2"):
+    with pytest.raises(InputError, match="2 parse actors of 1 CPUs and 1 threads, 1 dress actors of 1 CPUs and 1 "
+                                         "threads need 3 CPUs; the Ray cluster has 2"):
         _check_cpus(ray_cluster, Pools(2, 1, 1), fixed=True)
     _check_cpus(ray_cluster, Pools(2, 1, 1), fixed=False)  # a cluster that may autoscale: a warning
+    _check_cpus(ray_cluster, Pools(2, 2, 0.82, 0.18), fixed=True)  # fractions that add up to the 2 CPUs
+
+
+@pytest.mark.parametrize("nodes, persons, garments, tta, expected", [
+    # 2 cores, fp32 with every scale and the mirror: the dress share of a CPU follows the garments per person
+    ([2], 4, 10, True, (2, 2, 0.9, 0.1, 1, 1)),
+    ([2], 2, 100, True, (2, 2, 0.47, 0.53, 1, 1)),
+    # one scale, no mirror: a parse is 6.25 times cheaper, so the garments weigh more
+    ([1, 2], 2, 4, False, (2, 2, 0.78, 0.22, 1, 1)),
+    # more CPUs than persons: the parse actors get the threads of those not made, up to a node's CPUs
+    ([16], 2, 100, True, (2, 16, 3.76, 0.53, 8, 1)),
+    ([4, 4, 4, 4], 2, 100, True, (2, 16, 1.88, 0.53, 4, 1)),
+    ([8], 1, 3, True, (1, 1, 7.76, 0.24, 8, 8)),
+])
+def test_the_pools_are_sized_to_the_cluster_and_the_garments_per_person(tmp_path, nodes, persons, garments, tta,
+                                                                          expected):
+    from tryon.catalogue.plan import Settings
+    from tryon.catalogue.ray_engine import Pools
+
+    plan = Catalogue.plan(touch(tmp_path / "p", *(f"p{i}.jpg" for i in range(persons))),
+                          touch(tmp_path / "g", *(f"g{i:03d}.jpg" for i in range(garments))), tmp_path / "o")
+    settings = Settings("models", scales=(1.0, 0.75, 1.25) if tta else (1.0,), mirror=tta)
+    pools = Pools.fit(nodes, plan.batches(), settings)
+    assert tuple(dataclasses.astuple(pools)) == expected
+    assert pools.parse_actors * pools.parse_cpus + pools.dress_actors * pools.dress_cpus <= sum(nodes) + 1e-9
+    assert max(pools.parse_cpus, pools.dress_cpus) <= max(nodes)  # each actor fits on a node
 
 
 def test_an_actor_on_a_node_with_other_models_refuses_to_start(tiny_models_dir):

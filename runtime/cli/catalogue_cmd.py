@@ -38,10 +38,12 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
               engine: str = typer.Option("local", help="local (this process) or ray (Ray Data actor pools)"),
               address: str = typer.Option(None, help="Ray cluster to join (--engine ray) [default: start one "
                                                      "on this machine]"),
-              parse_actors: int = typer.Option(1, min=1, help="JPP-Net actors (--engine ray)"),
-              dress_actors: int = typer.Option(1, min=1, help="GMM/TOM actors (--engine ray)"),
-              cpus_per_actor: int = typer.Option(1, min=1, help="CPUs each actor reserves, and its ONNX Runtime "
-                                                                "threads (--engine ray)"),
+              parse_actors: int = typer.Option(None, min=1, help="JPP-Net actors (--engine ray) [default: sized "
+                                                                 "to the cluster and the catalogue]"),
+              dress_actors: int = typer.Option(None, min=1, help="GMM/TOM actors (--engine ray) [default: sized]"),
+              cpus_per_actor: float = typer.Option(None, min=0.01, help="CPUs each actor reserves, a fraction "
+                                                   "allowed; its ONNX Runtime threads, at least 1 (--engine ray) "
+                                                   "[default: sized]"),
               need_pre: bool = common.NEED_PRE, need_bright: bool = common.NEED_BRIGHT,
               keep_back: bool = common.KEEP_BACK, need_dilate: bool = common.NEED_DILATE,
               check_dirty: bool = common.CHECK_DIRTY, jpeg_dct: str = common.JPEG_DCT,
@@ -78,7 +80,9 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
             from ..ray_cluster import import_ray
 
             import_ray("data")  # or RayMissingError: its one line and exit 5, before any work
-            results = render_ray(settings, batches, Pools(parse_actors, dress_actors, cpus_per_actor), address)
+            given = (parse_actors, dress_actors, cpus_per_actor) != (None, None, None)
+            pools = Pools.given(parse_actors or 1, dress_actors or 1, cpus_per_actor or 1) if given else None
+            results = render_ray(settings, batches, pools, address, sized=_sized)
         start = time.perf_counter()
         with typer.progressbar(length=todo, label="catalogue", hidden=todo == 0) as bar:
             for person, garment, outcome in results:
@@ -89,6 +93,10 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
         typer.secho(common.SYNTHETIC_NOTE, fg="yellow", err=True)
     if not _summary(plan, Ledger(out), identity, todo, elapsed):
         raise typer.Exit(EXIT_INCOMPLETE)
+
+
+def _sized(pools, node_cpus: list[float]):
+    typer.echo(f"Ray: {pools} on {len(node_cpus)} node(s) of {', '.join(f'{n:g}' for n in node_cpus)} CPUs", err=True)
 
 
 def _summary(plan, ledger, identity, rendered: int, elapsed: float) -> bool:
