@@ -1,0 +1,173 @@
+"""The catalogue on a Ray cluster of several nodes on this machine (Ray's multi-node test cluster:
+a head that drives and writes, with no CPUs, and two workers of 1 and 2 CPUs), with one real
+redis-server as the person store the nodes share; then faults in the middle of a catalogue: an
+actor's process killed, a worker node removed. Each run's images are the local engine's bytes and
+its ledger has every pair once."""
+import os
+import signal
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'tryon-onnx[ray]'")
+
+from test_catalogue import FAST, catalogue, images, make_inputs  # noqa: E402
+from tryon.catalogue import ray_engine  # noqa: E402
+from tryon.catalogue.ledger import Ledger, record  # noqa: E402
+from tryon.catalogue.plan import LEDGER, Catalogue, Settings  # noqa: E402
+from tryon.catalogue.work import render_local  # noqa: E402
+from tryon.images import decode  # noqa: E402
+from tryon.options import ParseOptions  # noqa: E402
+from tryon.store import StoreSettings  # noqa: E402
+
+WORKERS = (1, 2)  # CPUs of the two worker nodes; the head has none
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0})
+    for cpus in WORKERS:
+        cluster.add_node(num_cpus=cpus)
+    ray.init(address=cluster.address, include_dashboard=False, logging_level="WARNING")
+    yield cluster
+    ray.shutdown()
+    cluster.shutdown()
+
+
+@pytest.fixture()
+def inputs(tmp_path):
+    return make_inputs(tmp_path)
+
+
+@pytest.fixture()
+def store(redis_server):
+    redis_server.flush()
+    return StoreSettings(redis_server.url)
+
+
+def settings(models, store=None) -> Settings:
+    return Settings(str(models), "cpu", scales=(1.0,), mirror=False, store=store, parse=ParseOptions(need_pre=False))
+
+
+def render(plan: Catalogue, pairs, engine: str = "ray"):
+    """Writes what `pairs` yields into plan.out as the CLI does."""
+    with Ledger(plan.out) as ledger:
+        for person, garment, outcome in pairs:
+            record(plan, ledger, person, garment, outcome, {}, engine)
+
+
+def assert_as_local(plan: Catalogue, local: Path):
+    lines = (plan.out / LEDGER).read_text().splitlines()
+    assert len(lines) == len(plan.pairs) == len(Ledger(plan.out).read()), "a pair in the ledger twice or missing"
+    rendered = images(plan.out)
+    assert rendered == images(local) and len(rendered) == 6
+    assert all(decode(png).shape == (256, 192, 3) for png in rendered.values())  # none torn
+    assert not list(plan.out.rglob("*.partial"))
+
+
+@pytest.fixture()
+def local(tiny_models_dir, inputs, tmp_path):
+    persons, garments = inputs
+    plan = Catalogue.plan(persons, garments, tmp_path / "local")
+    ours = settings(tiny_models_dir)
+    render(plan, render_local(ours.build(), plan.batches(), ours), "local")
+    return plan.out
+
+
+def test_the_catalogue_on_two_worker_nodes_gives_the_local_bytes(cluster, tiny_models_dir, inputs, local, store,
+                                                                  tmp_path):
+    import redis
+
+    persons, garments = inputs
+    done = catalogue(persons, garments, "-o", tmp_path / "ray", "--models", tiny_models_dir,
+                     *[flag for flag in FAST if flag != "--no-cache"], "--cache", store.location, "--engine", "ray")
+    assert done.exit_code == 1, done.output  # the torn garment, as locally
+    assert "on 2 node(s) of 1, 2 CPUs" in done.output and "2 parse actors" in done.output, done.output
+    assert_as_local(Catalogue.plan(persons, garments, tmp_path / "ray"), local)
+    assert redis.Redis.from_url(store.location).dbsize() == 2  # each person, parsed on a worker, kept in Redis
+
+
+class Gate:
+    """Mixed into an actor class by the tests: it handles its first person, then before the next
+    writes where it runs ('PID NODE_ID') to `waiting` and holds until `release` exists (60 s at most).
+    An actor Ray restarts is a new one: it handles the retried person as its first."""
+    waiting: str = ""
+    release: str = ""
+
+    def __call__(self, batch):
+        person = str(batch["person"][0])
+        self.first = getattr(self, "first", person)
+        if person != self.first:
+            Path(self.waiting + ".tmp").write_text(f"{os.getpid()} {ray.get_runtime_context().get_node_id()}")
+            os.replace(self.waiting + ".tmp", self.waiting)
+            deadline = time.monotonic() + 60
+            while not Path(self.release).exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+        return super().__call__(batch)
+
+
+def render_with_fault(plan, ours, actor: str, fault, tmp_path, monkeypatch) -> str:
+    """Renders the plan with one parse and one dress actor of half a CPU each (so that either
+    worker node alone can hold both), `actor`'s class gated, and `fault(pid, node_id)` applied to
+    the actor while it holds the second person; returns what the gate wrote."""
+    from ray import cloudpickle
+
+    waiting, release = tmp_path / "waiting", tmp_path / "release"
+    gated = type(f"Gated{actor}", (Gate, getattr(ray_engine, actor)), {"waiting": str(waiting),
+                                                                       "release": str(release)})
+    monkeypatch.setattr(ray_engine, actor, gated)
+    found = []
+
+    def inject():
+        deadline = time.monotonic() + 120
+        while not waiting.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if waiting.exists():
+            found.append(waiting.read_text())
+            fault(*found[0].split())
+        release.touch()
+
+    injector = threading.Thread(target=inject, daemon=True)
+    cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
+    try:
+        injector.start()
+        render(plan, ray_engine.render_ray(ours, plan.batches(), ray_engine.Pools.given(1, 1, 0.5)))
+    finally:
+        cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
+        release.touch()
+        injector.join(10)
+    assert found, f"the {actor} never held a second person"
+    return found[0]
+
+
+@pytest.mark.parametrize("actor", ["ParseActor", "DressActor"])
+def test_an_actor_killed_mid_catalogue_is_restarted_and_the_run_finishes(cluster, tiny_models_dir, inputs, local,
+                                                                         store, tmp_path, monkeypatch, actor):
+    persons, garments = inputs
+    plan = Catalogue.plan(persons, garments, tmp_path / "ray")
+    where = render_with_fault(plan, settings(tiny_models_dir, store), actor,
+                              lambda pid, node: os.kill(int(pid), signal.SIGKILL), tmp_path, monkeypatch)
+    with pytest.raises(ProcessLookupError):
+        os.kill(int(where.split()[0]), 0)  # it was killed
+    assert_as_local(plan, local)
+
+
+def test_a_worker_node_removed_mid_catalogue_and_the_run_finishes_on_the_other(cluster, tiny_models_dir, inputs,
+                                                                               local, store, tmp_path, monkeypatch):
+    persons, garments = inputs
+    plan = Catalogue.plan(persons, garments, tmp_path / "ray")
+    removed = []
+
+    def remove(pid, node_id):
+        [node] = [node for node in cluster.worker_nodes if node.node_id == node_id]
+        cluster.remove_node(node, allow_graceful=False)
+        removed.append(node)
+
+    render_with_fault(plan, settings(tiny_models_dir, store), "DressActor", remove, tmp_path, monkeypatch)
+    assert removed and len([n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]) == 1
+    assert_as_local(plan, local)
