@@ -23,9 +23,9 @@ def info(cache: str = common.CACHE, cache_ttl_hours: float = common.CACHE_TTL,
          cache_max_mb: float = common.CACHE_MB):
     facts = common.store_settings(cache, False, cache_ttl_hours, cache_max_mb).open(create=False).info()
     if facts.get("exists") is False:  # looked at only: a mistyped --cache makes nothing
-        typer.echo(f"no store at {cache or Path(facts['path']).parent}")
-        return
-    typer.echo(f"store: {facts['kind']} {facts.get('path') or facts.get('url', '')}".rstrip())
+        typer.echo(f"no store at {cache or Path(facts['path']).parent} (nothing is cached there)")
+    else:
+        typer.echo(f"store: {facts['kind']} {facts.get('path') or facts.get('url', '')}".rstrip())
     cap = facts.get("size_cap") or f"{facts['max_bytes'] / 2**20:.0f} MB"
     typer.echo(f"persons: {facts['persons']} ({facts['bytes'] / 2**20:.1f} MB; size capped by {cap})")
     typer.echo(f"entries expire {facts['ttl_s'] / 3600:g} h after they were parsed")
