@@ -144,8 +144,7 @@ def _write_optimized(ort, path: Path, cached: Path, so, disabled: list[str]) -> 
         return False
     try:
         so.optimized_model_filepath = str(scratch / cached.name)
-        so.add_session_config_entry("session.optimized_model_external_initializers_file_name",
-                                    f"{cached.name}.data")
+        so.add_session_config_entry("session.optimized_model_external_initializers_file_name", f"{cached.name}.data")
         so.add_session_config_entry("session.optimized_model_external_initializers_min_size_in_bytes", "1024")
         ort.InferenceSession(str(path), so, providers=PROVIDERS["cpu"], disabled_optimizers=disabled)
         os.replace(scratch / f"{cached.name}.data", cached.parent / f"{cached.name}.data")
@@ -209,9 +208,8 @@ def _cached_session(ort, path: Path, options: SessionOptions, disabled: list[str
         except Exception:  # e.g. a disk that filled up under the copy: make it again
             for part in (cached, cached.parent / f"{cached.name}.data"):
                 part.unlink(missing_ok=True)
-    if not _write_optimized(ort, path, cached, _session_options(ort, options), disabled):
-        return None
-    return _open_optimized(ort, cached, options)
+    written = _write_optimized(ort, path, cached, _session_options(ort, options), disabled)
+    return _open_optimized(ort, cached, options) if written else None
 
 
 def _open_optimized(ort, cached: Path, options: SessionOptions):
