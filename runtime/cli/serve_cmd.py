@@ -141,8 +141,7 @@ def _check_auth(host: str, keys, no_auth: bool, engine: str, log_format: str):
 
 
 def _log_as(log_format: str):
-    """Every log line in one format: ours (tryon.*) and uvicorn's. uvicorn's access log is off:
-    it names person ids in paths; the tryon.access line (Operations) replaces it."""
+    """Every log line in one format: ours (tryon.*) and uvicorn's (make_server turns its access log off)."""
     from ..serve.operations import JsonLines
 
     handler = logging.StreamHandler()
@@ -151,7 +150,6 @@ def _log_as(log_format: str):
     for name in ("uvicorn", "uvicorn.error"):
         logging.getLogger(name).handlers.clear()
         logging.getLogger(name).propagate = True
-    logging.getLogger("uvicorn.access").disabled = True
 
 
 def _replicas(text: str) -> tuple[int, int]:
