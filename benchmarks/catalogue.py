@@ -158,7 +158,8 @@ def main(argv=None):
     parser.add_argument("--ray-cpus", type=int, default=os.cpu_count(), help="CPUs of the local Ray cluster")
     parser.add_argument("--ray-nodes", help="CPUs of each node of a multi-node Ray cluster on this machine, the "
                                             "head's first: 1,1,1")
-    parser.add_argument("--threads", type=int, default=0, help="ONNX Runtime threads of the local engine (0: every core)")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="ONNX Runtime threads of the local engine (0: every core)")
     parser.add_argument("--scales", default="1.0,0.75,1.25")
     parser.add_argument("--mirror", action=argparse.BooleanOptionalAction, default=True)
     parser.add_argument("--precision", default="fp32")
@@ -189,6 +190,7 @@ def main(argv=None):
                 figures["same_images_as_first_engine"] = digests == reference
                 record_["runs"].append(figures)
     record_["summary"] = summary(record_["runs"])
+    record_["ray_nodes"] = ray_nodes  # CPUs per node of Ray's multi-node test cluster, the head's first
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
@@ -217,7 +219,8 @@ def table(record_: dict) -> str:
     rows = [f"{'engine':<16}{'load':>6}{'start s':>9}{'1st pair s':>11}{'wall s':>9}{'pairs/min':>11}{'parse ms':>10}"
             f"{'dress ms':>10}  same images"]
     for run in record_["runs"]:
-        rows.append(f"{run['label']:<16}{run['load_before']:>6.1f}{run['startup_s']:>9.1f}{run['first_pair_s']:>11.1f}{run['wall_s']:>9.1f}"
+        rows.append(f"{run['label']:<16}{run['load_before']:>6.1f}{run['startup_s']:>9.1f}"
+                    f"{run['first_pair_s']:>11.1f}{run['wall_s']:>9.1f}"
                     f"{run['pairs_per_min']:>11.1f}{run['parse_ms_per_person'] or 0:>10.0f}"
                     f"{run['dress_ms_per_pair'] or 0:>10.0f}  {run['same_images_as_first_engine']}")
     rows += [f"{label}: median {figures['median_pairs_per_min']:.1f} pairs/min over {figures['runs']} run(s), "
