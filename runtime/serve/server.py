@@ -102,7 +102,7 @@ class GuardedH11Protocol(H11Protocol):
         if self._first_line is not None:
             self._first_line += data
             line, found, _ = self._first_line.partition(b"\r\n")
-            if not found and len(self._first_line) < 1024:
+            if not found and len(self._first_line) < 1024:  # longer is no health check's line
                 return
             if not (found and HEALTH_CHECK.fullmatch(line)):
                 return self._refuse()
@@ -121,7 +121,6 @@ class GuardedH11Protocol(H11Protocol):
         super().connection_lost(exc)
 
     def _refuse(self):
-        """The JSON 503 with Retry-After, then the connection closes."""
         log.warning("refused a connection: %d are open (--max-connections)", self.limits.max_connections)
         self._stop_head_timer()
         self._refused, self._first_line = True, None
