@@ -181,7 +181,7 @@ class MemoryStore(PersonStore):
         entry = self._entries.get(person_id)
         if entry is not None and self.clock() >= self.expires_at(entry.created):
             del self._entries[person_id]
-            entry = None
+            return None
         if entry is not None:
             self._entries.move_to_end(person_id)
         return entry
@@ -301,8 +301,7 @@ class SQLiteStore(PersonStore):
         return row[0] if row else None
 
     def delete(self, person_id):
-        return self._call(lambda db: db.execute("DELETE FROM persons WHERE id = ?", (person_id,)).rowcount > 0,
-                          False)
+        return self._call(lambda db: db.execute("DELETE FROM persons WHERE id = ?", (person_id,)).rowcount > 0, False)
 
     def clear(self):
         """Removes the store's files, and with them every person: no trace is left."""

@@ -74,13 +74,10 @@ class RedisStore(PersonStore):
     def _read(self, person_id):
         return self._call(lambda r: r.hget(self.prefix + person_id, "person"), None)
 
-    def _write(self, person_id, data):
-        def write(r):  # a replaced person keeps its dressed fields, and they live as long as it
-            pipe = r.pipeline(transaction=True)
-            pipe.hset(self.prefix + person_id, "person", data)
-            pipe.pexpire(self.prefix + person_id, max(1, int(self.ttl_s * 1000)))
-            pipe.execute()
-        self._call(write, None)
+    def _write(self, person_id, data):  # a replaced person keeps its dressed fields, which live as long as it
+        key = self.prefix + person_id
+        self._call(lambda r: r.pipeline(transaction=True).hset(key, "person", data)
+                   .pexpire(key, max(1, int(self.ttl_s * 1000))).execute(), None)
 
     def put_dressed(self, person_id, key, png):
         self._call(lambda r: self._put_dressed(keys=[self.prefix + person_id], args=["dressed:" + key, png],
