@@ -99,7 +99,7 @@ def test_connections_beyond_the_cap_get_a_503_and_are_closed(server):
     try:
         time.sleep(0.2)  # let the server accept them all
         with connect(server) as extra:
-            extra.sendall(b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+            extra.sendall(b"GET /v1/garments HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
             answer = read_all(extra)
         assert answer.startswith(b"HTTP/1.1 503"), answer[:300]
         assert "connections are open" in json.loads(answer.split(b"\r\n\r\n", 1)[1])["detail"]

@@ -47,7 +47,8 @@ def serve(models: Path = common.MODELS,
           gallery: list[Path] = typer.Option([], help="folder of garment images for the gallery (repeatable)"),
           max_body_mb: float = typer.Option(20, min=0.001, help="largest request body, MB"),
           max_garments: int = typer.Option(16, min=1, help="garments per POST /v1/persons/{id}/tryon"),
-          max_connections: int = typer.Option(64, min=1, help="connections open at once; beyond: 503, closed"),
+          max_connections: int = typer.Option(64, min=1, help="connections open at once; beyond: 503, "
+                                                                    "closed (health checks still answered)"),
           keep_alive: float = typer.Option(5, min=0.1, help="seconds an idle keep-alive connection stays open"),
           read_timeout: float = typer.Option(10, min=0.1, help="seconds for a request's headers to arrive, "
                                                                "and between two parts of its body"),
