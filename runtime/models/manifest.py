@@ -84,24 +84,17 @@ class _Record:
         return cls(**cls._kwargs(data, where))
 
     def to_json(self) -> dict:
-        named = {f.name for f in fields(self)} - {"extra", "key_order"}
+        named = [f.name for f in fields(self) if f.name not in ("extra", "key_order")]
+        # The keys as read (null values included), then those set since or built in code (written
+        # when not None), then the unnamed ones.
+        keys = dict.fromkeys([*self.key_order, *(key for key in named if getattr(self, key) is not None), *self.extra])
         out: dict[str, Any] = {}
-
-        def put(key):
+        for key in keys:
             if key in named:
                 value = getattr(self, key)
                 out[key] = value.to_json() if isinstance(value, _Record) else value
             elif key in self.extra:
                 out[key] = self.extra[key]
-
-        for key in self.key_order:  # as read, null values included
-            put(key)
-        for f in fields(self):  # set since (or built in code): written when not None
-            if f.name in named and f.name not in out and getattr(self, f.name) is not None:
-                put(f.name)
-        for key in self.extra:
-            if key not in out:
-                put(key)
         return out
 
 
