@@ -154,6 +154,7 @@ def test_tryon_png_carries_confidence_and_timings_in_headers(client, tiny_tryon)
     assert float(response.headers["x-tryon-confidence"]) == pytest.approx(expected.confidence, abs=1e-6)
     assert response.headers["x-tryon-ok"] == json.dumps(expected.ok)
     assert response.headers["x-tryon-synthetic"] == "true"
+    assert response.headers["x-tryon-parse-quality"] == "full"
     stages = dict(part.split(";dur=") for part in response.headers["server-timing"].split(", "))
     assert "total" in stages and float(stages["total"]) > 0
 
@@ -164,7 +165,9 @@ def test_tryon_json_with_a_gallery_garment_and_flags(client, tiny_tryon):
     response = client.post("/v1/tryon", files={"person": ("p.jpg", PERSON)}, data=form)
     assert response.status_code == 200, response.text
     body = response.json()
-    assert set(body) == {"confidence", "ok", "reason", "timings_ms", "image_png_base64", "synthetic", "person_id"}
+    assert set(body) == {"confidence", "ok", "reason", "timings_ms", "image_png_base64", "synthetic", "person_id",
+                         "parse_quality"}
+    assert body["parse_quality"] == "full"  # issue 21: a photo sent with the try-on gets the exact parse
     assert body["person_id"] == tiny_tryon.parse(PERSON, need_pre=False, need_bright=True).id
     garment = decode(client.get("/v1/garments/red-shirt.png").content)
     assert garment[128, 96].tolist() == pytest.approx([200, 0, 0], abs=3)  # the added JPEG

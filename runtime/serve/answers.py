@@ -8,6 +8,9 @@ from pydantic import BaseModel, Field
 
 from ..errors import TryonError
 
+PARSE_QUALITY = ("which parse of the person: preview (progressive=true: a quick parse that the exact one replaces "
+                 "under the same person_id) or full")
+
 
 class Scored(BaseModel):
     """What every try-on answer says beside its image (the seed's /cloth too)."""
@@ -21,6 +24,7 @@ class TryOnAnswer(Scored):
     image_png_base64: str = Field(description="the 192x256 result as a base64 PNG")
     synthetic: bool = Field(description="the models have synthetic (untrained) weights: the image is noise")
     person_id: str = Field(description="the parsed person's id, to dress it again without the photo")
+    parse_quality: str = Field(description=PARSE_QUALITY)
 
 
 class GarmentAnswer(TryOnAnswer):
@@ -47,6 +51,7 @@ class PersonAnswer(BaseModel):
     expires_at: str = Field(description="when the server forgets it (ISO 8601, UTC); DELETE forgets it now")
     labels_url: str = Field(description="its body-part labels as a coloured PNG")
     synthetic: bool
+    parse_quality: str = Field(description=PARSE_QUALITY)
 
 
 class ParsedAnswer(PersonAnswer):
@@ -70,6 +75,7 @@ class LimitsAnswer(BaseModel):
     max_garments: int = Field(description="garments per POST /v1/persons/{person_id}/tryon")
     read_timeout_s: float
     upload_timeout_s: float
+    predress: int = Field(description="gallery garments dressed ahead after each parse of a person (0: none)")
 
 
 class StageAnswer(BaseModel):
@@ -106,19 +112,34 @@ class GalleryAnswer(BaseModel):
     garments: list[GarmentListing]
 
 
-def tryon_answer(result, png: bytes, synthetic: bool, person_id: str, **extra) -> dict:
+class DressedGarment(BaseModel):
+    id: str
+    parse_quality: str | None = Field(description="the best parse it is dressed from so far (full, preview), or "
+                                                  "null: not dressed yet")
+    url: str | None = Field(description="its PNG, while kept (GET /v1/persons/{person_id}/dressed/{id}.png)")
+
+
+class DressedAnswer(BaseModel):
+    person_id: str
+    parse_quality: str = Field(description="the person's parse now: preview until the exact one replaces it")
+    pending: bool = Field(description="background work for this person is still under way: ask again")
+    garments: list[DressedGarment] = Field(description="the gallery garments dressed ahead (--predress), in order")
+
+
+def tryon_answer(result, png: bytes, synthetic: bool, parsed, **extra) -> dict:
     return {"confidence": result.confidence, "ok": result.ok, "reason": result.reason,
             "timings_ms": result.timings_ms, "image_png_base64": base64.b64encode(png).decode("ascii"),
-            "synthetic": synthetic, "person_id": person_id, **extra}
+            "synthetic": synthetic, "person_id": parsed.id, "parse_quality": parsed.quality, **extra}
 
 
-def garment_answer(index: int, garment: str, outcome, synthetic: bool, person_id: str) -> dict:
+def garment_answer(index: int, garment: str, outcome, synthetic: bool, parsed) -> dict:
     """A GarmentAnswer: from (result, png), or from the TryonError that refused this garment alone."""
     if isinstance(outcome, TryonError):
         return {"confidence": 0.0, "ok": False, "reason": str(outcome), "timings_ms": {}, "image_png_base64": None,
-                "synthetic": synthetic, "person_id": person_id, "garment": garment, "index": index}
+                "synthetic": synthetic, "person_id": parsed.id, "parse_quality": parsed.quality, "garment": garment,
+                "index": index}
     result, png = outcome
-    return tryon_answer(result, png, synthetic, person_id, garment=garment, index=index)
+    return tryon_answer(result, png, synthetic, parsed, garment=garment, index=index)
 
 
 def person_answer(parsed, expires_at: str, synthetic: bool) -> dict:
@@ -127,4 +148,5 @@ def person_answer(parsed, expires_at: str, synthetic: bool) -> dict:
         person_id=parsed.id, confidence=parsed.confidence, ok=parsed.ok, reason=parsed.reason,
         options=ParseFlags(need_pre=options.need_pre, need_bright=options.need_bright, check_dirty=options.check_dirty),
         keypoints=[[float(v) for v in point] for point in parsed.keypoints], expires_at=expires_at,
-        labels_url=f"/v1/persons/{parsed.id}/labels.png", synthetic=synthetic).model_dump()
+        labels_url=f"/v1/persons/{parsed.id}/labels.png", synthetic=synthetic,
+        parse_quality=parsed.quality).model_dump()

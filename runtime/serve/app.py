@@ -19,9 +19,10 @@ from .service import TryOnService
 
 DESCRIPTION = """Virtual try-on (JPP-Net + CP-VTON) on ONNX Runtime.
 
-- `POST /v1/persons`: parse a person photo once (seconds); `POST /v1/tryon` with its `person_id`,
-  or `POST /v1/persons/{person_id}/tryon` with several garments, then dresses it in a fraction
-  of a second per garment. `GET`/`DELETE /v1/persons/{person_id}`.
+- `POST /v1/persons`: parse a person photo once (seconds; `progressive=true`: a preview at once, the
+  exact parse behind it); `POST /v1/tryon` with its `person_id`, or `POST /v1/persons/{person_id}/tryon`
+  with several garments, then dresses it in a fraction of a second per garment; the first gallery
+  garments are dressed ahead (`GET /v1/persons/{person_id}/dressed`). `GET`/`DELETE /v1/persons/{person_id}`.
 - `POST /v1/tryon`: multipart upload (a photo or a person_id, and a garment), PNG or JSON answer.
 - `POST /cloth`: the seed service's JSON contract (base64 in, base64 BMP out).
 - `GET /v1/garments`: the gallery; `GET /web`: an upload page; `GET /healthz`.
@@ -55,7 +56,8 @@ def create_app(tryon, *, store=None, gallery=(), max_concurrent: int = 1, queue:
         app.add_middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_methods=["GET", "POST", "DELETE"],
                            allow_headers=["*"], expose_headers=["X-Tryon-Confidence", "X-Tryon-Ok",
                                                                 "X-Tryon-Synthetic", "X-Tryon-Reason",
-                                                                "X-Tryon-Person-Id", "Server-Timing", "Retry-After"])
+                                                                "X-Tryon-Person-Id", "X-Tryon-Parse-Quality",
+                                                                "Server-Timing", "Retry-After"])
     app.add_middleware(BrowserGuard, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)  # outermost
     errors.install(app)
     for module in (seed_route, v1_routes, persons_routes, web_routes):

@@ -23,6 +23,9 @@ class Inference(ABC):
     `request` (the Starlette request, or None) lets an engine drop work whose client left."""
 
     store: "PersonStore"
+    # Whether `parse_background` and `dress_background` exist: the exact parse behind a preview
+    # and the pre-dressed gallery (serve/follow_up.py) run only on an engine that has them.
+    background = False
 
     @abstractmethod
     async def parse(self, request, photo: bytes, options: "ParseOptions") -> ParseCall:
@@ -32,6 +35,10 @@ class Inference(ABC):
     async def dress(self, request, parsed: ParsedPerson, garments: list, options: "DressOptions",
                     image_format: str) -> list[tuple["TryOnResult", bytes] | TryonError]:
         """Each garment's outcome, in order (`encoded`)."""
+
+    async def parse_preview(self, request, photo: bytes, options: "ParseOptions") -> ParseCall:
+        """A quick parse (quality "preview") to answer at once; an engine without one parses exactly."""
+        return await self.parse(request, photo, options)
 
     async def tryon(self, request, person, garment, parse_options: "ParseOptions", dress_options: "DressOptions",
                     image_format: str) -> tuple[ParsedPerson, "TryOnResult", bytes]:
@@ -81,6 +88,8 @@ def finished(coroutine):
 class LocalInference(Inference):
     """The TryOn in this process: every step in a worker thread once the gate admits it."""
 
+    background = True
+
     def __init__(self, pipeline: "TryOn", gate: InferenceGate):
         self.pipeline = pipeline
         self.gate = gate
@@ -95,6 +104,20 @@ class LocalInference(Inference):
 
     async def dress(self, request, parsed, garments, options, image_format):
         return await self.gate.run(request, self._dress, parsed, garments, options, image_format)
+
+    async def parse_preview(self, request, photo, options):
+        return await self.gate.run(request, partial(self.pipeline.parse_call, preview=True), photo, options)
+
+    async def parse_background(self, photo: bytes, options: "ParseOptions") -> ParseCall:
+        return await self.gate.run_background(self.pipeline.parse_call, photo, options)
+
+    async def dress_background(self, parsed: ParsedPerson, garments: list, options: "DressOptions"):
+        return await self.gate.run_background(self._dress_singly, parsed, garments, options)
+
+    def _dress_singly(self, parsed, garments, options):
+        # One GMM/TOM run per garment, as a click's: a batch's results differ from a single garment's
+        # by up to one uint8 step (tests/test_parse_dress.py), and a kept try-on must be a click's bytes.
+        return [self._dress(parsed, [garment], options, ".png")[0] for garment in garments]
 
     async def tryon(self, request, person, garment, parse_options, dress_options, image_format):
         # Parse and dress in one slot: a one-call try-on never queues twice.

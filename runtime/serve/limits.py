@@ -26,11 +26,12 @@ class Limits:
     max_garments: int = 16  # per POST /v1/persons/{id}/tryon: two GMM/TOM batches
     read_timeout_s: float = 10.0  # longest wait for the next piece of a request body
     upload_timeout_s: float = 60.0  # longest time to receive a whole body
+    predress: int = 16  # gallery garments dressed ahead for each parsed person (0: none)
 
     def __post_init__(self):
         if min(self.max_body_bytes, self.max_pixels, self.max_garments) < 1 or \
-                min(self.read_timeout_s, self.upload_timeout_s) <= 0:
-            raise InputError(f"every limit must be positive, got {self}")
+                min(self.read_timeout_s, self.upload_timeout_s) <= 0 or self.predress < 0:
+            raise InputError(f"every limit must be positive (predress may be 0), got {self}")
 
 
 # Raised inside a route's body read, so also HTTPExceptions (see HTTPCompatible). The rest of
@@ -129,7 +130,8 @@ class ClientGone(TryonError):
 class InferenceGate:
     """At most `max_concurrent` inferences run, each in a worker thread; at most `queue` more wait.
     Refusing the rest at once (503) keeps latency and memory bounded, and a load balancer can
-    send the retry elsewhere."""
+    send the retry elsewhere. Background work (`run_background`) takes one slot at a time, and
+    only while no request waits for one."""
 
     def __init__(self, max_concurrent: int, queue: int):
         if max_concurrent < 1 or queue < 0:
@@ -137,8 +139,9 @@ class InferenceGate:
         self.max_concurrent = max_concurrent
         self.queue = queue
         self.admitted = 0
+        self.waiting = 0  # requests admitted and not yet in a slot
         self.dropped = 0  # requests whose client left before their turn
-        self._limiter = None  # anyio wants it created on the running event loop
+        self._limiter = self._background = None  # anyio wants them created on the running event loop
         self._seconds = 1.0  # a recent inference's duration, for Retry-After
 
     async def run(self, request, fn, *args):
@@ -146,17 +149,41 @@ class InferenceGate:
         None) is watched: when its client disconnects, the wait ends with ClientGone."""
         if self.admitted >= self.max_concurrent + self.queue:
             raise Overloaded(self.retry_after(), self.admitted)
-        if self._limiter is None:
-            self._limiter = anyio.CapacityLimiter(self.max_concurrent)
+        self._start()
         self.admitted += 1
+        self.waiting += 1
         try:
-            await self._acquire(request)
+            try:
+                await self._acquire(request)
+            finally:
+                self.waiting -= 1
             try:
                 return await anyio.to_thread.run_sync(self._timed, fn, *args)
             finally:
                 self._limiter.release()
         finally:
             self.admitted -= 1
+
+    async def run_background(self, fn, *args):
+        """`fn(*args)` in a worker thread, in a slot taken only while no request waits: a request
+        that comes meanwhile waits at most for the one background step already running."""
+        self._start()
+        async with self._background:
+            while True:
+                while self.waiting:
+                    await anyio.sleep(0.02)
+                await self._limiter.acquire()
+                if not self.waiting:
+                    break
+                self._limiter.release()  # a request came while this waited for the slot: it goes first
+            try:
+                return await anyio.to_thread.run_sync(fn, *args)
+            finally:
+                self._limiter.release()
+
+    def _start(self):
+        if self._limiter is None:
+            self._limiter, self._background = anyio.CapacityLimiter(self.max_concurrent), anyio.Lock()
 
     async def _acquire(self, request) -> None:
         if request is None:

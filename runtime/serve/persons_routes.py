@@ -2,15 +2,18 @@
 TOM only): the parsed person is kept in the person store until it expires or is deleted."""
 from __future__ import annotations
 
-from fastapi import APIRouter, File, Form, Request, UploadFile
+from typing import Literal
+
+from fastapi import APIRouter, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
-from ..errors import InputError, StoreUnavailable
+from ..errors import InputError, NotFound, StoreUnavailable
 from ..images import FORMATS, encode
 from ..options import DressOptions, ParseOptions
 from ..sheet import colour_labels
-from .answers import GarmentAnswer, ParsedAnswer, PersonAnswer, garment_answer, person_answer
+from .answers import DressedAnswer, GarmentAnswer, ParsedAnswer, PersonAnswer, garment_answer, person_answer
 from .errors import WITH_BODY, refusals
+from .follow_up import PREDRESS_OPTIONS
 from .v1_routes import JPEG_DCT_DOC, WARP_JPEG_DOC, JpegDct, gallery_garment
 
 router = APIRouter(prefix="/v1/persons", tags=["persons"])
@@ -24,7 +27,11 @@ PERSONAL = {"Cache-Control": "no-store"}  # a person's data stays out of shared 
                          "same `person_id` and `cached: true`, when this photo was parsed before with the same "
                          "flags and is still stored. The id then dresses the person in garments (POST /v1/tryon "
                          "with person_id, POST /v1/persons/{person_id}/tryon) until `expires_at`, or until "
-                         "DELETE /v1/persons/{person_id}.",
+                         "DELETE /v1/persons/{person_id}.\n\n`progressive=true` answers with a quick preview "
+                         "parse (`parse_quality: preview`; JPP-Net at one small scale) and runs the exact parse "
+                         "in the background, which then replaces it under the same `person_id` (GET it, or POST "
+                         "/v1/tryon with `wait=full`). After each parse the first gallery garments are dressed "
+                         "in the background (GET /v1/persons/{person_id}/dressed).",
              response_model=ParsedAnswer,
              responses={200: {"model": ParsedAnswer, "description": "parsed before: found in the store"},
                         201: {"description": "parsed now"}, **refusals(*WITH_BODY, 415, 422, 503)})
@@ -33,10 +40,12 @@ async def create_person(request: Request,
                         need_pre: bool = Form(True, description="crop around the pose, resize to 256x192"),
                         need_bright: bool = Form(False, description="brighten the photo x1.3 first"),
                         check_dirty: bool = Form(False, description="refuse arms crossing the torso"),
-                        jpeg_dct: JpegDct = Form("accurate", description=JPEG_DCT_DOC)):
+                        jpeg_dct: JpegDct = Form("accurate", description=JPEG_DCT_DOC),
+                        progressive: bool = Form(False, description="answer with a preview parse now, the exact "
+                                                                    "one in the background")):
     service = request.app.state.service
     options = ParseOptions(need_pre, need_bright, check_dirty, jpeg_dct)
-    call = await service.parse(request, await person.read(), options)
+    call = await service.parse(request, await person.read(), options, progressive)
     parsed = call.parsed
     expires_at = await service.expires_at(parsed.id)
     if expires_at is None:
@@ -108,5 +117,37 @@ async def dress_person(person_id: str, request: Request,
     names = [f"cloth[{index}]" for index, _ in uploads] + list(garment)
     parsed = await service.person(person_id)
     dressed = await service.dress(request, parsed, garments, DressOptions(keep_back, need_dilate, warp_jpeg), names)
-    return JSONResponse([garment_answer(index, name, outcome, service.synthetic, parsed.id)
+    return JSONResponse([garment_answer(index, name, outcome, service.synthetic, parsed)
                          for index, (name, outcome) in enumerate(zip(names, dressed))])
+
+
+@router.get("/{person_id}/dressed", summary="The gallery dressed ahead for a person, as far as it is",
+            response_model=DressedAnswer, responses=refusals(404, 422))
+async def dressed_gallery(person_id: str, request: Request):
+    service = request.app.state.service
+    parsed = await service.person(person_id)
+    garments = []
+    for garment in service.follow.garments:
+        found = [q for q in ("full", "preview") if await service.dressed(parsed, garment.id, PREDRESS_OPTIONS, q)]
+        url = f"/v1/persons/{parsed.id}/dressed/{garment.id}.png?quality={found[0]}" if found else None
+        garments.append({"id": garment.id, "parse_quality": found[0] if found else None, "url": url})
+    return JSONResponse({"person_id": parsed.id, "parse_quality": parsed.quality,
+                         "pending": service.follow.pending(parsed.id), "garments": garments}, headers=PERSONAL)
+
+
+@router.get("/{person_id}/dressed/{garment_id}.png", summary="A person dressed ahead in a gallery garment",
+            response_class=Response,
+            responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                             "description": "the try-on (default dress flags), header X-Tryon-Parse-Quality"},
+                       **refusals(404, 422)})
+async def dressed_png(person_id: str, garment_id: str, request: Request,
+                      quality: Literal["full", "preview"] | None = Query(None, description="that parse's "
+                                                                            "[default: the best kept]")):
+    service = request.app.state.service
+    parsed = await service.person(person_id)
+    for kind in [quality] if quality else ["full", "preview"]:
+        png = await service.dressed(parsed, garment_id, PREDRESS_OPTIONS, kind)
+        if png is not None:
+            return Response(png, media_type="image/png", headers={**PERSONAL, "X-Tryon-Parse-Quality": kind})
+    raise NotFound(f"person {person_id[:64]!r} is not dressed in {garment_id[:64]!r} yet"
+                   f"{f' from its {quality} parse' if quality else ''}: see GET /v1/persons/{{person_id}}/dressed")

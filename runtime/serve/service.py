@@ -3,7 +3,7 @@ limits. Every image header is checked here before any inference."""
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 import anyio
@@ -11,6 +11,7 @@ import anyio
 from ..errors import NotFound
 from ..options import DressOptions, ParseOptions
 from ..parsed_person import ParseCall, ParsedPerson
+from .follow_up import FollowUp, dressed_key
 from .gallery import Gallery
 from .inference import Inference
 from .limits import Limits, check_image
@@ -26,6 +27,12 @@ class TryOnService:
     inference: Inference
     gallery: Gallery
     limits: Limits = Limits()
+    follow: FollowUp = field(init=False)
+
+    def __post_init__(self):
+        if not self.inference.background:  # an engine without background work dresses nothing ahead
+            self.limits = replace(self.limits, predress=0)
+        self.follow = FollowUp(self.inference, list(self.gallery.garments.values())[:self.limits.predress])
 
     @property
     def store(self):
@@ -35,9 +42,13 @@ class TryOnService:
     def synthetic(self) -> bool:
         return self.inference.describe()["synthetic"]
 
-    async def parse(self, request, photo: bytes, options: ParseOptions) -> ParseCall:
+    async def parse(self, request, photo: bytes, options: ParseOptions, progressive: bool = False) -> ParseCall:
+        """progressive: a preview now, the exact parse in the background; either way the gallery
+        is dressed ahead in the background."""
         await check_image(photo, "person photo", self.limits.max_pixels)
-        return await self.inference.parse(request, photo, options)
+        call = await (self.inference.parse_preview if progressive else self.inference.parse)(request, photo, options)
+        self.follow.start(call, photo, options)
+        return call
 
     async def tryon_one(self, request, person, garment, parse_options: ParseOptions, dress_options: DressOptions,
                         image_format: str) -> tuple[ParsedPerson, "TryOnResult", bytes]:
@@ -78,7 +89,20 @@ class TryOnService:
         return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
     async def delete(self, person_id: str) -> bool:
-        return _plausible(person_id) and await anyio.to_thread.run_sync(self.store.delete, person_id)
+        if not _plausible(person_id):
+            return False
+        self.follow.forget(person_id)
+        return await anyio.to_thread.run_sync(self.store.delete, person_id)
+
+    async def dressed(self, parsed: ParsedPerson, garment_id: str, options: DressOptions,
+                      quality: str | None = None) -> bytes | None:
+        """The PNG of this person (at `quality`, by default its own) in a gallery garment, if kept."""
+        key = dressed_key(quality or parsed.quality, garment_id, options)
+        return await anyio.to_thread.run_sync(self.store.get_dressed, parsed.id, key)
+
+    async def keep_dressed(self, parsed: ParsedPerson, garment_id: str, options: DressOptions, png: bytes) -> None:
+        key = dressed_key(parsed.quality, garment_id, options)
+        await anyio.to_thread.run_sync(self.store.put_dressed, parsed.id, key, png)
 
     async def store_info(self) -> dict:
         info = await anyio.to_thread.run_sync(self.store.info)

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import asdict
 from typing import Literal
 
@@ -9,15 +10,17 @@ from fastapi import APIRouter, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse, Response
 
 from ..errors import InputError, NotFound
-from ..images import FORMATS
+from ..images import FORMATS, load_rgb
 from ..options import DressOptions, ParseOptions
+from ..pipeline import TryOnResult
 from .answers import GalleryAnswer, TryOnAnswer, tryon_answer
 from .errors import WITH_BODY, refusals
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
-PNG_HEADERS_DOC = ("X-Tryon-Confidence, X-Tryon-Ok, X-Tryon-Synthetic, X-Tryon-Reason, X-Tryon-Person-Id, and "
-                   "the per-stage timings as a standard Server-Timing header (milliseconds).")
+PNG_HEADERS_DOC = ("X-Tryon-Confidence, X-Tryon-Ok, X-Tryon-Synthetic, X-Tryon-Reason, X-Tryon-Person-Id, "
+                   "X-Tryon-Parse-Quality, and the per-stage timings as a standard Server-Timing header "
+                   "(milliseconds).")
 PARSE_FLAG_DOC = " (a parse flag: with `person_id`, leave it out or give the value the person was parsed with)"
 JpegDct = Literal["accurate", "fast"]
 JPEG_DCT_DOC = ("JPEG decode of the person photo: accurate (the seed's PIL/OpenCV decode) or fast "
@@ -34,9 +37,11 @@ WARP_JPEG_DOC = ("hand the warped garment to TOM through a quality-75 JPEG, as c
                          "person store instead of parsed again.\n\n"
                          "`format=png` (default) answers image/png, 192x256, with " + PNG_HEADERS_DOC +
                          " `format=json` answers {confidence, ok, reason, timings_ms, image_png_base64, "
-                         "synthetic, person_id}.\n\nok is confidence >= 0.1 (the seed's threshold); when a "
-                         "photo is refused (no framable person, crossed arms with check_dirty) the image is "
-                         "the framed photo and reason says why.",
+                         "synthetic, person_id, parse_quality}. A person_id dressed in a gallery garment before "
+                         "(or ahead, after its parse) answers from the person store, without GMM/TOM; `wait=full` "
+                         "first waits for the exact parse behind a preview.\n\nok is confidence >= 0.1 (the "
+                         "seed's threshold); when a photo is refused (no framable person, crossed arms with "
+                         "check_dirty) the image is the framed photo and reason says why.",
              response_class=Response,
              responses={200: {"model": TryOnAnswer, "description": "the try-on",
                               "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
@@ -57,7 +62,9 @@ async def tryon(request: Request,
                 keep_back: bool = Form(False, description="keep the photo outside the upper clothes"),
                 need_dilate: bool = Form(False, description="soften the keep_back mask"),
                 warp_jpeg: bool = Form(False, description=WARP_JPEG_DOC),
-                format: Literal["png", "json"] = Form("png", description="png or json")):
+                format: Literal["png", "json"] = Form("png", description="png or json"),
+                wait: Literal["full"] | None = Form(None, description="with person_id: full waits for the exact "
+                                                                      "parse behind a preview (progressive=true)")):
     service = request.app.state.service
     given = {k: v for k, v in dict(need_pre=need_pre, need_bright=need_bright, check_dirty=check_dirty,
                                    jpeg_dct=jpeg_dct).items() if v is not None}
@@ -65,6 +72,8 @@ async def tryon(request: Request,
     if photo and person_id:
         raise InputError("give either a person photo or a person_id, not both")
     if person_id:
+        if wait == "full":
+            await service.follow.wait_exact(person_id)
         subject = await service.person(person_id)
         _check_same_parse(subject.options, given)
     elif person is not None:
@@ -72,15 +81,34 @@ async def tryon(request: Request,
     else:
         raise InputError("give a person: a `person` photo, or a `person_id` from POST /v1/persons")
     garment_input = await _garment(service.gallery, cloth, garment)
-    parsed, result, png = await service.tryon_one(request, subject, garment_input, ParseOptions(**given),
-                                                  DressOptions(keep_back, need_dilate, warp_jpeg), ".png")
+    dress_options = DressOptions(keep_back, need_dilate, warp_jpeg)
+    kept = await _kept(service, subject, garment, dress_options) if person_id and garment else None
+    if kept is not None:
+        parsed, result, png = subject, *kept
+    else:
+        parsed, result, png = await service.tryon_one(request, subject, garment_input, ParseOptions(**given),
+                                                      dress_options, ".png")
+        if person_id and garment:
+            await service.keep_dressed(parsed, garment, dress_options, png)
     if format == "json":
-        return JSONResponse(tryon_answer(result, png, service.synthetic, parsed.id))
+        return JSONResponse(tryon_answer(result, png, service.synthetic, parsed))
     return Response(png, media_type="image/png", headers={
         "X-Tryon-Confidence": f"{result.confidence:.6f}", "X-Tryon-Ok": json.dumps(result.ok),
         "X-Tryon-Synthetic": json.dumps(service.synthetic), "X-Tryon-Person-Id": parsed.id,
+        "X-Tryon-Parse-Quality": parsed.quality,
         "X-Tryon-Reason": result.reason.encode("ascii", "replace").decode("ascii"),
         "Server-Timing": ", ".join(f"{name};dur={ms:.1f}" for name, ms in result.timings_ms.items())})
+
+
+async def _kept(service, parsed, garment_id: str, options: DressOptions):
+    """(result, PNG) of a try-on kept in the person store, or None: the same bytes as a new dress."""
+    start = time.perf_counter()
+    png = await service.dressed(parsed, garment_id, options)
+    if png is None:
+        return None
+    ms = (time.perf_counter() - start) * 1000
+    result = TryOnResult(load_rgb(png, "kept try-on"), parsed.confidence, {"kept": ms, "total": ms}, parsed.reason)
+    return result, png
 
 
 def _check_same_parse(options: ParseOptions, given: dict) -> None:
