@@ -64,8 +64,11 @@ def run(inputs: list[Path] = typer.Argument(None, help="PERSON then GARMENT... (
     tryon = common.pipeline_settings(models, provider, threads, scales, mirror, precision,
                                      common.store_settings(cache, no_cache, cache_ttl_hours, cache_max_mb)).build()
     batch = Batch(tryon, parse_options, dress_options, save_intermediates, verbose=len(jobs) == 1)
+    by_person: dict[Path, list[Pair]] = {}
+    for job in jobs:
+        by_person.setdefault(job.person, []).append(job)
     with typer.progressbar(length=len(jobs), label="try-on", hidden=len(jobs) == 1) as bar:
-        for person, its_jobs in by_person(jobs).items():
+        for person, its_jobs in by_person.items():
             batch.person(person, its_jobs, bar.update)
     batch.summary(len(jobs))
     if tryon.synthetic:
@@ -125,8 +128,7 @@ class Batch:
             typer.echo(common.timings_table(join_timings(call.timings_ms, result.timings_ms)))
 
     def _fail(self, jobs: list[Pair], exc: Exception, advance):
-        for job in jobs:
-            self.failures.append((job, str(exc)))
+        self.failures += [(job, str(exc)) for job in jobs]
         advance(len(jobs))
 
     def summary(self, total: int):
@@ -139,13 +141,6 @@ class Batch:
                 typer.secho(f"wrote {self.written} of {total} results; {len(listed)} {what}:", fg="red", err=True)
             for job, reason in listed:
                 typer.secho(f"  {job.person.name} + {job.garment.name}: {reason}", fg="red", err=True)
-
-
-def by_person(jobs: list[Pair]) -> dict[Path, list[Pair]]:
-    grouped: dict[Path, list[Pair]] = {}
-    for job in jobs:
-        grouped.setdefault(job.person, []).append(job)
-    return grouped
 
 
 def plan(inputs: list[Path], pairs_file: Path | None, out: Path) -> list[Pair]:
