@@ -247,10 +247,6 @@ class MemoryStore(PersonStore):
                     "dressed": sum(len(entry.dressed) for entry in self._entries.values())}
 
 
-class NotAStore(Exception):
-    """A readable SQLite file that is not one of our person stores."""
-
-
 class SQLiteStore(PersonStore):
     """A SQLite file in `folder`, one short transaction per call and a connection per call,
     so threads and processes share it safely. Deleted rows are overwritten on disk
@@ -386,7 +382,7 @@ class SQLiteStore(PersonStore):
             db.executescript(f"BEGIN IMMEDIATE; {self.SCHEMA} PRAGMA application_id = {self.APPLICATION_ID}; "
                              f"PRAGMA user_version = {self.VERSION}; COMMIT;")
             return
-        raise NotAStore(f"application_id {application:#x}, version {version}")
+        raise sqlite3.DatabaseError(f"not a tryon store: application_id {application:#x}, version {version}")
 
     def _call(self, statement, fallback):
         """Run `statement(db)` on a fresh connection. A corrupt, foreign or other-version file is
@@ -405,7 +401,7 @@ class SQLiteStore(PersonStore):
                     answer = statement(db)
                 self._recovered()
                 return answer
-            except (NotAStore, sqlite3.DatabaseError) as exc:
+            except sqlite3.DatabaseError as exc:  # a corrupt file, another's, or of another version among them
                 if "locked" in str(exc) or "busy" in str(exc):  # another process held it past the timeout
                     log.warning("person store %s is busy (%s); this request is not cached", self.path, exc)
                     return fallback
