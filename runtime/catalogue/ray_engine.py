@@ -130,8 +130,8 @@ def render_ray(settings: Settings, batches: list[tuple[Input, list[Input]]], poo
         return
     with joined_cluster(ray, address, logging_level=logging.WARNING) as own_cluster:
         try:
-            node_cpus = [node["Resources"].get("CPU", 0) for node in ray.nodes()
-                         if node["Alive"] and node["Resources"].get("CPU", 0) > 0]
+            node_cpus = sorted(node["Resources"].get("CPU", 0) for node in ray.nodes()
+                               if node["Alive"] and node["Resources"].get("CPU", 0) > 0)
             pools = pools or Pools.fit(node_cpus, batches, settings)
             _check_cpus(ray, pools, fixed=own_cluster)
             sized(pools, node_cpus)
