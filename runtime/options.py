@@ -20,14 +20,18 @@ class ParseOptions:
     # "fast": decode a JPEG photo as LIP_JPPNet's TensorFlow reader did (fast integer DCT),
     # instead of the seed's accurate decode (PIL, OpenCV).
     jpeg_dct: str = "accurate"
+    # Whose person this is: the same photo under two owners gets two ids, so no owner finds,
+    # reads or learns of another's persons. The service sets it per API key (a digest, never the key).
+    owner: str = ""
 
     def __post_init__(self):
         if self.jpeg_dct not in JPEG_DCTS:
             raise InputError(f"jpeg_dct {self.jpeg_dct!r} is not one of {', '.join(JPEG_DCTS)}")
 
     def key(self) -> str:
-        """A stable text form, part of a parsed person's id."""
-        return ";".join(f"{name}={value}" for name, value in sorted(asdict(self).items()))
+        """A stable text form, part of a parsed person's id (without an owner: the ids of before)."""
+        return ";".join(f"{name}={value}" for name, value in sorted(asdict(self).items())
+                        if name != "owner" or value)
 
 
 @dataclass(frozen=True)

@@ -6,6 +6,7 @@ import pytest
 from fastapi import Request
 from test_serve_api import assert_one_line, serve_command
 from tryon.errors import InputError
+from tryon.examples import EXAMPLE_PERSON
 from tryon.pipeline import TryOn
 from tryon.serve import create_app
 from tryon.serve.auth import ApiKeys
@@ -95,3 +96,24 @@ def test_no_keys_on_a_network_address_refuses_to_start(tmp_path, monkeypatch):
                     "--engine ray", "API keys")
     monkeypatch.setenv("TRYON_API_KEYS", "ci:ci-key-0123")  # keys from the environment: on to the models
     assert_one_line(serve_command("--models", str(tmp_path / "none"), "--host", "0.0.0.0"), 3)
+
+
+def test_persons_belong_to_the_key_that_parsed_them(client):
+    """The same photo under two keys is two persons: neither key can read, dress or delete the
+    other's, and `cached: true` is only ever told to the key that uploaded the photo."""
+    photo = {"person": ("p.png", EXAMPLE_PERSON.read_bytes())}
+    flags = {"need_pre": "false"}
+    alice = client.post("/v1/persons", files=photo, data=flags, headers=bearer(ALICE))
+    assert alice.status_code in (200, 201), alice.text
+    bob = client.post("/v1/persons", files=photo, data=flags, headers=bearer(BOB))
+    assert bob.status_code == 201 and bob.json()["cached"] is False  # nothing told of alice's upload
+    alice_id, bob_id = alice.json()["person_id"], bob.json()["person_id"]
+    assert alice_id != bob_id
+    again = client.post("/v1/persons", files=photo, data=flags, headers=bearer(ALICE))
+    assert again.json()["person_id"] == alice_id and again.json()["cached"] is True
+    for method, path in (("GET", ""), ("GET", "/labels.png"), ("DELETE", "")):
+        assert client.request(method, f"/v1/persons/{alice_id}{path}", headers=bearer(BOB)).status_code == 404
+    tryon = client.post("/v1/tryon", data={"person_id": alice_id, "garment": "garment_tshirt"}, headers=bearer(BOB))
+    assert tryon.status_code == 404, tryon.text
+    assert client.get(f"/v1/persons/{alice_id}", headers=bearer(ALICE)).status_code == 200  # bob deleted nothing
+    assert client.delete(f"/v1/persons/{bob_id}", headers=bearer(BOB)).status_code == 204

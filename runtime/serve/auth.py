@@ -44,6 +44,12 @@ class ApiKeys:
     def __bool__(self) -> bool:
         return bool(self.keys)
 
+    def owner(self, name: str) -> str:
+        """What persons parsed under this key are owned by (ParseOptions.owner): a digest of the
+        key, so ids under two keys differ and the stores never hold a key."""
+        key = dict(self.keys)[name]
+        return hmac.new(key, b"tryon-onnx person owner", "sha256").hexdigest()[:32]
+
     def name_of(self, authorization: bytes | None) -> str | None:
         """The name of the key an `Authorization: Bearer KEY` header carries, or None. Every key
         is compared, in constant time, whether or not one matched already."""

@@ -62,7 +62,9 @@ class Operations:
                 if key_name is None:
                     return await JSONResponse(REFUSED, 401, headers={"WWW-Authenticate": "Bearer"})(
                         scope, receive, send_with_id)
-            scope = {**scope, "state": {**scope.get("state", {}), "key_name": key_name, "request_id": request_id}}
+            owner = self.keys.owner(key_name) if key_name else ""
+            scope = {**scope, "state": {**scope.get("state", {}), "key_name": key_name, "owner": owner,
+                                        "request_id": request_id}}
             if path == "/readyz":
                 await (await self._readiness())(scope, receive, send_with_id)
             elif path == "/metrics":

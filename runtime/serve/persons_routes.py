@@ -63,7 +63,7 @@ async def create_person(request: Request,
             response_model=PersonAnswer, responses=refusals(404, 422))
 async def get_person(person_id: str, request: Request):
     service = request.app.state.service
-    parsed = await service.person(person_id)
+    parsed = await service.person(person_id, request)
     expires_at = await service.expires_at(person_id)
     if expires_at is None:  # expired between the two reads
         raise service.not_found(person_id)
@@ -75,7 +75,7 @@ async def get_person(person_id: str, request: Request):
             responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
                              "description": "the LIP labels in LIP_JPPNet's palette"}, **refusals(404, 422)})
 async def person_labels(person_id: str, request: Request) -> Response:
-    parsed = await request.app.state.service.person(person_id)
+    parsed = await request.app.state.service.person(person_id, request)
     return Response(encode(colour_labels(parsed.labels), ".png"), media_type="image/png", headers=PERSONAL)
 
 
@@ -83,7 +83,7 @@ async def person_labels(person_id: str, request: Request) -> Response:
                response_class=Response, responses={204: {"description": "deleted"}, **refusals(404, 422)})
 async def delete_person(person_id: str, request: Request) -> Response:
     service = request.app.state.service
-    if not await service.delete(person_id):
+    if not await service.delete(person_id, request):
         raise service.not_found(person_id)
     return Response(status_code=204)
 
@@ -115,7 +115,7 @@ async def dress_person(person_id: str, request: Request,
                          f"several requests")
     garments = [data for _, data in uploads] + [gallery_garment(service.gallery, garment_id) for garment_id in garment]
     names = [f"cloth[{index}]" for index, _ in uploads] + list(garment)
-    parsed = await service.person(person_id)
+    parsed = await service.person(person_id, request)
     dressed = await service.dress(request, parsed, garments, DressOptions(keep_back, need_dilate, warp_jpeg), names)
     return JSONResponse([garment_answer(index, name, outcome, service.synthetic, parsed)
                          for index, (name, outcome) in enumerate(zip(names, dressed))])
@@ -125,7 +125,7 @@ async def dress_person(person_id: str, request: Request,
             response_model=DressedAnswer, responses=refusals(404, 422))
 async def dressed_gallery(person_id: str, request: Request):
     service = request.app.state.service
-    parsed = await service.person(person_id)
+    parsed = await service.person(person_id, request)
     garments = []
     for garment in service.follow.garments:
         found = [q for q in ("full", "preview") if await service.dressed(parsed, garment.id, PREDRESS_OPTIONS, q)]
@@ -144,7 +144,7 @@ async def dressed_png(person_id: str, garment_id: str, request: Request,
                       quality: Literal["full", "preview"] | None = Query(None, description="that parse's "
                                                                             "[default: the best kept]")):
     service = request.app.state.service
-    parsed = await service.person(person_id)
+    parsed = await service.person(person_id, request)
     for kind in [quality] if quality else ["full", "preview"]:
         png = await service.dressed(parsed, garment_id, PREDRESS_OPTIONS, kind)
         if png is not None:

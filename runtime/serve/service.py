@@ -46,6 +46,7 @@ class TryOnService:
         """progressive: a preview now, the exact parse in the background; either way the gallery
         is dressed ahead in the background."""
         await check_image(photo, "person photo", self.limits.max_pixels)
+        options = replace(options, owner=owner(request))
         call = await (self.inference.parse_preview if progressive else self.inference.parse)(request, photo, options)
         self.follow.start(call, photo, options)
         return call
@@ -55,6 +56,7 @@ class TryOnService:
         """`person`: photo bytes or a ParsedPerson; `garment`: uploaded bytes or a gallery RGB array."""
         if isinstance(person, bytes):
             await check_image(person, "person photo", self.limits.max_pixels)
+            parse_options = replace(parse_options, owner=owner(request))
         if isinstance(garment, bytes):
             await check_image(garment, "garment photo", self.limits.max_pixels)
         return await self.inference.tryon(request, person, garment, parse_options, dress_options, image_format)
@@ -69,10 +71,11 @@ class TryOnService:
                 await check_image(garment, f"garment photo {name}", self.limits.max_pixels)
         return await self.inference.dress(request, parsed, garments, options, ".png")
 
-    async def person(self, person_id: str) -> ParsedPerson:
-        """A stored person, or a 404 that says what to do."""
+    async def person(self, person_id: str, request) -> ParsedPerson:
+        """A stored person of the request's owner (API key), or a 404 that says what to do: another
+        owner's person is as unknown as one never parsed."""
         found = await anyio.to_thread.run_sync(self.store.get, person_id) if _plausible(person_id) else None
-        if found is None:
+        if found is None or found.options.owner != owner(request):
             raise self.not_found(person_id)
         return found
 
@@ -88,9 +91,8 @@ class TryOnService:
         moment = datetime.datetime.fromtimestamp(self.store.expires_at(stored), datetime.timezone.utc)
         return moment.isoformat(timespec="seconds").replace("+00:00", "Z")
 
-    async def delete(self, person_id: str) -> bool:
-        if not _plausible(person_id):
-            return False
+    async def delete(self, person_id: str, request) -> bool:
+        await self.person(person_id, request)  # another owner's person: 404, kept
         self.follow.forget(person_id)
         return await anyio.to_thread.run_sync(self.store.delete, person_id)
 
@@ -114,3 +116,8 @@ class TryOnService:
 def _plausible(person_id: str) -> bool:
     """Ids are short hex digests; anything else is unknown without asking the store."""
     return 0 < len(person_id) <= 64 and all(c in "0123456789abcdef" for c in person_id)
+
+
+def owner(request) -> str:
+    """The owner the operations layer gave this request (its API key's digest; "" without keys)."""
+    return getattr(request.state, "owner", "")

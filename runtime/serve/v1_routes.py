@@ -73,8 +73,9 @@ async def tryon(request: Request,
         raise InputError("give either a person photo or a person_id, not both")
     if person_id:
         if wait == "full":
+            await service.person(person_id, request)  # another owner's person: 404 before any wait
             await service.follow.wait_exact(person_id)
-        subject = await service.person(person_id)
+        subject = await service.person(person_id, request)
         _check_same_parse(subject.options, given)
     elif person is not None:
         subject = photo
