@@ -250,10 +250,10 @@ def test_redis_stopped_while_serving_photos_still_work_and_ids_are_refused_then_
     try:
         by_photo = service.post("/v1/tryon", files={"person": ("p.png", photo(9)), "cloth": ("c.jpg", CLOTH)})
         assert by_photo.status_code == 200, by_photo.text
-        # the person is out of reach: refused in words, never a 500 (a 503 would be better: serve/service.py
-        # answers a store that cannot be reached as it answers a person it does not hold)
+        # the person is out of reach, not unknown: 503 with Retry-After, in words, never a 500 or a 404
         by_id = service.post("/v1/tryon", data={"person_id": person_id, "garment": "garment_tshirt"})
-        assert by_id.status_code in (404, 503) and person_id in by_id.json()["detail"], by_id.text
+        assert by_id.status_code == 503 and person_id in by_id.json()["detail"], by_id.text
+        assert int(by_id.headers["retry-after"]) > 0
     finally:
         redis_server.start()
     deadline = time.monotonic() + 90  # each store asks the server again 30 s after it failed

@@ -52,7 +52,8 @@ async def create_person(request: Request,
         store = await service.store_info()
         raise StoreUnavailable("the person store could not keep the parsed person"
                                f"{' (' + store['disabled'] + ')' if store['disabled'] else ''}; "
-                               "POST /v1/tryon with the photo works without it", retry_after=5)
+                               "POST /v1/tryon with the photo works without it",
+                               retry_after=int(service.store.retry_s))
     body = {**person_answer(parsed, expires_at, service.synthetic), "cached": call.from_store,
             "timings_ms": call.timings_ms}
     return JSONResponse(body, 200 if call.from_store else 201,

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import anyio
 
-from ..errors import NotFound
+from ..errors import NotFound, StoreUnavailable
 from ..options import DressOptions, ParseOptions
 from ..parsed_person import ParseCall, ParsedPerson
 from .follow_up import FollowUp, dressed_key
@@ -75,6 +75,10 @@ class TryOnService:
         """A stored person of the request's owner (API key), or a 404 that says what to do: another
         owner's person is as unknown as one never parsed."""
         found = await anyio.to_thread.run_sync(self.store.get, person_id) if _plausible(person_id) else None
+        if found is None and getattr(self.store, "disabled", ""):
+            raise StoreUnavailable(f"the person store cannot be reached now, so person {person_id[:64]!r} cannot be "
+                                   "read; retry in a moment, or send the photo itself (POST /v1/tryon with `person`)",
+                                   retry_after=int(self.store.retry_s))
         if found is None or found.options.owner != owner(request):
             raise self.not_found(person_id)
         return found
