@@ -57,7 +57,7 @@ def create_app(tryon, *, store=None, gallery=(), max_concurrent: int = 1, queue:
                            allow_headers=["*"], expose_headers=["X-Tryon-Confidence", "X-Tryon-Ok",
                                                                 "X-Tryon-Synthetic", "X-Tryon-Reason",
                                                                 "X-Tryon-Person-Id", "X-Tryon-Parse-Quality",
-                                                                "Server-Timing", "Retry-After"])
+                                                                "Server-Timing", "Retry-After", "X-Request-Id"])
     app.add_middleware(BrowserGuard, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)  # outermost
     errors.install(app)
     for module in (seed_route, v1_routes, persons_routes, web_routes):

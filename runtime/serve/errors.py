@@ -75,7 +75,8 @@ async def _http_refusal(request: Request, exc: StarletteHTTPException) -> Respon
     (OPTIONS /v1/persons/{id} answered Allow: GET, though DELETE is served there too)."""
     methods = _methods(request.app.router.routes, request.url.path) if exc.status_code == 405 else set()
     if methods:
-        exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), "Allow": ", ".join(sorted(methods))})
+        allow = {"Allow": ", ".join(sorted(methods))}
+        exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), **allow})
     return await http_exception_handler(request, exc)
 
 
@@ -121,5 +122,6 @@ def relayed(exc: TryonError) -> TryonError:
 
 async def _client_gone(request: Request, exc: Exception) -> Response:
     # Nobody is left to answer: one log line, not a traceback. 499 is nginx's "client closed request".
-    log.info("%s", f"{request.method} {request.url.path}: the client went away during the upload")
+    route = getattr(request.scope.get("route"), "path", "?")  # the template: a path may hold a person id
+    log.info("%s", f"{request.method} {route}: the client went away during the upload")
     return Response(status_code=CLIENT_CLOSED_REQUEST)
