@@ -1,11 +1,14 @@
 "use strict";
-// The page talks to the same API as any client: the photo is parsed once (POST /v1/persons),
-// then each garment is one POST /v1/tryon with the person_id: GMM and TOM only.
+// The page talks to the same API as any client: the photo is parsed once (POST /v1/persons,
+// progressive: a preview at once, the exact parse behind it), the gallery garments the server
+// dresses ahead fill a grid as they come (GET /v1/persons/{id}/dressed), and each garment is one
+// POST /v1/tryon with the person_id: from the store when it was dressed ahead, else GMM and TOM.
 
 const $ = (id) => document.getElementById(id);
 const PARSE_FLAGS = ["need_pre", "need_bright", "check_dirty"];
 const DRESS_FLAGS = ["keep_back", "need_dilate"];
 let personId = null;
+let uploadedAt = 0;  // performance.now() of the upload: the grid's first-look figures count from it
 
 const flag = (name) => String(document.querySelector(`input[name="${name}"]`).checked);
 const status = (text) => { $("status").textContent = text; };
@@ -31,6 +34,10 @@ async function send(url, options) {
 async function showHealth() {
   const health = await getJson("/healthz");
   $("synthetic").hidden = !health.synthetic;
+  if (health.synthetic) {  // the untrained pose frames no one: the crop would refuse every photo
+    document.querySelector('input[name="need_pre"]').checked = false;
+    $("crop-note").hidden = false;
+  }
   $("ttl").textContent = `${+(health.store.ttl_s / 3600).toFixed(2)} h`;
 }
 
@@ -57,9 +64,11 @@ async function parsePhoto() {
   const form = new FormData();
   form.append("person", photo);
   for (const name of PARSE_FLAGS) form.append(name, flag(name));
+  form.append("progressive", "true");
   forgetPerson();
   $("person-step").classList.add("busy");
-  status("Parsing your photo (JPP-Net: a few seconds)...");
+  status("Parsing your photo (a quick preview first)...");
+  uploadedAt = performance.now();
   try {
     const person = await send("/v1/persons", { method: "POST", body: form });
     personId = person.person_id;
@@ -69,7 +78,9 @@ async function parsePhoto() {
       `${person.confidence.toFixed(3)}${person.reason ? ` - ${person.reason}` : ""}. Kept until ${expires}.`;
     $("parsed").hidden = false;
     $("garment-step").disabled = false;
-    status("Ready: click a garment.");
+    status(person.parse_quality === "preview" ? "Ready (preview; the exact parse follows): click a garment."
+      : "Ready: click a garment.");
+    followDressed(person.person_id);
     if (chosenGarment(new FormData())) await dress();
   } catch (error) {
     status(`Error: ${error.message}`);
@@ -82,6 +93,71 @@ function forgetPerson() {
   personId = null;
   $("parsed").hidden = true;
   $("garment-step").disabled = true;
+  $("dressed").replaceChildren();
+  $("dressed").hidden = $("dressed-note").hidden = true;
+  delete $("dressed").dataset.firstLookMs;
+  delete $("dressed").dataset.exactMs;
+}
+
+async function followDressed(id) {
+  // Polls until the server's background work for this person is done, or another photo is chosen.
+  while (personId === id) {
+    let body;
+    try {
+      body = await getJson(`/v1/persons/${id}/dressed`);
+    } catch (error) {
+      return;  // deleted or expired meanwhile: a click parses again
+    }
+    if (personId !== id) return;
+    showDressed(body);
+    if (!body.pending) return;
+    await new Promise((resolve) => setTimeout(resolve, 250));
+  }
+}
+
+function showDressed(body) {
+  const grid = $("dressed");
+  grid.hidden = $("dressed-note").hidden = body.garments.length === 0;
+  for (const garment of body.garments) {
+    let tile = grid.querySelector(`[data-garment="${CSS.escape(garment.id)}"]`);
+    if (!tile) {
+      tile = document.createElement("button");
+      Object.assign(tile, { type: "button", className: "tile", title: garment.id });
+      tile.dataset.garment = garment.id;
+      const image = document.createElement("img");
+      image.alt = `you in ${garment.id}`;
+      image.addEventListener("load", () => firstLook(tile.dataset.quality));
+      const mark = document.createElement("span");
+      tile.append(image, mark);
+      tile.addEventListener("click", () => pickDressed(garment.id, image));
+      grid.append(tile);
+    }
+    if (garment.url && tile.dataset.quality !== garment.parse_quality) {
+      tile.dataset.quality = garment.parse_quality;
+      tile.querySelector("img").src = garment.url;
+      const mark = tile.querySelector("span");
+      mark.textContent = garment.parse_quality === "full" ? "exact" : "preview";
+      mark.className = `mark ${garment.parse_quality}`;
+    }
+  }
+}
+
+function firstLook(quality) {
+  // The page's own figures: upload to the first try-on shown, and to the first exact one.
+  const ms = (performance.now() - uploadedAt).toFixed(0);
+  const grid = $("dressed");
+  if (!grid.dataset.firstLookMs) grid.dataset.firstLookMs = ms;
+  if (quality === "full" && !grid.dataset.exactMs) grid.dataset.exactMs = ms;
+}
+
+function pickDressed(garmentId, image) {
+  $("result-image").src = image.src;  // at once; the try-on below brings its figures (from the store)
+  $("result").hidden = false;
+  const radio = document.querySelector(`input[name="garment"][value="${CSS.escape(garmentId)}"]`);
+  if (!radio) return;
+  radio.checked = true;
+  $("cloth").value = "";
+  dress();
 }
 
 function chosenGarment(form) {
