@@ -15,7 +15,7 @@ WAIT_S = 10
 
 @pytest.fixture(scope="module")
 def server(tiny_models_dir, tmp_path_factory):
-    args = ("--max-connections", str(CAP), "--read-timeout", "30", "--no-cache", *FAST)
+    args = ("--max-connections", str(CAP), "--read-timeout", "30", "--no-cache", "--predress", "3", *FAST)
     with serve_process(tiny_models_dir, tmp_path_factory.mktemp("cap") / "serve.log", *args) as server:
         yield server
 
@@ -55,6 +55,7 @@ def test_health_checks_are_served_beyond_the_cap_and_nothing_else(server):
         time.sleep(0.3)  # the server accepts them all
         status, _, body = ask(server, get("/healthz"))
         assert status.startswith("HTTP/1.1 200") and json.loads(body)["models_loaded"], (status, body)
+        assert json.loads(body)["limits"]["predress"] == 3  # tryon serve --predress reaches the service
         status, _, body = ask(server, get("/healthz") + get("/v1/garments"))  # closed after the health check
         assert status.startswith("HTTP/1.1 200") and b"HTTP/1.1" not in body, body
         assert not refused(ask(server, get("/healthz", "HEAD")))  # served: whatever the app answers to HEAD

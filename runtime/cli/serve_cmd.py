@@ -47,6 +47,8 @@ def serve(models: Path = common.MODELS,
           gallery: list[Path] = typer.Option([], help="folder of garment images for the gallery (repeatable)"),
           max_body_mb: float = typer.Option(20, min=0.001, help="largest request body, MB"),
           max_garments: int = typer.Option(16, min=1, help="garments per POST /v1/persons/{id}/tryon"),
+          predress: int = typer.Option(16, min=0, help="gallery garments dressed ahead, in the background, after "
+                                                       "each parse of a person (0: off; --engine local)"),
           max_connections: int = typer.Option(64, min=1, help="connections open at once; beyond: 503, "
                                                                     "closed (health checks still answered)"),
           keep_alive: float = typer.Option(5, min=0.1, help="seconds an idle keep-alive connection stays open"),
@@ -90,7 +92,7 @@ def serve(models: Path = common.MODELS,
 
     # Everything that can be wrong with the options fails here, in a second, before the models load.
     limits = Limits(max_body_bytes=int(max_body_mb * 2**20), max_garments=max_garments,
-                    read_timeout_s=read_timeout, upload_timeout_s=upload_timeout)
+                    read_timeout_s=read_timeout, upload_timeout_s=upload_timeout, predress=predress)
     connections = Connections(max_connections, keep_alive, read_timeout)
     hosts = allowed_host_names(host, allowed_host)
     origins = tuple(normal_origin(origin) for origin in allowed_origin)
