@@ -30,8 +30,7 @@ class ParseOptions:
 
     def key(self) -> str:
         """A stable text form, part of a parsed person's id (without an owner: the ids of before)."""
-        return ";".join(f"{name}={value}" for name, value in sorted(asdict(self).items())
-                        if name != "owner" or value)
+        return options_key(self, skip_empty=("owner",))
 
 
 @dataclass(frozen=True)
@@ -41,6 +40,16 @@ class DressOptions:
     # Pass the warped garment through a quality-75 JPEG on its way to TOM, as cp-vton's test
     # pipeline did (it saved the warp as a file), instead of GrayXu's in-memory uint8 cast.
     warp_jpeg: bool = False
+
+    def key(self) -> str:
+        """A stable text form, part of where a dressed try-on is kept."""
+        return options_key(self)
+
+
+def options_key(options, skip_empty=()) -> str:
+    """Every field as name=value, sorted by name; the fields in `skip_empty` only when set."""
+    return ";".join(f"{name}={value}" for name, value in sorted(asdict(options).items())
+                    if name not in skip_empty or value)
 
 
 def split_flags(need_pre: bool = True, need_bright: bool = False, keep_back: bool = False,

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from dataclasses import asdict
 
 import anyio
 
@@ -27,8 +26,7 @@ PREDRESS_OPTIONS = DressOptions()  # what the page asks for unless its options a
 
 def dressed_key(quality: str, garment_id: str, options: DressOptions) -> str:
     """Where a dressed PNG is kept beside its person: the parse's quality, the garment, every dress flag."""
-    flags = ";".join(f"{name}={value}" for name, value in sorted(asdict(options).items()))
-    return f"{quality}|{garment_id}|{flags}"
+    return f"{quality}|{garment_id}|{options.key()}"
 
 
 class FollowUp:
@@ -84,7 +82,7 @@ class FollowUp:
                 self._exact_done(pid)
                 await self._predress(parsed)
         except Exception:  # background work has no client to answer: it is logged
-            log.exception("background work for person %s failed", pid[:12])
+            log.exception("background work after a parse failed")  # no person id: logs never name persons
         finally:
             self._exact_done(pid)
             self.running.discard(pid)
