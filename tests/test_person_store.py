@@ -134,6 +134,26 @@ def test_the_least_recently_used_go_first_past_the_size_cap(make_store):
     assert store.info()["bytes"] <= store.max_bytes
 
 
+def test_hits_misses_and_evictions_are_counted(make_store):
+    """Expiry and the size cap are both evictions; a lookup of an expired or evicted person a miss."""
+    on_our_clock(make_store)
+    clock = Clock()
+    store = make_store(max_bytes=int(SIZE * 2.5), ttl_s=3600, clock=clock)
+    assert store.counters() == {"hits": 0, "misses": 0, "evictions": 0}
+    store.put(person(1))
+    assert store.get("id0001") is not None and store.get("unknown") is None
+    assert store.counters() == {"hits": 1, "misses": 1, "evictions": 0}
+    clock.now += 3600
+    assert store.get("id0001") is None
+    store.purge_expired()  # memory dropped it at the lookup, SQLite drops it now: one eviction either way
+    assert store.counters() == {"hits": 1, "misses": 2, "evictions": 1}
+    for n in (2, 3, 4):  # three do not fit: 2, the least recently used, goes
+        store.put(person(n))
+        clock.now += 1
+    assert store.get("id0002") is None and store.get("id0004") is not None
+    assert store.counters() == {"hits": 2, "misses": 3, "evictions": 2}
+
+
 def _writer(folder, first):
     store = SQLiteStore(folder)
     for n in range(first, first + 15):

@@ -37,6 +37,31 @@ def test_open_store_names_redis_and_the_entries_live_ttl_from_the_put(redis_url)
     assert store.get("id0001") is None and client.exists(key) == 0
 
 
+def test_hits_and_misses_are_counted_and_the_servers_evictions_read_as_misses(redis_url):
+    """The server expires and evicts (here by `allkeys-lru` past its maxmemory) without this
+    process knowing: those persons are misses when looked up, and there is no evictions count."""
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    store = open_store(redis_url, ttl_s=0.5)
+    store.put(person(1))
+    assert store.get("id0001") is not None and store.get("unknown") is None
+    time.sleep(0.6)
+    assert store.get("id0001") is None
+    assert store.counters() == {"hits": 1, "misses": 2}
+    client.config_set("maxmemory", client.info("memory")["used_memory"] + 4 * len(person(0).to_bytes()))
+    client.config_set("maxmemory-policy", "allkeys-lru")
+    try:
+        store = open_store(redis_url)
+        for n in range(10):
+            store.put(person(n))
+        found = sum(store.get(f"id{n:04d}") is not None for n in range(10))
+    finally:
+        client.config_set("maxmemory", 0)
+        client.config_set("maxmemory-policy", "noeviction")
+    assert 0 < found < 10 and not store.disabled and store.counters() == {"hits": found, "misses": 10 - found}
+
+
 def test_clear_and_info_touch_only_the_stores_keys(redis_url):
     import redis
 

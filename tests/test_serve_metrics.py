@@ -9,6 +9,7 @@ from tryon.pipeline import TryOn
 from tryon.serve import create_app
 from tryon.serve.auth import ApiKeys
 from tryon.serve.operations import Operations
+from tryon.store import MemoryStore
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")
@@ -66,6 +67,18 @@ def test_requests_are_counted_by_route_template_and_status(client):
     assert info.labels["graph"] == "jppnet.winograd.onnx" and info.labels["precision"] == "fp32"
 
 
+def test_the_person_stores_hits_and_misses_are_counters(tiny_tryon, monkeypatch):
+    monkeypatch.setattr(tiny_tryon, "store", MemoryStore())  # nothing parsed yet; put back after
+    app = Operations(create_app(tiny_tryon), ApiKeys.gather(["ops:ops-key-0123456789"]))
+    with TestClient(app, base_url="http://localhost") as client:
+        for status in (201, 200):  # parsed now (a miss), then found in the store (a hit)
+            assert client.post("/v1/persons", headers=KEY, files={"person": ("p.jpg", PERSON)}).status_code == status
+        series = scrape(client)
+    for name, count in (("hits", 1), ("misses", 1), ("evictions", 0)):
+        assert series[f"tryon_store_{name}"][0].name == f"tryon_store_{name}_total"
+        assert value(series[f"tryon_store_{name}"], f"tryon_store_{name}_total") == count
+
+
 def test_each_app_counts_its_own(client, tiny_tryon):
     client.get("/v1/garments", headers=KEY)
     other = Operations(create_app(tiny_tryon), ApiKeys.gather(["ops:ops-key-0123456789"]))
@@ -84,4 +97,6 @@ def test_ready_until_the_store_fails_and_the_503_is_counted(client, monkeypatch)
     response = client.get("/readyz")
     assert response.status_code == 503 and "person store" in response.json()["detail"]
     assert "secret-host" not in response.text
-    assert value(scrape(client)["tryon_requests"], "tryon_requests_total", route="/readyz", status="503") == 1
+    series = scrape(client)
+    assert value(series["tryon_requests"], "tryon_requests_total", route="/readyz", status="503") == 1
+    assert "tryon_store_persons" not in series and "tryon_store_misses" in series  # counted here, not asked

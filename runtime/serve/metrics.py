@@ -5,8 +5,15 @@ from __future__ import annotations
 import re
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info, generate_latest
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+STORE_COUNTERS = {
+    "hits": "person store lookups, in this process, that found the person",
+    "misses": "person store lookups, in this process, that found no person (unknown, expired, evicted, or the "
+              "store down)",
+    "evictions": "persons this process removed from the store because they expired or to stay under its size cap "
+                 "(memory and SQLite stores; a Redis server expires and evicts on its own and has no such series)",
+}
 SECONDS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60)
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})  # others: "other", a bounded label
 TIMING = re.compile(r"([\w.-]+)\s*;[^,]*?dur=([0-9.]+)")  # a Server-Timing entry: name;dur=ms
@@ -43,7 +50,7 @@ class Metrics:
 
 
 class _AtScrape:
-    """Series read when Prometheus asks: the inference gate's load and the person store's size."""
+    """Series read when Prometheus asks: the inference gate's load, the person store's counters and size."""
 
     def __init__(self, service):
         self.service = service
@@ -56,6 +63,8 @@ class _AtScrape:
         yield GaugeMetricFamily("tryon_inference_admitted", "inferences running or queued", load["in_flight"])
         yield GaugeMetricFamily("tryon_inference_waiting", "inferences queued for a slot",
                                 max(0, load["in_flight"] - load["max_concurrent"]))
+        for name, count in self.service.store.counters().items():  # in this process: never asks the store
+            yield CounterMetricFamily(f"tryon_store_{name}", STORE_COUNTERS[name], count)
         try:
             info = self.service.store.info()
         except Exception:  # noqa: BLE001 -- a store that does not answer has no series; /readyz says why

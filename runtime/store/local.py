@@ -6,7 +6,8 @@ parsed (a person photo is personal data), the least recently used entries go fir
 total passes `max_bytes`, and `delete` removes a person at once. A store that fails never
 fails a request: it warns and the request runs as if nothing was cached, and the store is
 tried again `retry_s` later. Expired persons are purged when a store opens and every
-`PURGE_EVERY_S` seconds after, so an idle store does not keep them.
+`PURGE_EVERY_S` seconds after, so an idle store does not keep them. Each store counts, in this
+process, its hits, misses and evictions (`counters`) for GET /metrics.
 """
 from __future__ import annotations
 
@@ -45,6 +46,7 @@ class PersonStore:
 
     kind = "none"
     FAILING = "cannot be used"  # what its outage warning says
+    COUNTED = ("hits", "misses", "evictions")  # what `counters` reports
 
     def __init__(self, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
                  clock: Callable[[], float] = time.time, retry_s: float = 30.0):
@@ -58,17 +60,19 @@ class PersonStore:
         self.disabled = ""  # why the store cannot be used now, when it cannot
         self._retry_at = 0.0
         self._outage_lock = threading.Lock()
+        self._counts, self._counts_lock = dict.fromkeys(self.COUNTED, 0), threading.Lock()
 
     def get(self, person_id: str) -> ParsedPerson | None:
         """The person, or None (never stored, expired, evicted, or written by another version)."""
         data = self._read(person_id)
-        if data is None:
-            return None
-        try:
-            return ParsedPerson.from_bytes(data)
-        except StoredPersonError:  # as good as missing
-            self.delete(person_id)
-            return None
+        found = None
+        if data is not None:
+            try:
+                found = ParsedPerson.from_bytes(data)
+            except StoredPersonError:  # as good as missing
+                self.delete(person_id)
+        self._count("misses" if found is None else "hits")
+        return found
 
     def put(self, parsed: ParsedPerson) -> None:
         self._write(parsed.id, parsed.to_bytes())
@@ -108,6 +112,17 @@ class PersonStore:
 
     def info(self) -> dict:
         return {"kind": self.kind, "max_bytes": self.max_bytes, "ttl_s": self.ttl_s, "disabled": self.disabled}
+
+    def counters(self) -> dict[str, int]:
+        """Since the store was made, in this process: `get`s that found a person (hits) and that
+        did not (misses: unknown, expired, evicted, or the store down), and persons this process
+        removed because they expired or to stay under `max_bytes` (evictions)."""
+        with self._counts_lock:
+            return dict(self._counts)
+
+    def _count(self, name: str, n: int = 1):
+        with self._counts_lock:
+            self._counts[name] += n
 
     def expires_at(self, created: float) -> float:
         return created + self.ttl_s
@@ -181,6 +196,7 @@ class MemoryStore(PersonStore):
         entry = self._entries.get(person_id)
         if entry is not None and self.clock() >= self.expires_at(entry.created):
             del self._entries[person_id]
+            self._count("evictions")
             return None
         if entry is not None:
             self._entries.move_to_end(person_id)
@@ -218,6 +234,7 @@ class MemoryStore(PersonStore):
         expired = [k for k, entry in self._entries.items() if now >= self.expires_at(entry.created)]
         for person_id in expired:
             del self._entries[person_id]
+        self._count("evictions", len(expired))
         return len(expired)
 
     def _evict(self):
@@ -225,6 +242,7 @@ class MemoryStore(PersonStore):
         total = sum(entry.size for entry in self._entries.values())
         while total > self.max_bytes and self._entries:
             total -= self._entries.popitem(last=False)[1].size
+            self._count("evictions")
 
     def stored_at(self, person_id):
         with self._lock:
@@ -276,7 +294,7 @@ class SQLiteStore(PersonStore):
         if create:
             with suppress(OSError):  # an older version set broken stores aside here, persons inside
                 self._remove(".broken")
-            self._call(lambda db: self._purge(db, self.clock()), 0)
+            self._call(self._purge_now, 0)
             self._purge_on_timer()
 
     def _read(self, person_id):
@@ -311,7 +329,7 @@ class SQLiteStore(PersonStore):
     def purge_expired(self):
         if not self.path.is_file():  # never makes a store: the timer may outlive its folder
             return 0
-        return self._call(lambda db: self._purge(db, self.clock()), 0)
+        return self._call(self._purge_now, 0)
 
     def info(self):
         persons, stored, dressed = self._call(lambda db: db.execute(
@@ -337,12 +355,12 @@ class SQLiteStore(PersonStore):
     def _insert(self, db, person_id: str, data: bytes):
         now = self.clock()
         db.execute("BEGIN IMMEDIATE")
-        self._purge(db, now)  # an expired person's dressed entries must not pass to its replacement
+        purged = self._purge(db, now)  # an expired person's dressed entries must not pass to its replacement
         # An upsert, not INSERT OR REPLACE: replacing the row would cascade to its dressed entries.
         db.execute("INSERT INTO persons VALUES (?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET data = excluded.data, "
                    "size = excluded.size, created = excluded.created, used = excluded.used",
                    (person_id, data, len(data), now, now))
-        self._evict(db)
+        self._evict(db, purged)
 
     def _insert_dressed(self, db, person_id: str, key: str, png: bytes):
         now = self.clock()
@@ -355,14 +373,21 @@ class SQLiteStore(PersonStore):
     def _purge(self, db, now: float) -> int:
         return db.execute("DELETE FROM persons WHERE created <= ?", (now - self.ttl_s,)).rowcount
 
-    def _evict(self, db):
+    def _purge_now(self, db) -> int:
+        """Removes the expired persons in a transaction of its own, and counts them."""
+        purged = self._purge(db, self.clock())
+        self._count("evictions", purged)
+        return purged
+
+    def _evict(self, db, purged: int = 0):
         """Keeps the most recently used persons whose sizes (with their dressed entries) add up
-        to the cap; commits."""
-        db.execute("DELETE FROM persons WHERE id IN (SELECT id FROM (SELECT p.id, SUM(p.size + COALESCE(d.size, 0)) "
+        to the cap; commits, then counts them and the `purged` ones as evictions."""
+        evicted = db.execute("DELETE FROM persons WHERE id IN (SELECT id FROM (SELECT p.id, SUM(p.size + COALESCE(d.size, 0)) "
                    "OVER (ORDER BY p.used DESC, p.id ROWS UNBOUNDED PRECEDING) AS running FROM persons p LEFT JOIN "
                    "(SELECT person_id, SUM(size) AS size FROM dressed GROUP BY person_id) d ON d.person_id = p.id) "
-                   "WHERE running > ?)", (self.max_bytes,))
+                   "WHERE running > ?)", (self.max_bytes,)).rowcount
         db.execute("COMMIT")
+        self._count("evictions", purged + evicted)
 
     def _connect(self):
         mode = "rwc" if self.create else "rw"

@@ -8,6 +8,8 @@ The rules of `store.local.PersonStore`, kept the Redis way:
 - Size: the cap is the Redis server's: its `maxmemory` and `maxmemory-policy` (set
   `allkeys-lru` or `volatile-lru` for least-recently-used eviction). `max_bytes` is not
   enforced here; `info()` reports the server's settings beside it.
+- Counters: hits and misses as every store counts them (a person the server expired or
+  evicted reads as a miss); no evictions, as this process removes no person itself.
 - `delete` removes a person at once; `clear` removes this store's keys only (SCAN + DEL on
   its prefix), never the rest of the database.
 - Redis down or failing: the call answers as if nothing was cached, with one warning per
@@ -46,6 +48,7 @@ def redacted(url: str) -> str:
 class RedisStore(PersonStore):
     kind = "redis"
     FAILING = "cannot be reached"
+    COUNTED = ("hits", "misses")  # the server expires and evicts, unseen by this process
     PREFIX = "tryon:person2:"  # 2: a hash per person; the strings the older store wrote expire under tryon:person:
     # A dressed entry is written only into a person that is there, in one step on the server.
     PUT_DRESSED = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
