@@ -8,7 +8,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from serve_process import serve_process
+from serve_process import FAST, serve_process
 from tryon.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -87,12 +87,52 @@ def test_web_page_parses_once_then_dresses_each_garment_in_under_a_second(full_m
             urllib.request.urlopen(f"{server.url}/v1/persons/{person_id}", timeout=30)
         assert gone.value.code == 404
 
+        assert not page.evaluate("() => document.getElementById('key-dialog').open")  # no keys here: never asked
+
         page.goto(server.url + "/docs")
         page.wait_for_selector(".swagger-ui .info .title", timeout=60_000)
         assert "tryon-onnx" in page.inner_text(".swagger-ui .info .title")
         assert page.locator(".opblock-summary-path", has_text="/v1/persons/{person_id}/tryon").count() == 1
         browser.close()
     assert not elsewhere, f"the page reached beyond the server: {elsewhere}"
+    assert not errors, errors
+
+
+def test_with_api_keys_the_page_asks_once_refuses_a_wrong_key_and_keeps_the_right_one_for_the_tab(
+        tiny_models_dir, tmp_path):
+    from playwright.sync_api import sync_playwright
+
+    key = "page-key-0123456789"
+    args = (*FAST, "--cache", str(tmp_path / "store"), "--api-key", f"page:{key}")
+    with serve_process(tiny_models_dir, tmp_path / "serve.log", *args) as server, sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=ARGS)
+        page = browser.new_page()
+        errors = []
+        page.on("console", lambda m: m.type == "error" and "401" not in m.text and errors.append(m.text))
+        page.goto(server.url + "/web")
+        page.wait_for_selector("#key-dialog[open]")  # the gallery's call was refused: the page asks
+        assert page.is_hidden("#key-refused") and page.get_attribute("#key", "type") == "password"
+        page.fill("#key", key[:-1])
+        page.press("#key", "Enter")
+        page.wait_for_selector("#key-dialog[open] #key-refused:not([hidden])")  # refused, said, asked again
+        assert page.input_value("#key") == ""
+        page.fill("#key", key)
+        page.click("#key-dialog button")
+        page.wait_for_selector("#key-dialog", state="hidden")
+        gallery_ready = "() => [...document.querySelectorAll('#gallery img')].some(i => i.naturalWidth > 0)"
+        page.wait_for_function(gallery_ready)  # the gallery's PNGs came with the key
+        assert page.evaluate("() => sessionStorage.getItem('tryon-api-key')") == key
+
+        page.set_input_files("#person", EXAMPLE_PERSON)
+        page.wait_for_function("() => document.getElementById('dressed').dataset.firstLookMs", timeout=120_000)
+        tile = page.locator("#dressed .tile[data-quality] img").first
+        assert tile.evaluate("i => i.naturalWidth") == 192 and tile.get_attribute("src").startswith("blob:")
+        assert page.evaluate("() => document.getElementById('labels').naturalWidth") == 192
+
+        page.reload()  # the same tab: the key is still there, nothing asks
+        page.wait_for_function(gallery_ready)
+        assert not page.evaluate("() => document.getElementById('key-dialog').open")
+        browser.close()
     assert not errors, errors
 
 

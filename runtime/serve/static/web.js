@@ -3,24 +3,65 @@
 // progressive: a preview at once, the exact parse behind it), the gallery garments the server
 // dresses ahead fill a grid as they come (GET /v1/persons/{id}/dressed), and each garment is one
 // POST /v1/tryon with the person_id: from the store when it was dressed ahead, else GMM and TOM.
+// Where the server has API keys, the first refusal asks for one, kept for the tab (sessionStorage).
 
 const $ = (id) => document.getElementById(id);
+const KEY = "tryon-api-key";
 const PARSE_FLAGS = ["need_pre", "need_bright", "check_dirty"];
 const DRESS_FLAGS = ["keep_back", "need_dilate"];
 let personId = null;
 let uploadedAt = 0;  // performance.now() of the upload: the grid's first-look figures count from it
+let asking = null;  // the open key dialog: calls refused meanwhile wait for the one answer
 
 const flag = (name) => String(document.querySelector(`input[name="${name}"]`).checked);
 const status = (text) => { $("status").textContent = text; };
 
+async function api(url, options = {}) {
+  // fetch, with the tab's API key if it has one; a refusal asks for the key and sends again.
+  for (;;) {
+    const key = sessionStorage.getItem(KEY);
+    const response = await fetch(url, key ? { ...options, headers: { Authorization: `Bearer ${key}` } } : options);
+    if (response.status !== 401) return response;
+    if (sessionStorage.getItem(KEY) === key) await askKey(key !== null);  // else a newer key came meanwhile
+  }
+}
+
+function askKey(refused) {
+  const dialog = $("key-dialog");
+  asking ??= new Promise((resolve, reject) => {
+    $("key-refused").hidden = !refused;
+    $("key").value = "";
+    dialog.returnValue = "";
+    dialog.addEventListener("close", () => {
+      asking = null;
+      if (dialog.returnValue !== "ok") return reject(new Error("this server needs an API key"));
+      sessionStorage.setItem(KEY, $("key").value);
+      resolve();
+    }, { once: true });
+    dialog.showModal();
+  });
+  return asking;
+}
+
+async function showImage(image, url) {
+  // An <img> cannot send the key: its PNG comes through fetch, shown as a blob URL.
+  image.dataset.url = url;
+  const response = await api(url).catch(() => null);  // no key given: the call that asked says so
+  if (!response?.ok) return;  // deleted or expired meanwhile: the image stays as it was
+  const blob = await response.blob();
+  if (image.dataset.url !== url) return;  // a newer image was asked for meanwhile
+  if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
+  image.src = URL.createObjectURL(blob);
+}
+
 async function getJson(url) {
-  const response = await fetch(url);
+  const response = await api(url);
   if (!response.ok) throw new Error(`${url}: HTTP ${response.status}`);
   return response.json();
 }
 
 async function send(url, options) {
-  const response = await fetch(url, options);
+  const response = await api(url, options);
   const body = response.status === 204 ? null : await response.json();
   if (!response.ok) {
     const retry = response.headers.get("Retry-After");
@@ -50,7 +91,8 @@ async function showGallery() {
     Object.assign(radio, { type: "radio", name: "garment", value: garment.id });
     radio.addEventListener("change", () => { $("cloth").value = ""; dress(); });
     const image = document.createElement("img");
-    Object.assign(image, { src: garment.url, alt: garment.id, width: 96, height: 128 });
+    Object.assign(image, { alt: garment.id, width: 96, height: 128 });
+    showImage(image, garment.url);
     const name = document.createElement("span");
     name.textContent = garment.id;
     label.append(radio, image, name);
@@ -72,7 +114,7 @@ async function parsePhoto() {
   try {
     const person = await send("/v1/persons", { method: "POST", body: form });
     personId = person.person_id;
-    $("labels").src = person.labels_url;
+    showImage($("labels"), person.labels_url);
     const expires = new Date(person.expires_at).toLocaleString();
     $("person-info").textContent = `Parsed${person.cached ? " (found: parsed before)" : ""}: confidence ` +
       `${person.confidence.toFixed(3)}${person.reason ? ` - ${person.reason}` : ""}. Kept until ${expires}.`;
@@ -93,6 +135,7 @@ function forgetPerson() {
   personId = null;
   $("parsed").hidden = true;
   $("garment-step").disabled = true;
+  for (const image of $("dressed").querySelectorAll("img")) URL.revokeObjectURL(image.src);
   $("dressed").replaceChildren();
   $("dressed").hidden = $("dressed-note").hidden = true;
   delete $("dressed").dataset.firstLookMs;
@@ -134,7 +177,7 @@ function showDressed(body) {
     }
     if (garment.url && tile.dataset.quality !== garment.parse_quality) {
       tile.dataset.quality = garment.parse_quality;
-      tile.querySelector("img").src = garment.url;
+      showImage(tile.querySelector("img"), garment.url);
       const mark = tile.querySelector("span");
       mark.textContent = garment.parse_quality === "full" ? "exact" : "preview";
       mark.className = `mark ${garment.parse_quality}`;
