@@ -8,7 +8,7 @@ import pytest
 from tryon.options import ParseOptions
 from tryon.parsed_person import ParsedPerson
 from tryon.pipeline import TryOn
-from tryon.store.local import MemoryStore, SQLiteStore
+from tryon.store import MemoryStore, SQLiteStore
 
 
 class Clock:

@@ -4,7 +4,7 @@ import time
 
 import pytest
 from test_person_store import Clock, on_our_clock, person
-from tryon.store.local import MemoryStore, SQLiteStore
+from tryon.store import MemoryStore, SQLiteStore
 
 
 

@@ -8,8 +8,8 @@ import time
 
 from test_person_store import Clock, person
 from tryon.cli import app
-from tryon.store import local
-from tryon.store.local import MemoryStore, SQLiteStore
+from tryon.store import base
+from tryon.store import MemoryStore, SQLiteStore
 from typer.testing import CliRunner
 
 
@@ -54,7 +54,7 @@ def test_the_timer_purges_an_idle_store(tmp_path):
         store.put(person(1))
     clock.now += 3601
     assert rows(tmp_path) == 1 and memory.info()["persons"] == 1
-    local.purge_all()  # what the timer thread runs every PURGE_EVERY_S seconds
+    base.purge_all()  # what the timer thread runs every PURGE_EVERY_S seconds
     assert rows(tmp_path) == 0 and memory.info()["persons"] == 0
     assert any(thread.name == "tryon-store-purge" and thread.daemon for thread in threading.enumerate())
 

@@ -1,15 +1,19 @@
 """Person stores: parsed persons kept by id between `TryOn.parse` and `TryOn.dress`.
 
 `open_store(url_or_dir)` opens the one a location names, `StoreSettings` is that location
-with its limits as the CLI, the service and the engines configure it. The stores:
-`store.local` (the interface, in memory, SQLite) and `store.redis_store` (Redis).
+with its limits as the CLI, the service and the engines configure it. `store.base` holds the
+interface, `PersonStore`, and its rules; the stores are `store.memory_store` (this process),
+`store.sqlite_store` (a file of this machine) and `store.redis_store` (Redis). Import them from
+here: `from tryon.store import MemoryStore`.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
 
-from .local import DEFAULT_MAX_BYTES, DEFAULT_TTL_S, MemoryStore, PersonStore, SQLiteStore, default_cache_dir
+from .base import DEFAULT_MAX_BYTES, DEFAULT_TTL_S, PersonStore
+from .memory_store import MemoryStore
+from .sqlite_store import SQLiteStore, default_cache_dir
 
 
 @dataclass(frozen=True)

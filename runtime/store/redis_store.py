@@ -1,6 +1,6 @@
 """A person store in Redis, for several hosts (or Ray replicas) that share parsed persons.
 
-The rules of `store.local.PersonStore`, kept the Redis way:
+The rules of `store.base.PersonStore`, kept the Redis way:
 
 - TTL: each person is a hash (field `person`, and a field per dressed entry) given an expiry
   of `ttl_s` when it is parsed; reading it does not extend it, and Redis removes it, dressed
@@ -25,7 +25,7 @@ from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
 
 from ..errors import InputError, RuntimeSetupError
-from .local import DEFAULT_MAX_BYTES, DEFAULT_TTL_S, PersonStore
+from .base import DEFAULT_MAX_BYTES, DEFAULT_TTL_S, PersonStore
 
 log = logging.getLogger("tryon.store")
 SCHEMES = ("redis", "rediss")
