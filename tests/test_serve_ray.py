@@ -1,7 +1,8 @@
 """tryon serve --engine ray: the service on Ray Serve, over a real redis-server.
 
 One Serve app for the module on a local 2-CPU Ray cluster: two Parse and two Dress replicas of
-half a CPU each, a queue of one, the tiny models at one scale without the mirror. Answers are
+half a CPU each, a queue of one, the tiny models at one scale without the mirror, two API keys
+(the client sends alice's unless a test says otherwise). Answers are
 compared with the local engine's; which replica answered is read from Serve's own per-replica
 logs. The command-line refusals run first, before the module's cluster starts.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 pytest.importorskip("ray.serve", reason="Ray Serve is not installed: pip install 'tryon-onnx[ray]'")
 
@@ -30,6 +32,7 @@ from tryon.images import decode  # noqa: E402
 from tryon.models.graphs import model_hashes  # noqa: E402
 from tryon.options import ParseOptions, split_flags  # noqa: E402
 from tryon.pipeline import PipelineSettings, TryOn  # noqa: E402
+from tryon.serve.auth import ApiKeys  # noqa: E402
 from tryon.serve.ray_engine import APP, DressReplica, ParseReplica, ServeArgs, running  # noqa: E402
 from tryon.serve.seed_route import SEED_FLAGS  # noqa: E402
 from tryon.store import StoreSettings, open_store  # noqa: E402
@@ -41,6 +44,8 @@ with warnings.catch_warnings():
 PERSON = EXAMPLE_PERSON.read_bytes()
 CLOTH = EXAMPLE_GARMENT.read_bytes()
 QUEUE = 1
+ALICE, BOB = "alice-ray-key-0123", "bob-ray-key-4567"
+KEYS = ApiKeys.gather([f"alice:{ALICE}", f"bob:{BOB}"])
 
 
 # -- the command line: refusals before any Ray work, and a deployment that cannot start ----------
@@ -103,22 +108,27 @@ def service(args, redis_server):
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         port = free_port()
-        with running(args, "127.0.0.1", port, start_timeout_s=240):
-            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60) as client:
+        with running(args, "127.0.0.1", port, start_timeout_s=240, keys=KEYS):
+            with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60,
+                              headers={"Authorization": f"Bearer {ALICE}"}) as client:
                 yield client
     finally:
         ray.shutdown()
 
 
+def replica_logs(deployment: str) -> dict[str, str]:
+    """Serve's log of each replica of `deployment`, by replica id."""
+    folder = Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
+    return {log.stem.rsplit("_", 1)[1]: log.read_text() for log in folder.glob(f"replica_{APP}_{deployment}_*.log")}
+
+
 def replica_calls(deployment: str, method: str) -> dict[str, int]:
     """Calls of `method` each replica of `deployment` answered, from Serve's per-replica logs."""
-    folder = Path(ray._private.worker._global_node.get_logs_dir_path()) / "serve"
-    return {log.stem.rsplit("_", 1)[1]: log.read_text().count(f"CALL {method} OK")
-            for log in folder.glob(f"replica_{APP}_{deployment}_*.log")}
+    return {replica: text.count(f"CALL {method} OK") for replica, text in replica_logs(deployment).items()}
 
 
-def post_person(service, data: bytes, **flags):
-    return service.post("/v1/persons", files={"person": ("p.png", data)},
+def post_person(service, data: bytes, headers=None, **flags):
+    return service.post("/v1/persons", files={"person": ("p.png", data)}, headers=headers,
                         data={k: str(v).lower() for k, v in flags.items()})
 
 
@@ -127,13 +137,73 @@ def test_healthz_reports_the_replicas_pipelines_and_the_redis_store(service):
     assert health["store"]["kind"] == "redis" and health["providers"] == ["CPUExecutionProvider"]
     assert health["jppnet_graph"] == "jppnet.winograd.onnx" and health["synthetic"] is True
     assert (health["max_concurrent"], health["queue"]) == (1, QUEUE)
+    assert health["status"] == "ok" and health["deployments"]["Dress"] == {
+        "status": "HEALTHY", "running": 2, "replicas": {"RUNNING": 2}, "message": ""}
+    assert service.get("/readyz", headers={"Authorization": ""}).json() == {"status": "ready"}  # open, as locally
+
+
+def bearer(key: str) -> dict:
+    return {"Authorization": f"Bearer {key}"}
+
+
+def test_persons_belong_to_the_key_that_parsed_them_across_replicas(service, local):
+    """Two keys on one Serve app: no key, no answer; the same photo is two persons, neither key
+    reads or dresses the other's, and `cached` is told only to the key that uploaded it."""
+    assert post_person(service, photo(11), headers={"Authorization": ""}).status_code == 401
+    assert service.get("/metrics", headers=bearer("not-a-key")).status_code == 401
+    alice = post_person(service, photo(11))
+    bob = post_person(service, photo(11), headers=bearer(BOB))
+    assert (alice.status_code, bob.status_code, bob.json()["cached"]) == (201, 201, False), (alice.text, bob.text)
+    alice_id, bob_id = alice.json()["person_id"], bob.json()["person_id"]
+    assert alice_id == local.parse(photo(11), ParseOptions(owner=KEYS.owner("alice"))).id != bob_id
+    assert service.get(f"/v1/persons/{alice_id}", headers=bearer(BOB)).status_code == 404
+    assert service.post("/v1/tryon", data={"person_id": alice_id, "garment": "garment_tshirt"},
+                        headers=bearer(BOB)).status_code == 404
+    again = post_person(service, photo(11))
+    assert again.json()["person_id"] == alice_id and again.json()["cached"] is True
+
+
+def test_a_clients_request_id_is_answered_and_reaches_the_ingress_access_log(service):
+    answer = service.get("/v1/garments", headers={"X-Request-Id": "shop-order-4711"})
+    assert answer.status_code == 200 and set(answer.headers["x-request-id"].split(", ")) == {"shop-order-4711"}
+    deadline = time.monotonic() + 10
+    while not (lines := [line for text in replica_logs("Ingress").values() for line in text.splitlines()
+                         if "request_id=shop-order-4711" in line]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    [line] = lines
+    assert "GET /v1/garments 200" in line and "key=alice" in line
+
+
+def test_metrics_count_the_requests_the_ingress_answered(service):
+    def scrape() -> dict[str, list]:
+        answer = service.get("/metrics")
+        assert answer.status_code == 200, answer.text
+        return {family.name: family.samples for family in text_string_to_metric_families(answer.text)}
+
+    def answered(series, **labels) -> float:
+        return sum(s.value for s in series["tryon_requests"] if s.name == "tryon_requests_total"
+                   and labels.items() <= s.labels.items())
+
+    before = scrape()
+    for _ in range(3):
+        service.get("/v1/garments")
+    service.get("/v1/garments", headers={"Authorization": ""})
+    after = scrape()
+    assert answered(after, route="/v1/garments", status="200") - answered(before, route="/v1/garments",
+                                                                          status="200") == 3
+    assert answered(after, route="/v1/garments", status="401") - answered(before, route="/v1/garments",
+                                                                          status="401") == 1
+    assert answered(after) - answered(before) == 5  # the first scrape is counted once answered
+    [info] = after["tryon_models_info"]
+    assert info.labels["synthetic"] == "true" and after["tryon_store_persons"][0].value >= 1
 
 
 def test_a_person_parsed_on_serve_is_dressed_by_id_as_the_local_engine_dresses_it(service, local, redis_server):
     created = post_person(service, photo(1), need_pre=False)
     assert created.status_code == 201 and created.json()["cached"] is False, created.text
     person_id = created.json()["person_id"]
-    assert person_id == local.parse(photo(1), need_pre=False).id  # the same content hash
+    # the same content hash, under alice's key
+    assert person_id == local.parse(photo(1), ParseOptions(need_pre=False, owner=KEYS.owner("alice"))).id
     assert open_store(redis_server.url).get(person_id) is not None  # a Parse replica stored it in Redis
     assert service.get(f"/v1/persons/{person_id}").json()["options"]["need_pre"] is False  # the Ingress reads it
     dressed = service.post("/v1/tryon", data={"person_id": person_id}, files={"cloth": ("c.jpg", CLOTH)})
@@ -222,23 +292,42 @@ def replicas(deployment: str) -> list[str]:
             if actor["name"].startswith(f"SERVE_REPLICA::{APP}#{deployment}#")]
 
 
+def dress_health(service, seen: list, stop) -> None:
+    """/healthz's word and Dress deployment, each fifth of a second, until stop is set."""
+    while not stop.is_set():
+        health = service.get("/healthz").json()
+        seen.append((health["status"], health["deployments"]["Dress"]))
+        time.sleep(0.2)
+
+
 def test_a_replica_killed_during_a_burst_is_replaced_and_no_answer_is_a_bare_5xx(service):
     """A Dress replica killed (ray.kill, as a lost process) while a burst of try-ons runs: every
-    answer is a 200 or a 503 with Retry-After, and Serve starts another replica."""
+    answer is a 200 or a 503 with Retry-After, /healthz says a Dress replica is missing, Serve
+    starts another, and /healthz says ok again."""
+    import threading
+
     person_id = post_person(service, photo(7)).json()["person_id"]
     before = replicas("Dress")
-    with concurrent.futures.ThreadPoolExecutor(8) as pool:
+    seen, stop = [], threading.Event()
+    with concurrent.futures.ThreadPoolExecutor(9) as pool:
         burst = [pool.submit(service.post, "/v1/tryon", data={"person_id": person_id, "garment": "garment_tshirt"})
                  for _ in range(24)]
         time.sleep(0.3)
         ray.kill(ray.get_actor(before[0], namespace="serve"), no_restart=True)
+        watch = pool.submit(dress_health, service, seen, stop)
         answers = [future.result() for future in burst]
-    statuses = [a.status_code for a in answers]
-    assert set(statuses) <= {200, 503} and 200 in statuses, [a.text for a in answers]
-    assert all(int(a.headers["retry-after"]) >= 1 for a in answers if a.status_code == 503)
-    deadline = time.monotonic() + 120
-    while not (len(replicas("Dress")) == 2 and before[0] not in replicas("Dress")) and time.monotonic() < deadline:
-        time.sleep(0.5)
+        statuses = [a.status_code for a in answers]
+        assert set(statuses) <= {200, 503} and 200 in statuses, [a.text for a in answers]
+        assert all(int(a.headers["retry-after"]) >= 1 for a in answers if a.status_code == 503)
+        deadline = time.monotonic() + 120  # Serve finds the replica gone at its next health check (10 s)
+        while not (any(word == "degraded" for word, _ in seen) and seen[-1][0] == "ok") \
+                and time.monotonic() < deadline:
+            time.sleep(0.5)
+        stop.set()
+        watch.result()
+    missing = [dress for word, dress in seen if word == "degraded"]
+    assert missing and all(dress["running"] < 2 and dress["status"] != "HEALTHY" for dress in missing), seen
+    assert seen[-1] == ("ok", {"status": "HEALTHY", "running": 2, "replicas": {"RUNNING": 2}, "message": ""}), seen
     assert len(replicas("Dress")) == 2 and before[0] not in replicas("Dress"), replicas("Dress")
     assert service.post("/v1/tryon", data={"person_id": person_id, "garment": "garment_tshirt"}).status_code == 200
 

@@ -100,7 +100,7 @@ def serve(models: Path = common.MODELS,
                                         common.store_settings(cache, no_cache, cache_ttl_hours, cache_max_mb))
     garments = Gallery.load(gallery)
     keys = ApiKeys.gather(api_key, api_keys_file, os.environ.get(ENV))
-    _check_auth(host, keys, no_auth, engine, log_format)
+    _check_auth(host, keys, no_auth)
     if engine == "ray":
         from ..serve.ray_engine import ServeArgs
 
@@ -108,8 +108,9 @@ def serve(models: Path = common.MODELS,
                          cpus_per_replica=cpus_per_replica, max_concurrent=max_concurrent, queue=queue,
                          max_connections=max_connections, max_body_mb=max_body_mb, max_garments=max_garments,
                          read_timeout=read_timeout, upload_timeout=upload_timeout, allowed_hosts=hosts,
-                         allowed_origins=origins, gallery=tuple(str(folder) for folder in gallery))
-        return _serve_on_ray(args, garments, host, port, keep_alive, address)
+                         allowed_origins=origins, gallery=tuple(str(folder) for folder in gallery),
+                         log_format=log_format)
+        return _serve_on_ray(args, garments, keys, host, port, keep_alive, address)
     with listen(host, port) as sock:  # or CannotListen: one line and exit 8, through `friendly`
         # Loaded before serving: a broken models folder stops the start, not the first request.
         tryon = settings.build()
@@ -127,7 +128,7 @@ def serve(models: Path = common.MODELS,
         server.run(sockets=[sock])
 
 
-def _check_auth(host: str, keys, no_auth: bool, engine: str, log_format: str):
+def _check_auth(host: str, keys, no_auth: bool):
     """Without keys, only this machine may connect, unless --no-auth says otherwise."""
     if keys and no_auth:
         raise InputError("--no-auth with API keys given: drop one or the other")
@@ -138,9 +139,6 @@ def _check_auth(host: str, keys, no_auth: bool, engine: str, log_format: str):
     if not (keys or no_auth or loopback):
         raise InputError(f"--host {host} without API keys would let anyone who reaches it upload photos and read "
                          "persons: give --api-key, --api-keys-file or TRYON_API_KEYS, or --no-auth to serve openly")
-    if engine == "ray" and (keys or log_format != "text"):
-        raise InputError("--engine ray does not check API keys or write the JSON access log yet: serve with "
-                         "--engine local, or keep Ray Serve on a private network with --no-auth")
 
 
 def _log_as(log_format: str):
@@ -163,8 +161,9 @@ def _replicas(text: str) -> tuple[int, int]:
         raise InputError(f"--parse-replicas {text!r}: expected N or MIN-MAX, e.g. 1-4") from None
 
 
-def _serve_on_ray(args, garments, host: str, port: int, keep_alive: float, address: str | None):
-    """Deploy on Ray Serve and serve until Ctrl-C or SIGTERM; then the deployments go."""
+def _serve_on_ray(args, garments, keys, host: str, port: int, keep_alive: float, address: str | None):
+    """Deploy on Ray Serve and serve until Ctrl-C or SIGTERM; then the deployments go. The access
+    log is in the Ingress replica's Serve log (Ray's logs/serve/replica_tryon_Ingress_*.log)."""
     from ..ray_cluster import import_ray
     from ..serve.ray_engine import running
     from ..serve.server import listen
@@ -173,11 +172,12 @@ def _serve_on_ray(args, garments, host: str, port: int, keep_alive: float, addre
     import_ray("serve")  # or RayMissingError: its one line and exit 5, through `friendly`
     if address is None:  # Serve's proxy will listen here: a busy port fails now, not inside Ray
         listen(host, port).close()
-    with running(args, host, port, keep_alive, address, gallery=garments):
+    with running(args, host, port, keep_alive, address, gallery=garments, keys=keys):
         low, high = args.parse_replicas
         typer.echo(f"serving http://{host}:{port}/web on Ray Serve  (Parse {low if low == high else f'{low}-{high}'}, "
                    f"Dress {args.dress_replicas} replicas, {args.cpus_per_replica:g} CPU each; persons in "
-                   f"{redacted(args.pipeline.store.location)}, kept {args.pipeline.store.ttl_hours:g} h)")
+                   f"{redacted(args.pipeline.store.location)}, kept {args.pipeline.store.ttl_hours:g} h; "
+                   f"API keys: {len(keys.keys) or 'none'}; access log in Ray's logs/serve/replica_tryon_Ingress_*)")
         signal.signal(signal.SIGTERM, signal.default_int_handler)  # stop as on Ctrl-C: the deployments go
         try:
             while True:

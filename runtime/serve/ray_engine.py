@@ -6,9 +6,13 @@ import asyncio
 import dataclasses
 import logging
 import math
+import os
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+
+from fastapi import Request
+from pydantic import BaseModel, Field
 
 from ..errors import InputError, RuntimeSetupError, TryonError, Unavailable
 from ..models.graphs import model_hashes
@@ -18,13 +22,18 @@ from ..ray_cluster import check_cpus, check_node_models, import_ray, joined_clus
 from ..store import StoreSettings
 from ..store.redis_store import is_redis_url
 from . import create_app
+from .answers import HealthAnswer
+from .auth import ENV, ApiKeys
 from .gallery import Gallery
 from .guard import LOCAL_NAMES, normal_origin
 from .inference import Inference, encoded
 from .limits import Limits, Overloaded
+from .operations import Operations
+from .web_routes import healthz as local_healthz
 
 APP = "tryon"
 BATCH_WAIT_S = 0.01  # how long a Dress replica waits for more calls to batch with the first
+STEADY = ("HEALTHY", "UPSCALING", "DOWNSCALING")  # a deployment's states in which no replica is missing
 
 
 @dataclass
@@ -47,6 +56,7 @@ class ServeArgs:
     gallery: tuple[str, ...] = ()  # folders of garment images, read where the app is built
     upscale_delay_s: float = 10  # how long the parse queue must stay long before a Parse replica is added
     model_hashes: dict = field(default_factory=dict)  # the builder's, checked by each replica on its node
+    log_format: str = "text"  # or json: every replica's Serve log, the Ingress's access lines in it, JSON
 
     def __post_init__(self):
         if isinstance(self.pipeline, dict):
@@ -67,6 +77,8 @@ class ServeArgs:
                              f"--cpus-per-replica > 0; got parse {low}-{high}, dress {self.dress_replicas}, "
                              f"max_concurrent {self.max_concurrent}, queue {self.queue}, "
                              f"max_connections {self.max_connections}, cpus {self.cpus_per_replica:g}")
+        if self.log_format not in ("text", "json"):
+            raise InputError(f"log_format {self.log_format!r}: choose text or json")
         self.allowed_origins = tuple(normal_origin(origin) for origin in self.allowed_origins)
         self.limits()  # checks them
 
@@ -164,16 +176,62 @@ class DressReplica(Replica):
 
 
 class Ingress:
-    """The FastAPI app of `tryon serve`, built on the replica once it holds the two handles."""
+    """The app of `tryon serve`, as the local engine wraps it (API keys, access log, /metrics,
+    /readyz), built on the replica once it holds the two handles. `keys` arrive pickled in the
+    deployment's init arguments: never in a Serve config, nor in Serve's logs."""
 
-    def __init__(self, parse, dress, args: ServeArgs, gallery: Gallery):
-        self.parse, self.dress, self.args, self.gallery = parse, dress, args, gallery
+    def __init__(self, parse, dress, args: ServeArgs, gallery: Gallery, keys: ApiKeys):
+        self.parse, self.dress, self.args, self.gallery, self.keys = parse, dress, args, gallery, keys
+        # The access log (tryon.access) and the service's other lines go to this replica's Serve log
+        # (logs/serve/replica_<app>_Ingress_<id>.log), in its deployment's encoding.
+        ours = logging.getLogger("tryon")
+        ours.handlers, ours.propagate = list(logging.getLogger("ray.serve").handlers), False
+        ours.setLevel(logging.INFO)
 
     async def __serve_build_asgi_app__(self):
         facts = await asyncio.gather(self.parse.describe.remote(), self.dress.describe.remote())
         inference = ServeInference(self.parse, self.dress, self.args, facts)
-        return create_app(inference, gallery=self.gallery, limits=self.args.limits(),
-                          allowed_hosts=self.args.allowed_hosts, allowed_origins=self.args.allowed_origins)
+        app = create_app(inference, gallery=self.gallery, limits=self.args.limits(),
+                         allowed_hosts=self.args.allowed_hosts, allowed_origins=self.args.allowed_origins)
+        return Operations(with_deployments_health(app), self.keys)
+
+
+class DeploymentHealth(BaseModel):
+    status: str = Field(description="Serve's: HEALTHY; UNHEALTHY while a lost replica is replaced; UPDATING, "
+                                    "UPSCALING, DOWNSCALING, DEPLOY_FAILED")
+    running: int = Field(description="replicas answering")
+    replicas: dict[str, int] = Field(description="replicas in each of Serve's states (RUNNING, STARTING, ...)")
+    message: str
+
+
+class RayHealthAnswer(HealthAnswer):
+    deployments: dict[str, DeploymentHealth] = Field(description="Ingress, Parse and Dress as Serve reports them")
+
+
+def with_deployments_health(app):
+    """/healthz on Ray, ahead of the local engine's (out of the API docs, which show that one): its
+    answer and each deployment's replicas; status "degraded" while one lacks a replica (still a 200:
+    this Ingress lives, and requests get 503s meanwhile)."""
+    @app.get("/healthz", include_in_schema=False, response_model=RayHealthAnswer)
+    async def healthz(request: Request) -> dict:
+        deployments = await asyncio.to_thread(_deployments_health)
+        steady = all(deployment["status"] in STEADY for deployment in deployments.values())
+        return {**await local_healthz(request), "status": "ok" if steady else "degraded", "deployments": deployments}
+
+    app.router.routes.insert(0, app.router.routes.pop())  # the first route that matches answers
+    return app
+
+
+def _deployments_health() -> dict:
+    from ray import serve
+
+    def word(state) -> str:  # Serve gives its enums, or their values as text
+        return getattr(state, "value", state)
+
+    status = serve.status().applications[serve.get_replica_context().app_name]
+    return {name: {"status": word(deployment.status), "running": deployment.replica_states.get("RUNNING", 0),
+                   "replicas": {word(state): count for state, count in deployment.replica_states.items()},
+                   "message": deployment.message} for name, deployment in status.deployments.items()}
 
 
 class ServeInference(Inference):
@@ -230,12 +288,14 @@ class ServeInference(Inference):
         return {"max_concurrent": self.limits["parse"], "queue": self.queue, "in_flight": self.in_flight}
 
 
-def build(args: ServeArgs, gallery: Gallery | None = None):
+def build(args: ServeArgs, gallery: Gallery | None = None, keys: ApiKeys = ApiKeys()):
     """The Serve application: Ingress over Parse (autoscaled) and Dress; `gallery`: the
     garments of args.gallery, when the caller has loaded them already."""
     serve = import_ray("serve").serve
     args = dataclasses.replace(args, model_hashes=model_hashes(args.pipeline.models, args.pipeline.precision))
+    logs = {"encoding": "JSON" if args.log_format == "json" else "TEXT"}
     replica = dict(ray_actor_options={"num_cpus": args.cpus_per_replica}, max_queued_requests=args.queue,
+                   logging_config=logs,
                    max_constructor_retry_count=3)  # a replica that cannot start will not by retrying for long
     low, high = args.parse_replicas
     scaling = dict(num_replicas=low) if low == high else dict(autoscaling_config={
@@ -249,19 +309,23 @@ def build(args: ServeArgs, gallery: Gallery | None = None):
                              max_ongoing_requests=DRESS_BATCH,
                              **{**replica, "max_queued_requests": max(args.queue, DRESS_BATCH)})
     ingress = serve.deployment(serve.ingress()(Ingress), name="Ingress", ray_actor_options={"num_cpus": 0},
-                               max_ongoing_requests=args.max_connections, max_constructor_retry_count=3)
+                               max_ongoing_requests=args.max_connections, max_constructor_retry_count=3,
+                               logging_config=logs)
     gallery = Gallery.load(args.gallery) if gallery is None else gallery
-    return ingress.bind(parse.bind(args), dress.bind(args), args, gallery)
+    return ingress.bind(parse.bind(args), dress.bind(args), args, gallery, keys)
 
 
 def app(args: dict):
-    """The builder a Serve config names (`import_path: tryon.serve.ray_engine:app`)."""
-    return build(ServeArgs(**args))
+    """The builder a Serve config names (`import_path: tryon.serve.ray_engine:app`); API keys from
+    `api_keys_file` (a mounted secret) and TRYON_API_KEYS where the builder runs, never the config."""
+    args = dict(args)
+    keys = ApiKeys.gather(file=args.pop("api_keys_file", None), env=os.environ.get(ENV))
+    return build(ServeArgs(**args), keys=keys)
 
 
 @contextmanager
 def running(args: ServeArgs, host: str, port: int, keep_alive_s: float = 5, address: str | None = None,
-            start_timeout_s: float = 600, gallery: Gallery | None = None):
+            start_timeout_s: float = 600, gallery: Gallery | None = None, keys: ApiKeys = ApiKeys()):
     """The service deployed on Ray Serve while the block runs, on the cluster `joined_cluster`
     gives; Serve's proxies listen on host:port unless Serve was already running there."""
     ray = import_ray("serve")
@@ -274,7 +338,7 @@ def running(args: ServeArgs, host: str, port: int, keep_alive_s: float = 5, addr
                 _check_cpus(ray, args)
             serve.start(http_options={"host": host, "port": port,
                                       "keep_alive_timeout_s": max(1, round(keep_alive_s))})
-            serve.run_many([serve.RunTarget(build(args, gallery), name=APP, route_prefix="/")],
+            serve.run_many([serve.RunTarget(build(args, gallery, keys), name=APP, route_prefix="/")],
                            wait_for_applications_running=False)
             _wait_running(serve, start_timeout_s)
             yield
