@@ -43,7 +43,7 @@ from tryon.serve.gallery import Gallery
 from tryon.serve.limits import Limits
 from tryon.serve.server import Connections, listen, make_server
 from tryon.stages.parse import BASE_SIZE, ParseStage
-from tryon.store.local import MemoryStore
+from tryon.store import MemoryStore
 
 VITON = Path(__file__).resolve().parents[2] / "shared" / "data" / "viton"
 RESULTS = Path(__file__).resolve().parent / "results"

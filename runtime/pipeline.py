@@ -27,8 +27,7 @@ from .stages.keep_background import keep_background
 from .stages.keypoints import crossed_arms
 from .stages.parse import BASE_SIZE, ParseStage
 from .stages.person_crop import CannotFrame, crop_person, pose_box, resize_person
-from .store import StoreSettings
-from .store.local import PersonStore
+from .store import PersonStore, StoreSettings
 from .timing import Timer
 
 # GMM and TOM run over at most this many garments at once: per-garment cost is flat from

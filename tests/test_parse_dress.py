@@ -13,7 +13,7 @@ from tryon.stages.brightness import enhance
 from tryon.stages.keep_background import keep_background
 from tryon.stages.keypoints import LIP, crossed_arms
 from tryon.stages.person_crop import CannotFrame, crop_person, pose_box, resize_person
-from tryon.store.local import MemoryStore
+from tryon.store import MemoryStore
 
 FLAG_NAMES = ("need_pre", "need_bright", "keep_back", "need_dilate", "check_dirty")
 EVERY_FLAG_COMBINATION = [dict(zip(FLAG_NAMES, values)) for values in itertools.product((False, True), repeat=5)]

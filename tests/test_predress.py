@@ -19,7 +19,7 @@ from tryon.pipeline import TryOn
 from tryon.serve import create_app
 from tryon.serve.gallery import Gallery
 from tryon.serve.limits import InferenceGate, Limits
-from tryon.store.local import MemoryStore
+from tryon.store import MemoryStore
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")

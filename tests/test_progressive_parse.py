@@ -9,7 +9,7 @@ from test_parse_dress import CountingSession
 from tryon.errors import InputError
 from tryon.parsed_person import ParsedPerson, StoredPersonError
 from tryon.pipeline import PREVIEW_SIDE, TryOn
-from tryon.store.local import MemoryStore
+from tryon.store import MemoryStore
 
 ARRAYS = ("person", "labels", "keypoints")
 

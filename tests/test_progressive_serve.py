@@ -15,7 +15,7 @@ from tryon.images import decode
 from tryon.pipeline import TryOn
 from tryon.serve import create_app
 from tryon.serve.limits import Limits
-from tryon.store.local import MemoryStore
+from tryon.store import MemoryStore
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")

@@ -28,7 +28,7 @@ from tryon.pipeline import TryOn
 from tryon.serve import create_app, limits
 from tryon.serve.limits import Limits
 from tryon.serve.seed_route import SEED_FLAGS
-from tryon.store.local import MemoryStore
+from tryon.store import MemoryStore
 
 with warnings.catch_warnings():  # Starlette nags about its httpx backend on import; nothing to act on
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")

@@ -15,7 +15,7 @@ from tryon.images import decode, encode
 from tryon.pipeline import TryOn
 from tryon.serve import create_app
 from tryon.serve.server import Connections, listen, make_server
-from tryon.store.local import MemoryStore
+from tryon.store import MemoryStore
 
 MAX_CONNECTIONS = 12
 LIMITS = ("--read-timeout", "1", "--upload-timeout", "3", "--keep-alive", "1",

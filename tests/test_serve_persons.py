@@ -17,7 +17,7 @@ from tryon.pipeline import TryOn
 from tryon.serve import create_app
 from tryon.serve.limits import Limits
 from tryon.sheet import LIP_COLOURS
-from tryon.store.local import MemoryStore, SQLiteStore
+from tryon.store import MemoryStore, SQLiteStore
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")

@@ -6,7 +6,7 @@ import warnings
 from tryon.examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
 from tryon.pipeline import TryOn
 from tryon.serve import create_app
-from tryon.store.local import MemoryStore
+from tryon.store import MemoryStore
 
 with warnings.catch_warnings():
     warnings.filterwarnings("ignore", message="Using `httpx` with `starlette.testclient`")

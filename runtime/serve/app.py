@@ -9,7 +9,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from fastapi.staticfiles import StaticFiles
 from fastapi_offline import FastAPIOffline
 
-from ..store.local import MemoryStore
+from ..store import MemoryStore
 from . import errors, persons_routes, seed_route, v1_routes, web_routes
 from .gallery import Gallery
 from .guard import LOCAL_NAMES, BrowserGuard

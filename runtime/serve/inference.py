@@ -15,7 +15,7 @@ from .limits import InferenceGate
 if TYPE_CHECKING:
     from ..options import DressOptions, ParseOptions
     from ..pipeline import GarmentOutcome, TryOn, TryOnResult
-    from ..store.local import PersonStore
+    from ..store import PersonStore
 
 
 class Inference(ABC):
