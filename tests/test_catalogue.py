@@ -1,5 +1,4 @@
 """tryon catalogue: naming, refusals, the ledger and resume, a killed run; Ray against local."""
-import dataclasses
 import json
 import shutil
 import subprocess
@@ -212,7 +211,7 @@ def test_the_ray_engine_renders_the_same_bytes_as_the_local_one(ray_cluster, tin
     persons, garments = inputs
     local = catalogue(persons, garments, "-o", tmp_path / "local", "--models", tiny_models_dir, *FAST)
     on_ray = catalogue(persons, garments, "-o", tmp_path / "ray", "--models", tiny_models_dir, *FAST,
-                       "--engine", "ray", "--parse-actors", "1", "--dress-actors", "1")
+                       "--engine", "ray", "--workers", "1")
     assert local.exit_code == on_ray.exit_code == 1, on_ray.output  # the torn garment, on both
     assert ray_cluster.is_initialized()  # joined the test's cluster, left it running
     rendered = images(tmp_path / "local")
@@ -225,48 +224,45 @@ def test_the_ray_engine_renders_the_same_bytes_as_the_local_one(ray_cluster, tin
     assert {o[5] for o in outcomes(tmp_path / "ray")} == {"ray"}
 
 
-class GatedDressActor:
-    """A DressActor (made a subclass in the test) that holds every person but the first it
-    dresses until the driver says it has received that first person's pairs."""
+class GatedWorker:
+    """A Worker (made a subclass in the test) that holds every person but the first it dresses
+    until the driver says it has received that first person's pairs."""
     release: str = ""  # a file the driver creates
     waited_out: str = ""  # a file this writes when the driver never did
 
-    def __call__(self, batch):
+    def dress(self, parsed, timings, garments):
         import time
         from pathlib import Path
 
-        person = str(batch["person"][0])
-        self.first = getattr(self, "first", person)
-        if person != self.first:
+        self.first = getattr(self, "first", parsed)
+        if parsed != self.first:
             deadline = time.monotonic() + 30
             while not Path(self.release).exists():
                 if time.monotonic() > deadline:
-                    Path(self.waited_out).write_text(person)
+                    Path(self.waited_out).write_text("the second person")
                     break
                 time.sleep(0.05)
-        return super().__call__(batch)
+        return super().dress(parsed, timings, garments)
 
 
 def test_the_ray_engine_hands_over_a_person_before_the_next_is_dressed(ray_cluster, tiny_models_dir, inputs,
                                                                         tmp_path, monkeypatch):
-    """Images stream: the driver gets a dressed person's pairs while the next person waits
-    (reading with prefetch held them back until the next person was dressed too)."""
+    """Images stream: the driver gets a dressed person's pairs while the next person waits."""
     from ray import cloudpickle
     from tryon.catalogue import ray_engine as catalogue_ray
     from tryon.catalogue.plan import Settings
     from tryon.options import ParseOptions
 
     release, waited_out = tmp_path / "release", tmp_path / "waited-out"
-    gated = type("Gated", (GatedDressActor, catalogue_ray.DressActor),
-                 {"release": str(release), "waited_out": str(waited_out)})
+    gated = type("Gated", (GatedWorker, catalogue_ray.Worker), {"release": str(release), "waited_out": str(waited_out)})
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
-    monkeypatch.setattr(catalogue_ray, "DressActor", gated)
+    monkeypatch.setattr(catalogue_ray, "Worker", gated)
     persons, garments = inputs
     plan = Catalogue.plan(persons, garments, tmp_path / "out")
     settings = Settings(str(tiny_models_dir), "cpu", scales=(1.0,), mirror=False, parse=ParseOptions(need_pre=False))
     received = []
     try:
-        for person, _, _ in catalogue_ray.render_ray(settings, plan.batches(), catalogue_ray.Pools(1, 1, 1)):
+        for person, _, _ in catalogue_ray.render_ray(settings, plan.batches(), catalogue_ray.given_workers(1, 1)):
             received.append(person)
             release.touch()
     finally:
@@ -292,9 +288,10 @@ def test_the_throughput_benchmark_writes_a_record(tiny_models_dir, tmp_path):
     assert all(run["pairs_per_min"] > 0 and run["parse_ms_per_person"] > 0 for run in record["runs"])
     assert record["summary"]["local"]["runs"] == 2 and record["summary"]["local"]["vs_local"] == 1.0
     assert len(record["summary"]["local"]["load"]) == 2  # the load average each run started under
-    with pytest.raises(SystemExit, match="expected local, ray or ray:PxDxC"):
-        bench.parse_engine("ray:2x1")
-    assert bench.parse_engine("ray:2x1x0.5")["cpus_per_actor"] == 0.5
+    with pytest.raises(SystemExit, match="expected local, ray or ray:WxC"):
+        bench.parse_engine("ray:2x1x1")
+    assert bench.parse_engine("ray:2x0.5") == {"engine": "ray", "label": "ray:2x0.5", "workers": 2,
+                                               "cpus_per_worker": 0.5}
 
 
 def test_an_actor_that_cannot_start_says_why_in_one_line(ray_cluster, tiny_models_dir, inputs, tmp_path):
@@ -305,55 +302,36 @@ def test_an_actor_that_cannot_start_says_why_in_one_line(ray_cluster, tiny_model
     assert "on a Ray worker:" in done.output and "has no int8 JPP-Net: run `tryon quantize" in done.output
 
 
-def test_more_actors_than_the_cluster_has_cpus_is_refused(ray_cluster):
-    from tryon.catalogue.ray_engine import Pools, _check_cpus
+def test_more_workers_than_the_cluster_has_cpus_is_refused(ray_cluster):
+    from tryon.catalogue.ray_engine import _check_cpus, given_workers
 
-    _check_cpus(ray_cluster, Pools(1, 1, 1), fixed=True)  # the 2-CPU test cluster
-    with pytest.raises(InputError, match="2 parse actors of 1 CPUs and 1 threads, 1 dress actors of 1 CPUs and 1 "
-                                         "threads need 3 CPUs; the Ray cluster has 2"):
-        _check_cpus(ray_cluster, Pools(2, 1, 1), fixed=True)
-    _check_cpus(ray_cluster, Pools(2, 1, 1), fixed=False)  # a cluster that may autoscale: a warning
-    _check_cpus(ray_cluster, Pools(2, 2, 0.82, 0.18), fixed=True)  # fractions that add up to the 2 CPUs
+    _check_cpus(ray_cluster, given_workers(2, 1), fixed=True)  # the 2-CPU test cluster
+    with pytest.raises(InputError, match=r"3 workers of 0.9 CPUs and 1 threads need 2.7 CPUs; the Ray cluster has 2: "
+                                         r"ask for fewer \(--workers, --cpus-per-worker\)"):
+        _check_cpus(ray_cluster, given_workers(3, 0.9), fixed=True)
+    _check_cpus(ray_cluster, given_workers(3, 0.9), fixed=False)  # a cluster that may autoscale: a warning
 
 
-@pytest.mark.parametrize("nodes, persons, garments, tta, expected", [
-    # 2 cores, fp32 with every scale and the mirror: the dress share of a CPU follows the garments per person
-    ([2], 4, 10, True, (2, 2, 0.9, 0.1, 1, 1)),
-    ([2], 2, 100, True, (2, 2, 0.47, 0.53, 1, 1)),
-    # one scale, no mirror: a parse is 6.25 times cheaper, so the garments weigh more
-    ([1, 2], 2, 4, False, (2, 2, 0.78, 0.22, 1, 1)),
-    # more CPUs than persons: the parse actors get the threads of those not made, up to a node's CPUs
-    ([16], 2, 100, True, (2, 16, 3.76, 0.53, 8, 1)),
-    ([4, 4, 4, 4], 2, 100, True, (2, 16, 1.88, 0.53, 4, 1)),
-    ([8], 1, 3, True, (1, 1, 7.76, 0.24, 8, 8)),
-])
-def test_the_pools_are_sized_to_the_cluster_and_the_garments_per_person(tmp_path, nodes, persons, garments, tta,
-                                                                          expected):
+def test_one_worker_per_node_with_all_of_its_cpus():
+    from tryon.catalogue.ray_engine import Place, describe, fit_workers, given_workers
+
+    assert fit_workers({"a": 2}) == [Place(2, 2, "a")]
+    assert fit_workers({"a": 1, "b": 2, "c": 0.5}) == [Place(1, 1, "a"), Place(2, 2, "b"), Place(0.5, 1, "c")]
+    assert describe(fit_workers({"a": 16, "b": 16, "c": 4})) == ("2 workers of 16 CPUs and 16 threads, "
+                                                                 "1 worker of 4 CPUs and 4 threads")
+    assert given_workers(2, 1.5) == [Place(1.5, 2, None)] * 2  # anywhere, its threads rounded up
+
+
+def test_a_worker_on_a_node_with_other_models_refuses_to_start(tiny_models_dir):
     from tryon.catalogue.plan import Settings
-    from tryon.catalogue.ray_engine import Pools
-
-    plan = Catalogue.plan(touch(tmp_path / "p", *(f"p{i}.jpg" for i in range(persons))),
-                          touch(tmp_path / "g", *(f"g{i:03d}.jpg" for i in range(garments))), tmp_path / "o")
-    settings = Settings("models", scales=(1.0, 0.75, 1.25) if tta else (1.0,), mirror=tta)
-    pools = Pools.fit(nodes, plan.batches(), settings)
-    assert tuple(dataclasses.astuple(pools)) == expected
-    assert pools.parse_actors * pools.parse_cpus + pools.dress_actors * pools.dress_cpus <= sum(nodes) + 1e-9
-    assert max(pools.parse_cpus, pools.dress_cpus) <= max(nodes)  # each actor fits on a node
-
-
-def test_an_actor_on_a_node_with_other_models_refuses_to_start(tiny_models_dir):
-    from tryon.catalogue.plan import Settings
-    from tryon.catalogue.ray_engine import DressActor, ParseActor
+    from tryon.catalogue.ray_engine import Worker
     from tryon.models.graphs import model_hashes
 
     settings = Settings(str(tiny_models_dir), "cpu", scales=(1.0,), mirror=False)
     driver = model_hashes(tiny_models_dir, "fp32")
-    assert ParseActor(settings, 1, driver).tryon is not None
-    other = {**driver, "tom": "0" * 64}
-    with pytest.raises(InputError, match="are not the ones this catalogue runs with"):
-        ParseActor(settings, 1, other)
-    with pytest.raises(InputError, match="give every node the same models folder"):
-        DressActor(settings, 1, other, {})
+    assert Worker(settings, 1, driver, {}).tryon is not None
+    with pytest.raises(InputError, match="are not the ones this catalogue runs with.*give every node the same"):
+        Worker(settings, 1, {**driver, "tom": "0" * 64}, {})
 
 
 def test_an_error_of_the_machine_stops_the_run_and_an_odd_photo_fails_alone():

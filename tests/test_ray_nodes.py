@@ -87,40 +87,50 @@ def test_the_catalogue_on_two_worker_nodes_gives_the_local_bytes(cluster, tiny_m
     done = catalogue(persons, garments, "-o", tmp_path / "ray", "--models", tiny_models_dir,
                      *[flag for flag in FAST if flag != "--no-cache"], "--cache", store.location, "--engine", "ray")
     assert done.exit_code == 1, done.output  # the torn garment, as locally
-    assert "on 2 node(s) of 1, 2 CPUs" in done.output and "2 parse actors" in done.output, done.output
+    assert ("Ray: 1 worker of 1 CPUs and 1 threads, 1 worker of 2 CPUs and 2 threads on 2 node(s) of 1, 2 CPUs"
+            in done.output), done.output
     assert_as_local(Catalogue.plan(persons, garments, tmp_path / "ray"), local)
     assert redis.Redis.from_url(store.location).dbsize() == 2  # each person, parsed on a worker, kept in Redis
 
 
 class Gate:
-    """Mixed into an actor class by the tests: it handles its first person, then before the next
-    writes where it runs ('PID NODE_ID') to `waiting` and holds until `release` exists (60 s at most).
-    An actor Ray restarts is a new one: it handles the retried person as its first."""
+    """Mixed into the Worker class by the tests: it does its first call of `step` (parse or dress),
+    then before the next writes where it runs ('PID NODE_ID') to `waiting` and holds until
+    `release` exists (60 s at most). A worker started in a lost one's place handles the retried
+    call as its first."""
+    step: str = ""
     waiting: str = ""
     release: str = ""
 
-    def __call__(self, batch):
-        person = str(batch["person"][0])
-        self.first = getattr(self, "first", person)
-        if person != self.first:
-            Path(self.waiting + ".tmp").write_text(f"{os.getpid()} {ray.get_runtime_context().get_node_id()}")
-            os.replace(self.waiting + ".tmp", self.waiting)
+    def parse(self, photo):
+        return self._gated("parse", super().parse, photo)
+
+    def dress(self, *args):
+        return self._gated("dress", super().dress, *args)
+
+    def _gated(self, step, call, *args):
+        if self.step in (step, "any") and getattr(self, "called", False):
+            mine = f"{self.waiting}.{os.getpid()}"
+            Path(mine).write_text(f"{os.getpid()} {ray.get_runtime_context().get_node_id()}")
+            os.replace(mine, self.waiting)
             deadline = time.monotonic() + 60
             while not Path(self.release).exists() and time.monotonic() < deadline:
                 time.sleep(0.05)
-        return super().__call__(batch)
+        self.called = getattr(self, "called", False) or self.step in (step, "any")
+        return call(*args)
 
 
-def render_with_fault(plan, ours, actor: str, fault, tmp_path, monkeypatch) -> str:
-    """Renders the plan with one parse and one dress actor of half a CPU each (so that either
-    worker node alone can hold both), `actor`'s class gated, and `fault(pid, node_id)` applied to
-    the actor while it holds the second person; returns what the gate wrote."""
+def render_with_fault(plan, ours, step: str, fault, tmp_path, monkeypatch, places=ray_engine.given_workers(1, 0.5)):
+    """Renders the plan on `places` (by default one worker of half a CPU, which either worker node
+    can hold; None: the rule's), each worker gated at its second call of `step` (parse, dress or
+    any), and `fault(pid, node_id)` applied to the first gated while it holds that call; returns
+    what the gate wrote."""
     from ray import cloudpickle
 
     waiting, release = tmp_path / "waiting", tmp_path / "release"
-    gated = type(f"Gated{actor}", (Gate, getattr(ray_engine, actor)), {"waiting": str(waiting),
-                                                                       "release": str(release)})
-    monkeypatch.setattr(ray_engine, actor, gated)
+    gated = type("GatedWorker", (Gate, ray_engine.Worker), {"step": step, "waiting": str(waiting),
+                                                            "release": str(release)})
+    monkeypatch.setattr(ray_engine, "Worker", gated)
     found = []
 
     def inject():
@@ -136,38 +146,48 @@ def render_with_fault(plan, ours, actor: str, fault, tmp_path, monkeypatch) -> s
     cloudpickle.register_pickle_by_value(sys.modules[__name__])  # the workers cannot import this file
     try:
         injector.start()
-        render(plan, ray_engine.render_ray(ours, plan.batches(), ray_engine.Pools.given(1, 1, 0.5)))
+        render(plan, ray_engine.render_ray(ours, plan.batches(), places))
     finally:
         cloudpickle.unregister_pickle_by_value(sys.modules[__name__])
         release.touch()
         injector.join(10)
-    assert found, f"the {actor} never held a second person"
+    assert found, f"the worker never made a second {step} call"
     return found[0]
 
 
-@pytest.mark.parametrize("actor", ["ParseActor", "DressActor"])
-def test_an_actor_killed_mid_catalogue_is_restarted_and_the_run_finishes(cluster, tiny_models_dir, inputs, local,
-                                                                         store, tmp_path, monkeypatch, actor):
+@pytest.mark.parametrize("step", ["parse", "dress"])
+def test_a_worker_killed_mid_catalogue_is_replaced_and_the_run_finishes(cluster, tiny_models_dir, inputs, local,
+                                                                        store, tmp_path, monkeypatch, step):
     persons, garments = inputs
     plan = Catalogue.plan(persons, garments, tmp_path / "ray")
-    where = render_with_fault(plan, settings(tiny_models_dir, store), actor,
+    where = render_with_fault(plan, settings(tiny_models_dir, store), step,
                               lambda pid, node: os.kill(int(pid), signal.SIGKILL), tmp_path, monkeypatch)
     with pytest.raises(ProcessLookupError):
         os.kill(int(where.split()[0]), 0)  # it was killed
     assert_as_local(plan, local)
 
 
+@pytest.mark.parametrize("workers", ["given", "rule"])
 def test_a_worker_node_removed_mid_catalogue_and_the_run_finishes_on_the_other(cluster, tiny_models_dir, inputs,
-                                                                               local, store, tmp_path, monkeypatch):
+                                                                               local, store, tmp_path, monkeypatch,
+                                                                               workers):
+    """given: one worker of half a CPU, started again on the other node; rule: one worker pinned
+    to each node, the lost one's work done by the other."""
     persons, garments = inputs
     plan = Catalogue.plan(persons, garments, tmp_path / "ray")
     removed = []
 
     def remove(pid, node_id):
         [node] = [node for node in cluster.worker_nodes if node.node_id == node_id]
+        [cpus] = [n["Resources"]["CPU"] for n in ray.nodes() if n["NodeID"] == node_id]
         cluster.remove_node(node, allow_graceful=False)
-        removed.append(node)
+        removed.append(int(cpus))
 
-    render_with_fault(plan, settings(tiny_models_dir, store), "DressActor", remove, tmp_path, monkeypatch)
-    assert removed and len([n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]) == 1
-    assert_as_local(plan, local)
+    try:
+        render_with_fault(plan, settings(tiny_models_dir, store), "dress" if workers == "given" else "any", remove,
+                          tmp_path, monkeypatch, None if workers == "rule" else ray_engine.given_workers(1, 0.5))
+        assert removed and len([n for n in ray.nodes() if n["Alive"] and n["Resources"].get("CPU")]) == 1
+        assert_as_local(plan, local)
+    finally:
+        for cpus in removed:  # the next test has both worker nodes again
+            cluster.add_node(num_cpus=cpus)

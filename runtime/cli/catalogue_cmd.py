@@ -25,7 +25,7 @@ def register(app: typer.Typer):
                      "Examples:\n\n"
                      "  tryon catalogue models/ garments/ -o catalogue/\n\n"
                      "  tryon catalogue models/ garments/ -o catalogue/ --pairs pairs.txt   (lines: PERSON GARMENT)\n\n"
-                     "  tryon catalogue models/ garments/ -o catalogue/ --engine ray --parse-actors 3\n\n"
+                     "  tryon catalogue models/ garments/ -o catalogue/ --engine ray --workers 3\n\n"
                      "  tryon catalogue models/ garments/ -o catalogue/ --engine ray --address HEAD:6379")(catalogue)
 
 
@@ -35,15 +35,14 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
               out: Path = typer.Option(..., "-o", "--out", help="output folder (images and the ledger)"),
               pairs: Path = typer.Option(None, help="text file of 'PERSON GARMENT' lines (file names in the two "
                                                     "folders) instead of every combination"),
-              engine: str = typer.Option("local", help="local (this process) or ray (Ray Data actor pools)"),
+              engine: str = typer.Option("local", help="local (this process) or ray (Ray actors, one per node)"),
               address: str = typer.Option(None, help="Ray cluster to join (--engine ray) [default: start one "
                                                      "on this machine]"),
-              parse_actors: int = typer.Option(None, min=1, help="JPP-Net actors (--engine ray) [default: sized "
-                                                                 "to the cluster and the catalogue]"),
-              dress_actors: int = typer.Option(None, min=1, help="GMM/TOM actors (--engine ray) [default: sized]"),
-              cpus_per_actor: float = typer.Option(None, min=0.01, help="CPUs each actor reserves, a fraction "
-                                                   "allowed; its ONNX Runtime threads, at least 1 (--engine ray) "
-                                                   "[default: sized]"),
+              workers: int = typer.Option(None, min=1, help="Ray actors, each doing both steps (--engine ray) "
+                                                            "[default: one per node, with all of its CPUs]"),
+              cpus_per_worker: float = typer.Option(None, min=0.01, help="CPUs each worker reserves, a fraction "
+                                                    "allowed; its ONNX Runtime threads, at least 1 (--engine ray) "
+                                                    "[default: its node's]"),
               need_pre: bool = common.NEED_PRE, need_bright: bool = common.NEED_BRIGHT,
               keep_back: bool = common.KEEP_BACK, need_dilate: bool = common.NEED_DILATE,
               check_dirty: bool = common.CHECK_DIRTY, jpeg_dct: str = common.JPEG_DCT,
@@ -76,13 +75,12 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
         elif engine == "local":
             results = render_local(settings.build(), batches, settings)
         else:
-            from ..catalogue.ray_engine import Pools, render_ray
+            from ..catalogue.ray_engine import given_workers, render_ray
             from ..ray_cluster import import_ray
 
-            import_ray("data")  # or RayMissingError: its one line and exit 5, before any work
-            given = (parse_actors, dress_actors, cpus_per_actor) != (None, None, None)
-            pools = Pools.given(parse_actors or 1, dress_actors or 1, cpus_per_actor or 1) if given else None
-            results = render_ray(settings, batches, pools, address, sized=_sized)
+            import_ray()  # or RayMissingError: its one line and exit 5, before any work
+            given = given_workers(workers or 1, cpus_per_worker or 1) if workers or cpus_per_worker else None
+            results = render_ray(settings, batches, given, address, sized=_sized)
         start = time.perf_counter()
         with typer.progressbar(length=todo, label="catalogue", hidden=todo == 0) as bar:
             for person, garment, outcome in results:
@@ -95,8 +93,10 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
         raise typer.Exit(EXIT_INCOMPLETE)
 
 
-def _sized(pools, node_cpus: list[float]):
-    typer.echo(f"Ray: {pools} on {len(node_cpus)} node(s) of {', '.join(f'{n:g}' for n in node_cpus)} CPUs", err=True)
+def _sized(places, node_cpus: list[float]):
+    from ..catalogue.ray_engine import describe
+
+    typer.echo(f"Ray: {describe(places)} on {len(node_cpus)} node(s) of {', '.join(f'{n:g}' for n in node_cpus)} CPUs", err=True)
 
 
 def _summary(plan, ledger, identity, rendered: int, elapsed: float) -> bool:
