@@ -62,6 +62,8 @@ def serve_command(*args: str, port: int | None = None) -> subprocess.CompletedPr
     (["--cache", "redis://127.0.0.1:1/0", "--parse-replicas", "3-1"], ["MIN <= MAX", "parse 3-1"]),
     (["--cache", "redis://127.0.0.1:1/0", "--parse-replicas", "two"], ["--parse-replicas 'two'", "MIN-MAX"]),
     (["--cache", "redis://127.0.0.1:1/0", "--engine", "triton"], ["--engine 'triton'", "local or ray"]),
+    (["--cache", "redis://127.0.0.1:1/0", "--host", "0.0.0.0"], ["--host 0.0.0.0 without API keys", "--no-auth"]),
+    (["--no-cache", "--api-key", "k-0123", "--log-format", "json"], ["--engine ray needs --cache"]),  # keys pass
 ])
 def test_ray_options_are_refused_in_one_line_before_ray_starts(tmp_path, option, words):
     done = serve_command("--models", str(tmp_path / "none"), "--engine", "ray", *option)
@@ -238,6 +240,22 @@ def test_two_parse_and_two_dress_replicas_share_one_store(service, local):
     assert len(dresses) == 2 and all(count > 0 for count in dresses.values()), dresses
 
 
+def test_every_replicas_series_reach_the_nodes_ray_metrics_agent(service):
+    """What Prometheus scrapes besides the Ingress's /metrics (docs/distributed.md): each node's
+    Ray metrics agent, with Serve's series of every Parse and Dress replica that answered."""
+    port = ray._private.worker._global_node.metrics_export_port
+    deadline = time.monotonic() + 60  # the agent takes what each worker reports every few seconds
+    while True:
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        counted = {(s.labels["deployment"], s.labels["replica"]) for family in text_string_to_metric_families(text)
+                   if family.name == "ray_serve_deployment_request_counter" for s in family.samples}
+        deployments = [deployment for deployment, _ in counted]
+        if min(deployments.count("Parse"), deployments.count("Dress")) >= 2 or time.monotonic() > deadline:
+            break
+        time.sleep(2)
+    assert deployments.count("Parse") >= 2 and deployments.count("Dress") >= 2, counted
+
+
 def test_the_seeds_cloth_and_a_photo_tryon_run_parse_then_dress(service, local):
     body = {"image_person": base64.b64encode(photo(3)).decode(), "image_cloth": base64.b64encode(CLOTH).decode()}
     seed = service.post("/cloth", json=body)
@@ -369,6 +387,25 @@ def test_a_serve_configs_args_become_the_typed_settings(tiny_models_dir):
     assert args.parse_replicas == (2, 12) and args.allowed_hosts == ("tryon.shop.example",)
     with pytest.raises(InputError, match="--engine ray needs --cache redis://"):
         ServeArgs(pipeline={"models": str(tiny_models_dir), "store": {"location": "/tmp/a-folder"}})
+
+
+def test_a_serve_configs_keys_come_from_a_file_and_json_logs_from_log_format(tiny_models_dir, redis_server, tmp_path):
+    """Outside Ray: the builder a Serve config names reads its keys from `api_keys_file` (the
+    config holds no key) and hands them to the Ingress alone; log_format json makes every
+    deployment's Serve log JSON (the Ingress's access lines in it carry their fields under "access")."""
+    from tryon.serve.ray_engine import app
+
+    (tmp_path / "keys").write_text(f"alice:{ALICE}\n")
+    application = app({"pipeline": {"models": str(tiny_models_dir), "store": {"location": redis_server.url}},
+                       "api_keys_file": str(tmp_path / "keys"), "log_format": "json"})
+    ingress = application._bound_deployment
+    parse, dress, _, _, keys = ingress.init_args
+    parse, dress = parse._bound_deployment, dress._bound_deployment
+    assert keys.name_of(f"Bearer {ALICE}".encode()) == "alice" and len(keys.keys) == 1
+    assert all(ALICE not in repr(arg) for arg in (*parse.init_args, *dress.init_args))
+    assert [d.logging_config["encoding"] for d in (ingress, parse, dress)] == ["JSON"] * 3
+    with pytest.raises(InputError, match="log_format 'xml': choose text or json"):
+        ServeArgs(pipeline={"models": str(tiny_models_dir), "store": {"location": redis_server.url}}, log_format="xml")
 
 
 def test_an_error_of_the_machine_fails_the_replicas_health_check(args, tiny_models_dir):
