@@ -28,9 +28,10 @@ REFUSED = {"detail": "this route needs an API key: send the header Authorization
 
 
 class Operations:
-    def __init__(self, app, keys: ApiKeys = ApiKeys()):
+    def __init__(self, app, keys: ApiKeys = ApiKeys(), answer_id: bool = True):
         self.app = app
         self.keys = keys
+        self.answer_id = answer_id  # False behind Ray Serve's proxy, which answers the id it gave the request
         self.metrics = Metrics(app.state.service)
         self.patterns = list(_patterns(app.routes))
 
@@ -51,7 +52,8 @@ class Operations:
                 kept = [(name, value) for name, value in message.get("headers", ()) if name.lower() != b"x-request-id"]
                 answered["timing"] = b", ".join(value for name, value in kept
                                                 if name.lower() == b"server-timing").decode("latin-1")
-                message = {**message, "headers": [*kept, (b"x-request-id", request_id.encode())]}
+                ours = [(b"x-request-id", request_id.encode())] if self.answer_id else []
+                message = {**message, "headers": [*kept, *ours]}
             await send(message)
 
         key_name = None

@@ -193,7 +193,7 @@ class Ingress:
         inference = ServeInference(self.parse, self.dress, self.args, facts)
         app = create_app(inference, gallery=self.gallery, limits=self.args.limits(),
                          allowed_hosts=self.args.allowed_hosts, allowed_origins=self.args.allowed_origins)
-        return Operations(with_deployments_health(app), self.keys)
+        return Operations(with_deployments_health(app), self.keys, answer_id=False)
 
 
 class DeploymentHealth(BaseModel):
