@@ -317,8 +317,8 @@ def test_one_worker_per_node_with_all_of_its_cpus():
 
     assert fit_workers({"a": 2}) == [Place(2, 2, "a")]
     assert fit_workers({"a": 1, "b": 2, "c": 0.5}) == [Place(1, 1, "a"), Place(2, 2, "b"), Place(0.5, 1, "c")]
-    assert describe(fit_workers({"a": 16, "b": 16, "c": 4})) == ("2 workers of 16 CPUs and 16 threads, "
-                                                                 "1 worker of 4 CPUs and 4 threads")
+    assert describe(fit_workers({"a": 16, "b": 4, "c": 16})) == ("1 worker of 4 CPUs and 4 threads, "
+                                                                 "2 workers of 16 CPUs and 16 threads")
     assert given_workers(2, 1.5) == [Place(1.5, 2, None)] * 2  # anywhere, its threads rounded up
 
 

@@ -53,7 +53,7 @@ def describe(places: list[Place]) -> str:
     for place in places:
         shapes[place.cpus, place.threads] = shapes.get((place.cpus, place.threads), 0) + 1
     return ", ".join(f"{n} worker{'s' * (n > 1)} of {cpus:g} CPUs and {threads} threads"
-                     for (cpus, threads), n in shapes.items())
+                     for (cpus, threads), n in sorted(shapes.items()))
 
 
 class Worker:
