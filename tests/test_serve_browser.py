@@ -53,8 +53,8 @@ def test_web_page_parses_once_then_dresses_each_garment_in_under_a_second(full_m
         # The gallery dressed ahead fills the grid: the preview first, then the exact parse, marked.
         page.wait_for_selector("#dressed .tile[data-quality] img", timeout=180_000)
         page.wait_for_function("() => document.querySelectorAll('#dressed .tile[data-quality=\"full\"]').length === 2"
-                               " && [...document.querySelectorAll('#dressed img')].every(i => i.naturalWidth === 192)",
-                               timeout=180_000)
+                               " && [...document.querySelectorAll('#dressed img')].every(i => i.naturalWidth === 192)"
+                               " && document.getElementById('dressed').dataset.exactMs", timeout=180_000)
         assert page.inner_text("#dressed .tile[data-garment='red'] .mark.full") == "exact"
         figures = page.evaluate("() => ({...document.getElementById('dressed').dataset})")
         print(f"\nin the page, from the upload: first try-on shown {figures['firstLookMs']} ms, "

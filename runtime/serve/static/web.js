@@ -47,11 +47,12 @@ async function showImage(image, url) {
   // An <img> cannot send the key: its PNG comes through fetch, shown as a blob URL.
   image.dataset.url = url;
   const response = await api(url).catch(() => null);  // no key given: the call that asked says so
-  if (!response?.ok) return;  // deleted or expired meanwhile: the image stays as it was
+  if (!response?.ok) return false;  // deleted or expired meanwhile: the image stays as it was
   const blob = await response.blob();
-  if (image.dataset.url !== url) return;  // a newer image was asked for meanwhile
+  if (image.dataset.url !== url) return false;  // a newer image was asked for meanwhile
   if (image.src.startsWith("blob:")) URL.revokeObjectURL(image.src);
   image.src = URL.createObjectURL(blob);
+  return true;
 }
 
 async function getJson(url) {
@@ -175,12 +176,16 @@ function showDressed(body) {
       tile.addEventListener("click", () => pickDressed(garment.id, image));
       grid.append(tile);
     }
-    if (garment.url && tile.dataset.quality !== garment.parse_quality) {
-      tile.dataset.quality = garment.parse_quality;
-      showImage(tile.querySelector("img"), garment.url);
-      const mark = tile.querySelector("span");
-      mark.textContent = garment.parse_quality === "full" ? "exact" : "preview";
-      mark.className = `mark ${garment.parse_quality}`;
+    const quality = garment.parse_quality;
+    if (garment.url && tile.dataset.wanted !== quality) {
+      tile.dataset.wanted = quality;
+      showImage(tile.querySelector("img"), garment.url).then((shown) => {
+        if (!shown) return void delete tile.dataset.wanted;  // asked again at the next poll
+        tile.dataset.quality = quality;  // marked once its own image is the one shown
+        const mark = tile.querySelector("span");
+        mark.textContent = quality === "full" ? "exact" : "preview";
+        mark.className = `mark ${quality}`;
+      });
     }
   }
 }
