@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 import math
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -22,7 +22,7 @@ from ..models.graphs import model_hashes
 from ..parsed_person import ParseCall, ParsedPerson
 from ..ray_cluster import check_cpus, check_node_models, import_ray, joined_cluster, tryon_cause
 from .plan import Input, Settings
-from .work import Outcome, Photo, dress_batch, failed_batch, parse_photo, read_photo
+from .work import Outcome, Photo, dress_batch, failed_batch, pair_outcomes, parse_photo, read_photo
 
 log = logging.getLogger("tryon.catalogue")
 
@@ -49,9 +49,7 @@ def given_workers(count: int, cpus: float) -> list[Place]:
 
 
 def describe(places: list[Place]) -> str:
-    shapes: dict[tuple[float, int], int] = {}
-    for place in places:
-        shapes[place.cpus, place.threads] = shapes.get((place.cpus, place.threads), 0) + 1
+    shapes = Counter((place.cpus, place.threads) for place in places)
     return ", ".join(f"{n} worker{'s' * (n > 1)} of {cpus:g} CPUs and {threads} threads"
                      for (cpus, threads), n in sorted(shapes.items()))
 
@@ -108,105 +106,75 @@ def _live_nodes(ray) -> dict[str, float]:
             if node["Alive"] and node["Resources"].get("CPU", 0) > 0}
 
 
-class _Crew:
-    """The workers of a run: starting, idle or busy; one lost is started again where it was
-    (its process killed) or left out (its node gone: the others take its work)."""
+def _run(ray, settings: Settings, batches, places: list[Place]):
+    persons: dict[Input, list[list[str]]] = {}
+    for person, chunk in batches:
+        persons.setdefault(person, []).append([g.path.name for g in chunk])
+    built = {"settings": settings, "models": model_hashes(settings.models, settings.precision),
+             "garments": ray.put({g.path.name: read_photo(g) for _, chunk in batches for g in chunk})}
+    to_parse: deque = deque(persons)
+    # (person, its bytes, put here so that they outlive the node that parsed it, its parse's timings, garment names)
+    to_dress: deque = deque()
+    # a call's ref -> (its worker: handle and place, to_parse or to_dress, what it was given); a worker's
+    # ready() call, answered once the worker has started, has no queue and no item
+    calls: dict = {}
+    idle: list = []  # (handle, place)
+    finished: list = []  # (person, garment, outcome) not yielded yet
 
-    def __init__(self, ray, places: list[Place], built: dict):
-        self.ray, self.built = ray, built
-        self.starting: dict = {}  # a worker's ready() call -> (its handle, its place)
-        self.idle: list = []  # (handle, place)
-        self.busy = 0
-        for place in places:
-            self.start(place)
-
-    def start(self, place: Place):
+    def start(place: Place):
         options = {"num_cpus": place.cpus, "max_restarts": 0}
         if place.node:
             from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
             options["scheduling_strategy"] = NodeAffinitySchedulingStrategy(place.node, soft=False)
-        handle = self.ray.remote(Worker).options(**options).remote(threads=place.threads, **self.built)
-        self.starting[handle.ready.remote()] = (handle, place)
+        handle = ray.remote(Worker).options(**options).remote(threads=place.threads, **built)
+        calls[handle.ready.remote()] = ((handle, place), None, None)
 
-    def started(self, ref):
-        """A worker's ready() answered: idle; or it could not start: the error its __init__
-        raised (its node's models, say), or, lost before it started, as `lost`."""
-        _, place = worker = self.starting.pop(ref)
-        try:
-            self.ray.get(ref)
-        except self.ray.exceptions.RayActorError as exc:
-            if exc.actor_init_failed:
-                raise
-            self.lost(place)
-            return
-        self.idle.append(worker)
-
-    def lost(self, place: Place):
-        """A worker died: started again where it was (its process killed, or anywhere for one not
-        pinned to a node), or left out (its node gone: the others take its work)."""
-        if place.node is None or place.node in _live_nodes(self.ray):
-            log.warning("a Ray worker died; starting another in its place and giving its work to the next free one")
-            self.start(place)
-        else:
-            self.left_out()
-
-    def left_out(self):
-        if not (self.idle or self.busy or self.starting):
-            raise Unavailable("every Ray worker was lost with its node: rerun the command to resume from the ledger")
-        log.warning("a Ray worker was lost with its node; its work goes to the others")
-
-
-def _run(ray, settings: Settings, batches, places: list[Place]):
-    garments = {g.path.name: read_photo(g) for _, chunk in batches for g in chunk}
-    persons: dict[Input, list[list[str]]] = {}
-    for person, chunk in batches:
-        persons.setdefault(person, []).append([g.path.name for g in chunk])
-    crew = _Crew(ray, places, {"settings": settings, "models": model_hashes(settings.models, settings.precision),
-                               "garments": ray.put(garments)})
-    to_parse: deque = deque(persons)
-    # (person, its bytes, put here so that they outlive the node that parsed it, its parse's timings, garment names)
-    to_dress: deque = deque()
-    running: dict = {}  # a call's ref -> (its worker, "parse" or "dress", what it was given)
-    finished: list = []  # (person, garment, outcome) not yielded yet
-    while to_parse or to_dress or running:
-        while crew.idle and (to_parse or to_dress):
-            handle, _ = worker = crew.idle.pop()
-            crew.busy += 1
+    for place in places:
+        start(place)
+    while to_parse or to_dress or any(queue is not None for _, queue, _ in calls.values()):
+        while idle and (to_parse or to_dress):
+            handle, _ = worker = idle.pop()
             if to_dress:
                 item = to_dress.popleft()
-                running[handle.dress.remote(*item[1:])] = (worker, to_dress, item)
+                calls[handle.dress.remote(*item[1:])] = (worker, to_dress, item)
             else:
                 item = to_parse.popleft()
-                running[handle.parse.remote(read_photo(item))] = (worker, to_parse, item)
+                calls[handle.parse.remote(read_photo(item))] = (worker, to_parse, item)
         yield from finished  # after the free workers have their next work
         finished.clear()
-        if not (running or crew.starting):
+        if not calls:
             raise Unavailable("no Ray worker is left to give the catalogue's work to: rerun the command to resume")
-        [ref], _ = ray.wait([*running, *crew.starting], num_returns=1)
-        if ref in crew.starting:
-            crew.started(ref)
-            continue
-        worker, queue, item = running.pop(ref)
+        [ref], _ = ray.wait(list(calls), num_returns=1)
+        worker, queue, item = calls.pop(ref)
         try:
             result = ray.get(ref)
-        except ray.exceptions.RayActorError:  # its process or node lost: the work goes to another
-            queue.appendleft(item)
-            crew.busy -= 1
-            crew.lost(worker[1])
+        except ray.exceptions.RayActorError as exc:
+            if exc.actor_init_failed:
+                raise  # the error its __init__ raised (its node's models, say)
+            if queue is not None:  # its process or node lost: the work goes to another
+                queue.appendleft(item)
+            place = worker[1]
+            if place.node is None or place.node in _live_nodes(ray):  # its process killed, or not pinned
+                log.warning("a Ray worker died; starting another in its place and giving its work to the next "
+                            "free one")
+                start(place)
+            elif not (idle or calls):  # its node gone: the others, if any, take its work
+                raise Unavailable("every Ray worker was lost with its node: rerun the command to resume from the "
+                                  "ledger")
+            else:
+                log.warning("a Ray worker was lost with its node; its work goes to the others")
             continue
-        crew.busy -= 1
-        crew.idle.append(worker)
+        idle.append(worker)
         if queue is to_dress:
-            person, _, _, names = item
-            finished.extend((person.path.name, name, outcome) for name, outcome in zip(names, result))
-            continue
-        why, timings, parsed = result
-        if why:
-            for names in persons[item]:
-                outcomes = failed_batch([garments[n] for n in names], why)
-                finished.extend((item.path.name, name, outcome) for name, outcome in zip(names, outcomes))
-        else:
-            parsed = ray.put(parsed)
-            to_dress.extend((item, parsed, timings, names) for names in persons[item])
+            finished.extend(pair_outcomes(item[0], item[3], result))
+        elif queue is to_parse:
+            why, timings, parsed = result
+            if why:
+                for names in persons[item]:
+                    finished.extend(pair_outcomes(item, names, failed_batch(names, why)))
+            else:
+                parsed = ray.put(parsed)
+                to_dress.extend((item, parsed, timings, names) for names in persons[item])
     yield from finished
+

@@ -89,8 +89,13 @@ def _outcome(result, parse_ms: float) -> Outcome:
                    encode(result.image, ".png"))
 
 
-def failed_batch(garments: list[Photo], reason: str) -> list[Outcome]:
+def failed_batch(garments: list, reason: str) -> list[Outcome]:
     return [Outcome("failed", reason=reason) for _ in garments]
+
+
+def pair_outcomes(person: Input, garments: list[str], outcomes: list[Outcome]) -> list[tuple[str, str, Outcome]]:
+    """What an engine yields for a batch: (person, garment file names, outcome) per garment."""
+    return [(person.path.name, name, outcome) for name, outcome in zip(garments, outcomes)]
 
 
 def render_local(tryon, batches: list[tuple[Input, list[Input]]],
@@ -102,5 +107,4 @@ def render_local(tryon, batches: list[tuple[Input, list[Input]]],
             current, (call, error) = person, parse_photo(tryon, read_photo(person), settings.parse)
         photos = [read_photo(g) for g in garments]
         outcomes = failed_batch(photos, error) if error else dress_batch(tryon, call, photos, settings.dress)
-        for garment, outcome in zip(garments, outcomes):
-            yield person.path.name, garment.path.name, outcome
+        yield from pair_outcomes(person, [g.path.name for g in garments], outcomes)
