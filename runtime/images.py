@@ -27,6 +27,7 @@ FORMATS = "JPEG, PNG, BMP or WebP"
 BAND_PIXELS = 1 << 20  # pixels converted at a time from 16-bit, gray or RGBA
 JPEG_DCTS = ("accurate", "fast")
 ORIENTATION_TAG = 0x0112
+SIGNATURES = {b"\xff\xd8\xff": "jpeg", b"\x89PNG\r\n\x1a\n": "png", b"BM": "bmp"}  # WebP: RIFF, then WEBP
 
 
 class ImageError(InputError):
@@ -198,26 +199,17 @@ def _band_to_rgb(band: np.ndarray) -> np.ndarray:
     if band.dtype == np.uint16:
         band = ((band.astype(np.uint32) + 128) // 257).astype(np.uint8)
     if band.ndim == 2:
-        band = np.repeat(band[:, :, None], 3, axis=2)
-    return _over_white(band) if band.shape[2] == 4 else band
-
-
-def _over_white(rgba: np.ndarray) -> np.ndarray:
-    alpha = rgba[:, :, 3:4].astype(np.uint16)
-    rgb = rgba[:, :, :3].astype(np.uint16)
+        return np.repeat(band[:, :, None], 3, axis=2)
+    if band.shape[2] == 3:
+        return band
+    alpha, rgb = band[:, :, 3:4].astype(np.uint16), band[:, :, :3].astype(np.uint16)  # over white
     return ((rgb * alpha + 255 * (255 - alpha) + 127) // 255).astype(np.uint8)
 
 
 def sniff_format(data: bytes) -> str | None:
-    if data[:3] == b"\xff\xd8\xff":
-        return "jpeg"
-    if data[:8] == b"\x89PNG\r\n\x1a\n":
-        return "png"
-    if data[:2] == b"BM":
-        return "bmp"
     if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
         return "webp"
-    return None
+    return next((kind for magic, kind in SIGNATURES.items() if data.startswith(magic)), None)
 
 
 def header_size(data: bytes, kind: str) -> tuple[int, int] | None:

@@ -128,19 +128,17 @@ class TryOn:
     def graphs(self) -> dict[str, "StageGraph"]:
         """What runs each stage (parse, gmm_person, gmm, tom). A stage that is not an ONNX
         session (the reference pipeline's TensorFlow parse) is left out."""
-        sessions = {}
+        names = iter(self.cpvton.graphs)  # one per session the CP-VTON stage holds, in this order
+        sessions = [(stage, next(names, None), session) for stage, session in
+                    (("gmm_person", self.cpvton.gmm_person), ("gmm", self.cpvton.gmm), ("tom", self.cpvton.tom))
+                    if session is not None]
         if isinstance(self.parse_stage, ParseStage):
-            sessions["parse"] = (self.jppnet_graph, self.parse_stage.session)
-        names = iter(self.cpvton.graphs)
-        for stage, session in (("gmm_person", self.cpvton.gmm_person), ("gmm", self.cpvton.gmm),
-                               ("tom", self.cpvton.tom)):
-            if session is not None:
-                sessions[stage] = (next(names, None), session)
+            sessions.insert(0, ("parse", self.jppnet_graph, self.parse_stage.session))
         graphs = {}
-        for stage, (graph, session) in sessions.items():
+        for stage, graph, session in sessions:
             entry = self.models.entry(graph) if graph else None
-            graphs[stage] = StageGraph(graph, entry.file if entry else None,
-                                       (entry.precision if entry else None) or "fp32", providers_in_use(session))
+            graphs[stage] = StageGraph(graph, entry and entry.file, (entry and entry.precision) or "fp32",
+                                       providers_in_use(session))
         return graphs
 
     def describe(self) -> dict:
@@ -268,19 +266,15 @@ class TryOn:
                                              [p.labels for p in persons], [p.keypoints for p in persons],
                                              warp_jpeg=options.warp_jpeg)
             for i, parsed, out in zip(chunk, persons, outs):
-                outcomes[i] = self._finish(parsed, out, timers[i], batch.ms["cpvton"] / len(chunk),
-                                           options, intermediates)
+                timer, image = timers[i], out.image
+                timer.add("cpvton", out.timings_ms)
+                timer.ms["total"] += batch.ms["cpvton"] / len(chunk)
+                if options.keep_back:
+                    with timer("total"), timer("keep_back"):
+                        image = keep_background(parsed.person, out.image, parsed.labels, options.need_dilate)
+                outcomes[i] = TryOnResult(image, parsed.confidence, timer.ms, "",
+                                          _extras(parsed, out) if intermediates else {})
         return outcomes
-
-    def _finish(self, parsed: ParsedPerson, out, timer: Timer, share_ms: float, options: DressOptions,
-                intermediates: bool) -> TryOnResult:
-        timer.add("cpvton", out.timings_ms)
-        timer.ms["total"] += share_ms
-        image = out.image
-        if options.keep_back:
-            with timer("total"), timer("keep_back"):
-                image = keep_background(parsed.person, out.image, parsed.labels, options.need_dilate)
-        return TryOnResult(image, parsed.confidence, timer.ms, "", _extras(parsed, out) if intermediates else {})
 
     def predict(self, person, cloth, need_pre: bool = True, need_bright: bool = False,
                 keep_back: bool = False, need_dilate: bool = False, check_dirty: bool = False,
@@ -304,9 +298,7 @@ class TryOn:
                  for (person, _), (labels, keypoints) in zip(pairs, parses)]
         dressed = self.dress_pairs([(call.parsed, cloth) for call, cloth in zip(calls, cloths)], dress_options,
                                    intermediates)
-        for call, result in zip(calls, dressed):
-            if isinstance(result, TryonError):  # the garments were read above: not expected
-                raise result
+        for call, result in zip(calls, dressed):  # no TryonError: the garments were read above
             result.timings_ms = join_timings(call.timings_ms, result.timings_ms)
         return dressed
 

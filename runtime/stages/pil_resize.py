@@ -45,56 +45,40 @@ def _taps(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
     return index, weights
 
 
-def _dense(index: np.ndarray, weights: np.ndarray, in_size: int) -> np.ndarray:
-    matrix = np.zeros((index.shape[0], in_size), dtype=weights.dtype)
-    np.add.at(matrix, (np.repeat(np.arange(index.shape[0]), index.shape[1]), index.ravel()), weights.ravel())
+@lru_cache(maxsize=128)
+def _matrix(in_size: int, out_size: int, fixed: bool) -> np.ndarray:
+    """The pass as a dense [out, in] matrix: double weights, or Pillow's fixed-point ones."""
+    index, weights = _taps(in_size, out_size)
+    if fixed:
+        scaled = weights * (1 << PRECISION_BITS)
+        weights = np.trunc(np.where(scaled < 0, scaled - 0.5, scaled + 0.5)).astype(np.int64)
+    matrix = np.zeros((out_size, in_size), dtype=weights.dtype)
+    np.add.at(matrix, (np.repeat(np.arange(out_size), index.shape[1]), index.ravel()), weights.ravel())
     return matrix
 
 
-@lru_cache(maxsize=64)
-def _float_matrix(in_size: int, out_size: int) -> np.ndarray:
-    return _dense(*_taps(in_size, out_size), in_size)
-
-
-@lru_cache(maxsize=64)
-def _fixed_matrix(in_size: int, out_size: int) -> np.ndarray:
-    index, weights = _taps(in_size, out_size)
-    scaled = weights * (1 << PRECISION_BITS)
-    fixed = np.trunc(np.where(scaled < 0, scaled - 0.5, scaled + 0.5)).astype(np.int64)
-    return _dense(index, fixed, in_size)
-
-
-def _clip8(acc: np.ndarray) -> np.ndarray:
-    return np.clip(acc >> PRECISION_BITS, 0, 255).astype(np.uint8)
-
-
-def _check(image: np.ndarray, dtype, size: tuple[int, int]) -> tuple[int, int]:
+def _separable(image: np.ndarray, size: tuple[int, int], dtype, wide, finish) -> np.ndarray:
+    """Horizontal pass, then vertical, each computed in `wide` and brought back by `finish`."""
     if image.ndim != 2 or image.dtype != dtype:
         raise ValueError(f"expected a 2-D {np.dtype(dtype).name} image, got {image.dtype} {image.shape}")
     width, height = size
     if width < 1 or height < 1:
         raise ValueError(f"size must be positive (width, height), got {size}")
-    return width, height
+    fixed, out = dtype == np.uint8, image
+    if width != image.shape[1]:
+        out = finish(out.astype(wide) @ _matrix(image.shape[1], width, fixed).T)
+    if height != image.shape[0]:
+        out = finish(_matrix(image.shape[0], height, fixed) @ out.astype(wide))
+    return out.copy() if out is image else out
 
 
 def resize_uint8(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Pillow 'L' image resize to size=(width, height), BILINEAR, bit for bit."""
-    width, height = _check(image, np.uint8, size)
-    out = image
     half = np.int64(1 << (PRECISION_BITS - 1))
-    if width != image.shape[1]:
-        out = _clip8(out.astype(np.int64) @ _fixed_matrix(image.shape[1], width).T + half)
-    if height != image.shape[0]:
-        out = _clip8(_fixed_matrix(image.shape[0], height) @ out.astype(np.int64) + half)
-    return out.copy() if out is image else out
+    return _separable(image, size, np.uint8, np.int64,
+                      lambda acc: np.clip((acc + half) >> PRECISION_BITS, 0, 255).astype(np.uint8))
 
 
 def resize_float(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     """Pillow 'F' image resize to size=(width, height), BILINEAR (float32 between passes)."""
-    width, height = _check(image, np.float32, size)
-    out = image
-    if width != image.shape[1]:
-        out = (out.astype(np.float64) @ _float_matrix(image.shape[1], width).T).astype(np.float32)
-    if height != image.shape[0]:
-        out = (_float_matrix(image.shape[0], height) @ out.astype(np.float64)).astype(np.float32)
-    return out.copy() if out is image else out
+    return _separable(image, size, np.float32, np.float64, lambda acc: acc.astype(np.float32))
