@@ -56,7 +56,9 @@ class _Record:
     NOT_NULL: ClassVar[frozenset] = frozenset()
 
     @classmethod
-    def _kwargs(cls, data: dict, where: str) -> dict:
+    def from_json(cls, data: dict, where: str = "entry"):
+        if not isinstance(data, dict):
+            raise ManifestStructureError(f"{where} is a {type(data).__name__}, not an object")
         kinds = _kinds(cls)
         kwargs: dict[str, Any] = {"extra": {}, "key_order": tuple(data)}
         for key, value in data.items():
@@ -75,27 +77,16 @@ class _Record:
                 raise ManifestStructureError(f"{where}.{key} must be {name}, got {type(value).__name__}")
             else:
                 kwargs[key] = value
-        return kwargs
-
-    @classmethod
-    def from_json(cls, data: dict, where: str = "entry"):
-        if not isinstance(data, dict):
-            raise ManifestStructureError(f"{where} is a {type(data).__name__}, not an object")
-        return cls(**cls._kwargs(data, where))
+        return cls(**kwargs)
 
     def to_json(self) -> dict:
-        named = [f.name for f in fields(self) if f.name not in ("extra", "key_order")]
+        named = {key: getattr(self, key) for key in _kinds(type(self))}
+        values = {**self.extra, **named}
         # The keys as read (null values included), then those set since or built in code (written
         # when not None), then the unnamed ones.
-        keys = dict.fromkeys([*self.key_order, *(key for key in named if getattr(self, key) is not None), *self.extra])
-        out: dict[str, Any] = {}
-        for key in keys:
-            if key in named:
-                value = getattr(self, key)
-                out[key] = value.to_json() if isinstance(value, _Record) else value
-            elif key in self.extra:
-                out[key] = self.extra[key]
-        return out
+        keys = [*self.key_order, *(key for key, value in named.items() if value is not None), *self.extra]
+        return {key: values[key].to_json() if isinstance(values[key], _Record) else values[key]
+                for key in keys if key in values}
 
 
 @dataclass(frozen=True)

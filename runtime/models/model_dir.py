@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from contextlib import suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,7 +78,11 @@ def _verify(path: Path, entry: ModelEntry) -> None:
                                  "it was changed, swapped or damaged after export; re-run `tryon export`")
     seen = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "ctime_ns": stat.st_ctime_ns, "inode": stat.st_ino,
             "sha256": expected}
-    verified = _read_verified(path.parent)
+    try:
+        verified = json.loads((path.parent / VERIFIED).read_text())
+    except (OSError, ValueError):
+        verified = None
+    verified = verified if isinstance(verified, dict) else {}
     if verified.get(path.name) == seen:
         return
     actual = sha256_file(path)
@@ -85,7 +90,8 @@ def _verify(path: Path, entry: ModelEntry) -> None:
         raise ModelMismatchError(f"{path} does not match manifest.json (sha256 {actual[:12]}..., recorded "
                                  f"{expected[:12]}...): it was changed, swapped or damaged after export; "
                                  "re-run `tryon export`")
-    _write_verified(path.parent, {**verified, path.name: seen})
+    with suppress(OSError):  # best effort: a read-only folder means hashing again at the next load
+        write_atomically(path.parent / VERIFIED, json.dumps({**verified, path.name: seen}).encode())
 
 
 def sha256_file(path: str | Path) -> str:
@@ -96,18 +102,3 @@ def sha256_file(path: str | Path) -> str:
             digest.update(block)
     return digest.hexdigest()
 
-
-def _read_verified(folder: Path) -> dict:
-    try:
-        verified = json.loads((folder / VERIFIED).read_text())
-    except (OSError, ValueError):
-        return {}
-    return verified if isinstance(verified, dict) else {}
-
-
-def _write_verified(folder: Path, verified: dict) -> None:
-    """Best effort: a read-only models folder only means hashing again at the next load."""
-    try:
-        write_atomically(folder / VERIFIED, json.dumps(verified).encode())
-    except OSError:
-        pass

@@ -32,7 +32,8 @@ PROVIDERS = {
     "cpu": ["CPUExecutionProvider"],
     "cuda": ["CUDAExecutionProvider", "CPUExecutionProvider"],
 }
-OPTIMIZATION_LEVELS = ("disable", "basic", "extended", "all")
+OPTIMIZATION_LEVELS = {"disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC",
+                       "extended": "ORT_ENABLE_EXTENDED", "all": "ORT_ENABLE_ALL"}
 OPENVINO = "OpenVINOExecutionProvider"
 # x86 instructions with bf16 arithmetic (dot products into float32): without one of them
 # OpenVINO has no fast bf16 (depending on its version it emulates bf16 or runs float32).
@@ -94,11 +95,6 @@ def resolve_providers(provider: str) -> list[str]:
     return PROVIDERS[provider]
 
 
-def _cpu_signature() -> str:
-    """The instruction sets ONNX Runtime picks kernels and weight layouts by."""
-    return f"{platform.machine()} {platform.processor()} {' '.join(sorted(cpu_flags()))}"
-
-
 def check_openvino_bf16(provider: str):
     """Raise unless `provider` is the CPU (ValueError), this CPU has bf16 instructions and
     this onnxruntime has the OpenVINO execution provider (RuntimeSetupError)."""
@@ -126,10 +122,12 @@ def openvino_bf16_options(threads: int = 0) -> dict[str, str]:
 
 
 def cached_model_path(path: Path, options: SessionOptions) -> Path:
-    """Where the optimised copy of `path` for this machine and onnxruntime lives."""
+    """Where the optimised copy of `path` for this machine and onnxruntime lives (the CPU's
+    instruction sets are in its key: ONNX Runtime picks kernels and weight layouts by them)."""
     stat = path.stat()
+    cpu = f"{platform.machine()} {platform.processor()} {' '.join(sorted(cpu_flags()))}"
     key = hashlib.sha256(f"{path.name}|{stat.st_size}|{stat.st_mtime_ns}|{import_onnxruntime().__version__}|"
-                         f"{_cpu_signature()}|{options.fold_constants}".encode()).hexdigest()[:16]
+                         f"{cpu}|{options.fold_constants}".encode()).hexdigest()[:16]
     return path.parent / CACHE_DIR / f"{path.stem}.{key}.onnx"
 
 
@@ -165,9 +163,8 @@ def _session_options(ort, options: SessionOptions):
     so.intra_op_num_threads = options.threads
     so.enable_mem_pattern = options.memory_pattern
     so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spinning else "0")
-    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, {
-        "disable": "ORT_DISABLE_ALL", "basic": "ORT_ENABLE_BASIC", "extended": "ORT_ENABLE_EXTENDED",
-        "all": "ORT_ENABLE_ALL"}[options.optimization])
+    level = OPTIMIZATION_LEVELS[options.optimization]
+    so.graph_optimization_level = getattr(ort.GraphOptimizationLevel, level)
     so.log_severity_level = 3
     # Lets providers_in_use name the providers that were given nodes, not just those asked for.
     so.add_session_config_entry("session.record_ep_graph_assignment_info", "1")
@@ -192,8 +189,6 @@ def create_session(path: str | Path, options: SessionOptions = SessionOptions())
                 return session
         return ort.InferenceSession(str(path), so, providers=providers, provider_options=provider_options,
                                     disabled_optimizers=disabled)
-    except RuntimeSetupError:
-        raise
     except Exception as exc:  # onnxruntime raises its own untyped errors for bad files
         raise RuntimeSetupError(f"cannot load model {path}: {exc}") from exc
 
