@@ -8,7 +8,6 @@ One person, N garments, timed three ways in one run:
 """
 from __future__ import annotations
 
-import time
 from dataclasses import asdict
 
 import numpy as np
@@ -16,6 +15,7 @@ import numpy as np
 from ..errors import InputError
 from ..images import load_rgb
 from ..options import ParseOptions
+from ..timing import Timer
 from .latency import BenchSettings, machine, peak_rss_mb, summarize
 
 # As in `tryon bench`: resize instead of the pose crop, which untrained weights' pose refuses.
@@ -54,23 +54,20 @@ def time_garments(tryon, person, cloth, settings: BenchSettings, count: int, way
         tryon.predict_batch([(person, garments[0])], OPTIONS)
     samples: dict[str, list[float]] = {}
     results: dict[str, list] = {}
-
-    def record(name, since):
-        samples.setdefault(name, []).append((time.perf_counter() - since) * 1e3)
-
     for _ in range(settings.runs):
+        timer = Timer()
         if "reparse" in ways:
-            start = time.perf_counter()
-            results["reparse"] = [tryon.predict_batch([(person, garment)], OPTIONS)[0] for garment in garments]
-            record("reparse", start)
+            with timer("reparse"):
+                results["reparse"] = [tryon.predict_batch([(person, garment)], OPTIONS)[0]
+                                      for garment in garments]
         if "parse_once" in ways:
-            start = time.perf_counter()
-            parsed = tryon.parse(person, OPTIONS)
-            record("parse", start)
-            dress_start = time.perf_counter()
-            results["parse_once"] = tryon.dress(parsed, garments)
-            record("dress", dress_start)
-            record("parse_once", start)
+            with timer("parse_once"):
+                with timer("parse"):
+                    parsed = tryon.parse(person, OPTIONS)
+                with timer("dress"):
+                    results["parse_once"] = tryon.dress(parsed, garments)
+        for name, ms in timer.ms.items():
+            samples.setdefault(name, []).append(ms)
     return samples, results
 
 

@@ -19,9 +19,11 @@ import numpy as np
 
 from ..cpu import cpu_model, vector_extensions
 from ..errors import InputError
+from ..images import load_rgb
 from ..models.graphs import JPPNET_BY_PRECISION
 from ..models.model_dir import ModelDir
 from ..models.session import import_onnxruntime
+from ..options import ParseOptions
 from ..pipeline import PipelineSettings
 from .versions import installed_versions
 
@@ -110,13 +112,11 @@ def stage_gflop(settings: BenchSettings, stages, jppnet_variant: str) -> dict[st
     photo (its timings are one photo's); GMM and TOM run once over the batch. The JPP-Net
     figures hold for the full network only, not the reduced one the tests build."""
     gflop = {"cpvton.gmm": GMM_GFLOP * settings.batch, "cpvton.tom": TOM_GFLOP * settings.batch}
-    if jppnet_variant != "full":
-        return gflop
-    gflop["parse"] = jppnet_gflop(settings.scales, settings.mirror)
-    for scale in settings.scales:
-        side = jppnet_side(scale)
-        if f"parse.jppnet_{side}" in stages:
-            gflop[f"parse.jppnet_{side}"] = jppnet_gflop((scale,), settings.mirror)
+    if jppnet_variant == "full":
+        gflop["parse"] = jppnet_gflop(settings.scales, settings.mirror)
+        for scale in settings.scales:
+            if (name := f"parse.jppnet_{jppnet_side(scale)}") in stages:
+                gflop[name] = jppnet_gflop((scale,), settings.mirror)
     return gflop
 
 
@@ -126,15 +126,12 @@ def model_sizes_mb(models: ModelDir) -> dict[str, float]:
 
 
 def machine() -> dict:
-    return {"cpu": cpu_model(), "vector_extensions": vector_extensions(), "cores": os.cpu_count(), "memory_gb": _memory_gb(),
+    return {"cpu": cpu_model(), "vector_extensions": vector_extensions(), "cores": os.cpu_count(),
+            "memory_gb": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
             "platform": platform.platform(), "python": platform.python_version(),
             "versions": installed_versions("onnxruntime", "onnxruntime-gpu", "onnxruntime-openvino", "numpy",
                                            "opencv-python-headless"),
             "onnxruntime_imported": import_onnxruntime().__version__}
-
-
-def _memory_gb() -> float:
-    return round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1)
 
 
 def time_pipelines(tryons, person, cloth, settings: BenchSettings) -> list[dict[str, list[float]]]:
@@ -146,9 +143,6 @@ def time_pipelines(tryons, person, cloth, settings: BenchSettings) -> list[dict[
     stages are the first pair's timings (GMM/TOM run once over the batch), `parse` sums the
     parse stage's parts within each run (the reference splits that stage differently) and
     `request` is the whole request's wall time."""
-    from ..images import load_rgb
-    from ..options import ParseOptions
-
     photo = load_rgb(person, "person photo")
     pairs = [(person, cloth)] + [(_one_pixel_apart(photo, k), cloth) for k in range(1, settings.batch)]
     # No pose crop: untrained weights give keypoints no crop can frame, and a refused
@@ -174,20 +168,15 @@ def _one_pixel_apart(photo, k: int):
     return other
 
 
+# Where a stage stands in a request: by its name, else by its step (the part before the dot).
+STAGE_RANK = {"decode": 0, "brightness": 1, "parse": 3, "crop": 4, "total": 8, "request": 9}
+STEP_RANK = {"parse": 2, "cpvton": 5}
+
+
 def pipeline_order(names) -> list[str]:
     """Stage names in the order a request meets them (first-seen order within a step)."""
-    def rank(name):
-        fixed = {"decode": 0, "brightness": 1, "parse": 3, "crop": 4, "total": 8, "request": 9}
-        if name in fixed:
-            return fixed[name]
-        return {"parse": 2, "cpvton": 5}.get(name.split(".")[0], 6)
-    return sorted(dict.fromkeys(names), key=rank)
-
-
-def throughput(stages: dict[str, dict], gflop: dict[str, float]) -> dict[str, float]:
-    """Achieved GFLOP/s per stage that has both FLOPs and a timing."""
-    return {name: work / stages[name]["median_ms"] * 1e3 for name, work in gflop.items()
-            if name in stages and stages[name]["median_ms"] > 0}
+    return sorted(dict.fromkeys(names),
+                  key=lambda name: STAGE_RANK.get(name, STEP_RANK.get(name.split(".")[0], 6)))
 
 
 def speedups(ours: dict[str, dict], reference: dict[str, dict]) -> dict[str, float]:
@@ -222,9 +211,9 @@ def run_benchmark(tryon_factory, settings: BenchSettings, person, cloth) -> dict
         "gpu_memory_mb": gpu_memory_mb() if "CUDAExecutionProvider" in described["providers"] else None,
         "stages": stages,
     }
-    gflop = stage_gflop(settings, stages, tryon.models.entry("jppnet").variant or "full")
-    record["gflop"] = gflop
-    record["gflops_achieved"] = throughput(stages, gflop)
+    gflop = record["gflop"] = stage_gflop(settings, stages, tryon.models.entry("jppnet").variant or "full")
+    record["gflops_achieved"] = {name: work / stages[name]["median_ms"] * 1e3 for name, work in gflop.items()
+                                 if name in stages and stages[name]["median_ms"] > 0}
     record["sgemm_gflops"] = sgemm_gflops()
     if settings.precision != "fp32":
         agreement = tryon.models.entry(JPPNET_BY_PRECISION[settings.precision]).agreement
