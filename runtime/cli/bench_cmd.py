@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import importlib.util
 import json
+import runpy
 import subprocess
 import sys
 import tempfile
@@ -64,8 +65,7 @@ def bench(models: Path = common.MODELS,
         record["reference"] = _run_reference(settings)
         ratios = speedups(record["stages"], record["reference"]["stages"])
         record["speedup_vs_reference"] = {"end_to_end": ratios.get("total"), "stages": ratios}
-    s = record["settings"]
-    _write(record, out / f"bench-{s['precision']}-{s['provider']}-b{s['batch']}-{_stamp()}", format_table(record))
+    _write(record, out, f"bench-{precision}-{provider}-b{batch}", format_table(record))
 
 
 def _bench_garments(settings, garments: int, reference: bool, out: Path):
@@ -77,13 +77,8 @@ def _bench_garments(settings, garments: int, reference: bool, out: Path):
     if reference and _reference_available():
         typer.echo(f"timing the TensorFlow + eager PyTorch reference on {garments} pairs...", err=True)
         add_reference(record, _run_reference(settings, "--garments", str(garments)))
-    s = record["settings"]
-    _write(record, out / f"bench-garments{garments}-{s['precision']}-{s['provider']}-{_stamp()}",
-           format_garments(record), chart=False)
-
-
-def _stamp() -> str:
-    return datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
+    name = f"bench-garments{garments}-{settings.precision}-{settings.provider}"
+    _write(record, out, name, format_garments(record), chart=False)
 
 
 def _reference_available() -> bool:
@@ -114,24 +109,16 @@ def _run_reference(settings, *extra: str) -> dict:
         return json.loads(path.read_text())
 
 
-def _write(record: dict, stem: Path, table: str, chart: bool = True):
-    """The JSON record (and its bar chart) at `stem`, the table printed, the files named."""
+def _write(record: dict, out: Path, name: str, table: str, chart: bool = True):
+    """The JSON record (and its bar chart) as out/name-TIME, the table printed, the files named."""
+    stem = out / f"{name}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
     stem.parent.mkdir(parents=True, exist_ok=True)
     json_path = stem.with_suffix(".json")
     json_path.write_text(json.dumps(record, indent=2) + "\n")
-    module = _chart_module() if chart else None
-    chart_path = module.write_chart(record, stem.with_suffix(".png")) if module else None
+    chart_file, chart_path = BENCHMARKS / "chart.py", None
+    if chart and chart_file.is_file():
+        chart_path = runpy.run_path(str(chart_file))["write_chart"](record, stem.with_suffix(".png"))
     typer.echo(table)
     typer.echo(f"wrote {json_path}" + (f" and {chart_path}" if chart_path else ""))
     if record["synthetic_weights"]:
         typer.secho("SYNTHETIC (untrained) weights: the latency holds, the outputs are noise", fg="yellow", err=True)
-
-
-def _chart_module():
-    path = BENCHMARKS / "chart.py"
-    if not path.is_file():
-        return None
-    spec = importlib.util.spec_from_file_location("tryon_benchmarks_chart", path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module

@@ -51,12 +51,9 @@ def parse_scales(text: str) -> tuple[float, ...]:
 
 def timings_table(timings_ms: dict[str, float]) -> str:
     width = max(len(k) for k in timings_ms)
-    rows = [f"  {'stage'.ljust(width)}  {'ms':>9}"]
-    for name, ms in timings_ms.items():
-        if name != "total":
-            rows.append(f"  {name.ljust(width)}  {ms:9.1f}")
-    rows.append(f"  {'total'.ljust(width)}  {timings_ms['total']:9.1f}")
-    return "\n".join(rows)
+    total_last = sorted(timings_ms.items(), key=lambda item: item[0] == "total")
+    rows = [("stage", f"{'ms':>9}")] + [(name, f"{ms:9.1f}") for name, ms in total_last]
+    return "\n".join(f"  {name.ljust(width)}  {cell}" for name, cell in rows)
 
 
 def save_intermediates(folder: Path, stem: str, result, synthetic: bool) -> Path:

@@ -6,9 +6,12 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
+from . import common
 from .errors import friendly, require_export_side
 
 FAMILIES = ("grayxu", "cpvton")
+CHECKPOINTS = typer.Option(Path("checkpoints"), help="folder with the source checkpoints")
+FAMILY = typer.Option(None, help="grayxu or cpvton when both are present")
 
 
 def register(app: typer.Typer):
@@ -46,10 +49,9 @@ def synth(out: Path = typer.Option(Path("checkpoints/synthetic"), help="folder t
 
 
 @friendly
-def export(checkpoints: Path = typer.Option(Path("checkpoints"), help="folder with the source checkpoints"),
+def export(checkpoints: Path = CHECKPOINTS,
            out: Path = typer.Option(Path("models_onnx"), help="folder for the .onnx files and manifest.json"),
-           family: str = typer.Option(None, help="grayxu or cpvton when both are present"),
-           opset: int = typer.Option(17, help="ONNX opset")):
+           family: str = FAMILY, opset: int = typer.Option(17, help="ONNX opset")):
     require_export_side()
     from tryon.export.export_models import export_all
 
@@ -59,9 +61,7 @@ def export(checkpoints: Path = typer.Option(Path("checkpoints"), help="folder wi
 
 
 @friendly
-def validate(checkpoints: Path = typer.Option(Path("checkpoints"), help="folder with the source checkpoints"),
-             models: Path = typer.Option(Path("models_onnx"), help="folder with the exported models"),
-             family: str = typer.Option(None, help="grayxu or cpvton when both are present")):
+def validate(checkpoints: Path = CHECKPOINTS, models: Path = common.MODELS, family: str = FAMILY):
     require_export_side()
     from tryon.export.export_models import validate_all
 
@@ -71,7 +71,7 @@ def validate(checkpoints: Path = typer.Option(Path("checkpoints"), help="folder 
 @friendly
 def quantize(photos: list[Path] = typer.Argument(..., help="real person photos: to calibrate int8 on, "
                                                           "and to measure the agreement with fp32"),
-             models: Path = typer.Option(Path("models_onnx"), help="folder with the exported models"),
+             models: Path = common.MODELS,
              precision: str = typer.Option("int8", help="int8 (CPU), fp16 (CUDA) or bf16 (CPU, OpenVINO)"),
              scales: str = typer.Option("1.0,0.75,1.25", help="JPP-Net scales to calibrate and compare at"),
              mirror: bool = typer.Option(True, help="run the mirrored photos too")):
@@ -79,9 +79,8 @@ def quantize(photos: list[Path] = typer.Argument(..., help="real person photos: 
     from tryon.export.quantize import quantize_jppnet
 
     from ..models.manifest import ModelEntry
-    from .common import parse_scales
 
-    entry = ModelEntry.from_json(quantize_jppnet(models, photos, parse_scales(scales), mirror, precision))
+    entry = ModelEntry.from_json(quantize_jppnet(models, photos, common.parse_scales(scales), mirror, precision))
     done = (f"recorded bf16 in {models / 'manifest.json'}: {entry.file} on {entry.execution_provider['name']}"
             if precision == "bf16" else f"wrote {models / entry.file}")
     typer.echo(f"{done}; agreement with fp32: {entry.agreement.to_json()}")
