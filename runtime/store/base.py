@@ -116,7 +116,6 @@ class PersonStore:
         return created + self.ttl_s
 
     def _purge_on_timer(self):
-        """Adds the store to those the timer thread purges every PURGE_EVERY_S seconds."""
         global _timer_pid
         with _timer_lock:
             _purged.add(self)

@@ -49,15 +49,14 @@ class RedisStore(PersonStore):
     kind = "redis"
     FAILING = "cannot be reached"
     COUNTED = ("hits", "misses")  # the server expires and evicts, unseen by this process
-    PREFIX = "tryon:person2:"  # 2: a hash per person; the strings the older store wrote expire under tryon:person:
+    prefix = "tryon:person2:"  # 2: a hash per person; the strings the older store wrote expire under tryon:person:
     # A dressed entry is written only into a person that is there, in one step on the server.
     PUT_DRESSED = "if redis.call('EXISTS', KEYS[1]) == 1 then return redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end"
     SIZES = ("local total, fields = 0, 0 for _, key in ipairs(KEYS) do for _, name in ipairs(redis.call('HKEYS', key)) "
              "do total, fields = total + redis.call('HSTRLEN', key, name), fields + 1 end end return {total, fields}")
 
     def __init__(self, url: str, max_bytes: int = DEFAULT_MAX_BYTES, ttl_s: float = DEFAULT_TTL_S,
-                 clock: Callable[[], float] = time.time, retry_s: float = 30.0, timeout_s: float = 2.0,
-                 prefix: str = PREFIX):
+                 clock: Callable[[], float] = time.time, retry_s: float = 30.0, timeout_s: float = 2.0):
         super().__init__(max_bytes, ttl_s, clock, retry_s)
         try:
             import redis
@@ -70,7 +69,6 @@ class RedisStore(PersonStore):
             raise InputError(f"person store {redacted(url)}: {exc}; expected redis://HOST:PORT/DB") from None
         self._errors = (redis.RedisError, OSError)
         self.url = self.location = redacted(url)
-        self.prefix = prefix
         self._put_dressed = self._client.register_script(self.PUT_DRESSED)
         self._sizes = self._client.register_script(self.SIZES)
 
@@ -115,8 +113,7 @@ class RedisStore(PersonStore):
 
     def _batches(self, r) -> list[list[bytes]]:
         """This store's keys (SCAN on its prefix), 500 at a time."""
-        pattern = self.prefix.replace("[", "\\[").replace("*", "\\*").replace("?", "\\?") + "*"
-        keys = list(r.scan_iter(match=pattern, count=500))
+        keys = list(r.scan_iter(match=self.prefix + "*", count=500))  # the prefix has no glob characters
         return [keys[n:n + 500] for n in range(0, len(keys), 500)]
 
     def _call(self, command, fallback):
