@@ -7,7 +7,9 @@ import base64
 from pydantic import BaseModel, Field
 
 from ..errors import TryonError
+from ..pipeline import TryOnResult
 
+PNG_BODY = {"image/png": {"schema": {"type": "string", "format": "binary"}}}  # a PNG answer's content
 PARSE_QUALITY = ("which parse of the person: preview (progressive=true: a quick parse that the exact one replaces "
                  "under the same person_id) or full")
 
@@ -126,19 +128,17 @@ class DressedAnswer(BaseModel):
     garments: list[DressedGarment] = Field(description="the gallery garments dressed ahead (--predress), in order")
 
 
-def tryon_answer(result, png: bytes, synthetic: bool, parsed, **extra) -> dict:
+def tryon_answer(result, png: bytes | None, synthetic: bool, parsed, **extra) -> dict:
     return {"confidence": result.confidence, "ok": result.ok, "reason": result.reason,
-            "timings_ms": result.timings_ms, "image_png_base64": base64.b64encode(png).decode("ascii"),
+            "timings_ms": result.timings_ms,
+            "image_png_base64": None if png is None else base64.b64encode(png).decode("ascii"),
             "synthetic": synthetic, "person_id": parsed.id, "parse_quality": parsed.quality, **extra}
 
 
 def garment_answer(index: int, garment: str, outcome, synthetic: bool, parsed) -> dict:
     """A GarmentAnswer: from (result, png), or from the TryonError that refused this garment alone."""
-    if isinstance(outcome, TryonError):
-        return {"confidence": 0.0, "ok": False, "reason": str(outcome), "timings_ms": {}, "image_png_base64": None,
-                "synthetic": synthetic, "person_id": parsed.id, "parse_quality": parsed.quality, "garment": garment,
-                "index": index}
-    result, png = outcome
+    refused = isinstance(outcome, TryonError)
+    result, png = (TryOnResult(None, 0.0, {}, str(outcome)), None) if refused else outcome
     return tryon_answer(result, png, synthetic, parsed, garment=garment, index=index)
 
 

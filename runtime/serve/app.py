@@ -54,10 +54,8 @@ def create_app(tryon, *, store=None, gallery=(), max_concurrent: int = 1, queue:
     app.add_middleware(UploadLimits, limits=limits)
     if allowed_origins:
         app.add_middleware(CORSMiddleware, allow_origins=list(allowed_origins), allow_methods=["GET", "POST", "DELETE"],
-                           allow_headers=["*"], expose_headers=["X-Tryon-Confidence", "X-Tryon-Ok",
-                                                                "X-Tryon-Synthetic", "X-Tryon-Reason",
-                                                                "X-Tryon-Person-Id", "X-Tryon-Parse-Quality",
-                                                                "Server-Timing", "Retry-After", "X-Request-Id"])
+                           allow_headers=["*"], expose_headers=[*v1_routes.TRYON_HEADERS, "Server-Timing",
+                                                                "Retry-After", "X-Request-Id"])
     app.add_middleware(BrowserGuard, allowed_hosts=allowed_hosts, allowed_origins=allowed_origins)  # outermost
     errors.install(app)
     for module in (seed_route, v1_routes, persons_routes, web_routes):

@@ -73,23 +73,24 @@ async def _http_refusal(request: Request, exc: StarletteHTTPException) -> Respon
     """Starlette's own refusals as FastAPI answers them, except that a 405 names every method of
     the path in Allow: Starlette names only those of the first route that matched the path
     (OPTIONS /v1/persons/{id} answered Allow: GET, though DELETE is served there too)."""
-    methods = _methods(request.app.router.routes, request.url.path) if exc.status_code == 405 else set()
-    if methods:
+    path = request.url.path
+    matching = [route for route in leaf_routes(request.app.router.routes) if route.path_regex.match(path)]
+    methods = {method for route in matching for method in getattr(route, "methods", None) or ()}
+    if exc.status_code == 405 and methods:
         allow = {"Allow": ", ".join(sorted(methods))}
         exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), **allow})
     return await http_exception_handler(request, exc)
 
 
-def _methods(routes, path: str) -> set[str]:
-    """The methods of every route whose pattern takes `path` (an included router is one entry)."""
-    found = set()
+def leaf_routes(routes):
+    """Every route with a path pattern, inside included routers too (FastAPI keeps one as a
+    single entry holding the original router)."""
     for route in routes:
         inner = getattr(route, "routes", None) or getattr(getattr(route, "original_router", None), "routes", None)
         if inner:
-            found |= _methods(inner, path)
-        elif getattr(route, "path_regex", None) is not None and route.path_regex.match(path):
-            found |= set(getattr(route, "methods", None) or ())
-    return found
+            yield from leaf_routes(inner)
+        elif getattr(route, "path_regex", None) is not None:
+            yield route
 
 
 async def _invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:

@@ -46,9 +46,6 @@ class Gallery:
             garments.append(garment)
         return cls(garments)
 
-    def get(self, garment_id: str) -> Garment | None:
-        return self.garments.get(garment_id)
-
     def listing(self) -> list[dict]:
         return [g.listing() for g in self.garments.values()]
 

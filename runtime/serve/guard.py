@@ -62,8 +62,11 @@ class BrowserGuard:
     def _host_refusal(self, host: str):
         if not host or self.any_host:  # no Host header: HTTP/1.0, never a browser
             return None
-        name = _host_name(host)
-        if name is not None and (_is_ip(name) or name in self.hosts):
+        try:
+            name = (urlsplit(f"//{host}").hostname or "").lower()  # without its port and IPv6 brackets
+        except ValueError:  # garbled
+            name = ""
+        if name and (_is_ip(name) or name in self.hosts):
             return None
         return 400, (f"Host {host!r} is not a name this server answers to (allowed: IP addresses, "
                      f"{', '.join(sorted(self.hosts))}); start it with --allowed-host NAME to add one")
@@ -78,15 +81,6 @@ class BrowserGuard:
                  f"start it with --allowed-origin {origin} to let that site use it")
         return 403, (f"a browser request from the page at {origin!r} was refused: this server answers its own "
                      f"page ({host or 'this host'}) and clients that send no Origin; {allow}")
-
-
-def _host_name(host: str) -> str | None:
-    """The name in a Host header (without port, IPv6 brackets removed), or None if garbled."""
-    try:
-        name = urlsplit(f"//{host}").hostname
-    except ValueError:
-        return None
-    return name.lower() if name else None
 
 
 def _is_ip(name: str) -> bool:

@@ -45,9 +45,9 @@ class Inference(ABC):
         return await one_tryon(partial(self.parse, request), partial(self.dress, request), person, garment,
                                parse_options, dress_options, image_format)
 
-    @abstractmethod
     def describe(self) -> dict:
         """synthetic, family, jppnet_graph (the file in use) and providers (what the sessions run on)."""
+        return self._facts
 
     @abstractmethod
     def load(self) -> dict:
@@ -135,9 +135,6 @@ class LocalInference(Inference):
             return self._dress(*dress_args)
 
         return finished(one_tryon(parse, dress, *args))
-
-    def describe(self):
-        return self._facts
 
     def load(self):
         return {"max_concurrent": self.gate.max_concurrent, "queue": self.gate.queue, "in_flight": self.gate.admitted}

@@ -66,9 +66,9 @@ class UploadLimits:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         limits = self.limits
-        declared = _content_length(scope)
-        if declared is not None and declared > limits.max_body_bytes:
-            error = body_too_large(limits.max_body_bytes, declared)
+        declared = dict(scope.get("headers", [])).get(b"content-length", b"")
+        if declared.isdigit() and int(declared) > limits.max_body_bytes:
+            error = body_too_large(limits.max_body_bytes, int(declared))
             return await JSONResponse({"detail": str(error)}, error.http_status, headers=error.headers)(
                 scope, receive, send)
         received, finished = 0, False
@@ -92,11 +92,6 @@ class UploadLimits:
                                 f"{limits.upload_timeout_s:g} s ({received:,} bytes arrived)")
 
         await self.app(scope, limited_receive, send)
-
-
-def _content_length(scope) -> int | None:
-    value = dict(scope.get("headers", [])).get(b"content-length", b"")
-    return int(value) if value.isdigit() else None
 
 
 async def check_image(data: bytes, what: str, max_pixels: int) -> None:
@@ -148,7 +143,7 @@ class InferenceGate:
         """`fn(*args)` in a worker thread once a slot is free. While it waits, `request` (read, or
         None) is watched: when its client disconnects, the wait ends with ClientGone."""
         if self.admitted >= self.max_concurrent + self.queue:
-            raise Overloaded(self.retry_after(), self.admitted)
+            raise Overloaded(retry_after(self._seconds, self.max_concurrent, self.queue), self.admitted)
         self._start()
         self.admitted += 1
         self.waiting += 1
@@ -157,9 +152,11 @@ class InferenceGate:
                 await self._acquire(request)
             finally:
                 self.waiting -= 1
+            start = time.perf_counter()
             try:
-                return await anyio.to_thread.run_sync(self._timed, fn, *args)
+                return await anyio.to_thread.run_sync(fn, *args)
             finally:
+                self._seconds = time.perf_counter() - start
                 self._limiter.release()
         finally:
             self.admitted -= 1
@@ -210,14 +207,8 @@ class InferenceGate:
             raise ClientGone(f"{request.method} {request.url.path}: the client went away while the request "
                              "waited for its turn; dropped")
 
-    def _timed(self, fn, *args):
-        start = time.perf_counter()
-        try:
-            return fn(*args)
-        finally:
-            self._seconds = time.perf_counter() - start
 
-    def retry_after(self) -> int:
-        """Seconds until the queue has likely drained."""
-        rounds = (self.max_concurrent + self.queue) / self.max_concurrent
-        return max(1, math.ceil(self._seconds * rounds))
+def retry_after(seconds: float, slots: int, queue: int) -> int:
+    """Seconds until a full queue has likely drained, when a call takes `seconds` (a recent call's time)."""
+    rounds = (slots + queue) / slots
+    return max(1, math.ceil(seconds * rounds))

@@ -14,6 +14,7 @@ from prometheus_client import CONTENT_TYPE_LATEST
 from starlette.responses import JSONResponse, Response
 
 from .auth import ApiKeys
+from .errors import leaf_routes
 from .metrics import Metrics
 
 log = logging.getLogger("tryon.access")
@@ -33,7 +34,7 @@ class Operations:
         self.keys = keys
         self.answer_id = answer_id  # False behind Ray Serve's proxy, which answers the id it gave the request
         self.metrics = Metrics(app.state.service)
-        self.patterns = list(_patterns(app.routes))
+        self.patterns = [(route.path_regex, route.path) for route in leaf_routes(app.routes)]
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
@@ -91,26 +92,13 @@ class Operations:
     async def _readiness(self) -> Response:
         """200 once the models are loaded and the person store answers; else 503 and why."""
         service = self.app.state.service
-        try:
-            await anyio.to_thread.run_sync(service.inference.describe)
-        except Exception as exc:  # noqa: BLE001 -- any failure is the answer's reason
-            return JSONResponse({"detail": f"the models do not answer ({type(exc).__name__})"}, 503)
-        try:
-            await anyio.to_thread.run_sync(service.store.info)
-        except Exception as exc:  # noqa: BLE001 -- the reason's kind only: its text may name the store's host
-            return JSONResponse({"detail": f"the person store does not answer ({type(exc).__name__})"}, 503)
+        for check, failure in ((service.inference.describe, "the models do not answer"),
+                               (service.store.info, "the person store does not answer")):
+            try:
+                await anyio.to_thread.run_sync(check)
+            except Exception as exc:  # noqa: BLE001 -- its kind only: a store's text may name its host
+                return JSONResponse({"detail": f"{failure} ({type(exc).__name__})"}, 503)
         return JSONResponse({"status": "ready"})
-
-
-def _patterns(routes):
-    """(path regex, path pattern) of every route, inside included routers too (FastAPI keeps one
-    as a single entry holding the original router)."""
-    for route in routes:
-        inner = getattr(route, "routes", None) or getattr(getattr(route, "original_router", None), "routes", None)
-        if inner:
-            yield from _patterns(inner)
-        elif getattr(route, "path_regex", None) is not None:
-            yield route.path_regex, route.path
 
 
 class JsonLines(logging.Formatter):

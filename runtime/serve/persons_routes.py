@@ -11,7 +11,8 @@ from ..errors import InputError, NotFound, StoreUnavailable
 from ..images import FORMATS, encode
 from ..options import DressOptions, ParseOptions
 from ..sheet import colour_labels
-from .answers import DressedAnswer, GarmentAnswer, ParsedAnswer, PersonAnswer, garment_answer, person_answer
+from .answers import (PNG_BODY, DressedAnswer, GarmentAnswer, ParsedAnswer, PersonAnswer, garment_answer,
+                      person_answer)
 from .errors import WITH_BODY, refusals
 from .follow_up import PREDRESS_OPTIONS
 from .v1_routes import JPEG_DCT_DOC, WARP_JPEG_DOC, JpegDct, gallery_garment
@@ -73,8 +74,8 @@ async def get_person(person_id: str, request: Request):
 
 @router.get("/{person_id}/labels.png", summary="A parsed person's body-part labels, coloured (192x256 PNG)",
             response_class=Response,
-            responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-                             "description": "the LIP labels in LIP_JPPNet's palette"}, **refusals(404, 422)})
+            responses={200: {"content": PNG_BODY, "description": "the LIP labels in LIP_JPPNet's palette"},
+                       **refusals(404, 422)})
 async def person_labels(person_id: str, request: Request) -> Response:
     parsed = await request.app.state.service.person(person_id, request)
     return Response(encode(colour_labels(parsed.labels), ".png"), media_type="image/png", headers=PERSONAL)
@@ -138,8 +139,8 @@ async def dressed_gallery(person_id: str, request: Request):
 
 @router.get("/{person_id}/dressed/{garment_id}.png", summary="A person dressed ahead in a gallery garment",
             response_class=Response,
-            responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-                             "description": "the try-on (default dress flags), header X-Tryon-Parse-Quality"},
+            responses={200: {"content": PNG_BODY, "description": "the try-on (default dress flags), header "
+                                                                   "X-Tryon-Parse-Quality"},
                        **refusals(404, 422)})
 async def dressed_png(person_id: str, garment_id: str, request: Request,
                       quality: Literal["full", "preview"] | None = Query(None, description="that parse's "

@@ -5,7 +5,6 @@ through Redis (the diagram: docs/distributed.md). `app` is the builder a Serve c
 import asyncio
 import dataclasses
 import logging
-import math
 import os
 import time
 from contextlib import contextmanager
@@ -27,7 +26,7 @@ from .auth import ENV, ApiKeys
 from .gallery import Gallery
 from .guard import LOCAL_NAMES, normal_origin
 from .inference import Inference, encoded
-from .limits import Limits, Overloaded
+from .limits import Limits, Overloaded, retry_after
 from .operations import Operations
 from .web_routes import healthz as local_healthz
 
@@ -60,7 +59,12 @@ class ServeArgs:
 
     def __post_init__(self):
         if isinstance(self.pipeline, dict):
-            self.pipeline = settings_from_config(self.pipeline)
+            fields = dict(self.pipeline)
+            store = fields.pop("store", None)
+            fields["store"] = StoreSettings(**store) if isinstance(store, dict) else store
+            if "scales" in fields:
+                fields["scales"] = tuple(fields["scales"])
+            self.pipeline = PipelineSettings(**fields)
         location = self.pipeline.store.location if self.pipeline.store else None
         if not is_redis_url(location):
             raise InputError(f"--engine ray needs --cache redis://HOST:PORT/DB (got {location or 'none'}): its "
@@ -94,21 +98,13 @@ class ServeArgs:
         return settings.build(threads=max(1, int(self.cpus_per_replica)), load_jppnet=load_jppnet)
 
 
-def settings_from_config(fields: dict) -> PipelineSettings:
-    """A Serve config's `pipeline` mapping (with its `store` mapping) as PipelineSettings."""
-    fields = dict(fields)
-    store = fields.pop("store", None)
-    if "scales" in fields:
-        fields["scales"] = tuple(fields["scales"])
-    return PipelineSettings(**fields, store=StoreSettings(**store) if isinstance(store, dict) else store)
-
-
 class Replica:
     """A pipeline in a Serve replica. An error of the machine (ONNX Runtime failing, memory)
     fails the health check, and Serve replaces the replica; an input's error is the caller's."""
+    load_jppnet = True
 
-    def __init__(self, pipeline: TryOn):
-        self.pipeline = pipeline
+    def __init__(self, args: ServeArgs):
+        self.pipeline = args.replica_pipeline(self.load_jppnet)
         self.broken = ""
 
     def describe(self) -> dict:
@@ -128,9 +124,6 @@ class Replica:
 
 
 class ParseReplica(Replica):
-    def __init__(self, args: ServeArgs):
-        super().__init__(args.replica_pipeline(load_jppnet=True))
-
     async def parse(self, photo: bytes, options) -> tuple[bytes, dict, bool]:
         """The person's stored form, this call's timings, and whether it came from the store."""
         call = await asyncio.to_thread(self._run, self.pipeline.parse_call, photo, options)
@@ -138,10 +131,12 @@ class ParseReplica(Replica):
 
 
 class DressReplica(Replica):
+    load_jppnet = False
+
     def __init__(self, args: ServeArgs):
         from ray import serve
 
-        super().__init__(args.replica_pipeline(load_jppnet=False))
+        super().__init__(args)
         self._batched = serve.batch(max_batch_size=DRESS_BATCH, batch_wait_timeout_s=BATCH_WAIT_S)(self._dress_batch)
 
     async def dress(self, person: bytes, garments: list, options, image_format: str) -> list:
@@ -277,12 +272,7 @@ class ServeInference(Inference):
         return answer
 
     def _retry_after(self, step: str) -> int:
-        """Seconds until one replica's queue has likely drained."""
-        rounds = (self.limits[step] + self.queue) / self.limits[step]
-        return max(1, math.ceil(self._seconds[step] * rounds))
-
-    def describe(self):
-        return self._facts
+        return retry_after(self._seconds[step], self.limits[step], self.queue)  # one replica's queue
 
     def load(self):
         return {"max_concurrent": self.limits["parse"], "queue": self.queue, "in_flight": self.in_flight}

@@ -13,14 +13,16 @@ from ..errors import InputError, NotFound
 from ..images import FORMATS, load_rgb
 from ..options import DressOptions, ParseOptions
 from ..pipeline import TryOnResult
-from .answers import GalleryAnswer, TryOnAnswer, tryon_answer
+from .answers import PNG_BODY, GalleryAnswer, TryOnAnswer, tryon_answer
 from .errors import WITH_BODY, refusals
 
 router = APIRouter(prefix="/v1", tags=["v1"])
 
-PNG_HEADERS_DOC = ("X-Tryon-Confidence, X-Tryon-Ok, X-Tryon-Synthetic, X-Tryon-Reason, X-Tryon-Person-Id, "
-                   "X-Tryon-Parse-Quality, and the per-stage timings as a standard Server-Timing header "
-                   "(milliseconds).")
+# What a PNG answer says beside the image (app.py lets other sites' pages read them too).
+TRYON_HEADERS = ("X-Tryon-Confidence", "X-Tryon-Ok", "X-Tryon-Synthetic", "X-Tryon-Reason",
+                 "X-Tryon-Person-Id", "X-Tryon-Parse-Quality")
+PNG_HEADERS_DOC = (f"{', '.join(TRYON_HEADERS)}, and the per-stage timings as a standard Server-Timing "
+                   "header (milliseconds).")
 PARSE_FLAG_DOC = " (a parse flag: with `person_id`, leave it out or give the value the person was parsed with)"
 JpegDct = Literal["accurate", "fast"]
 JPEG_DCT_DOC = ("JPEG decode of the person photo: accurate (the seed's PIL/OpenCV decode) or fast "
@@ -43,8 +45,7 @@ WARP_JPEG_DOC = ("hand the warped garment to TOM through a quality-75 JPEG, as c
                          "seed's threshold); when a photo is refused (no framable person, crossed arms with "
                          "check_dirty) the image is the framed photo and reason says why.",
              response_class=Response,
-             responses={200: {"model": TryOnAnswer, "description": "the try-on",
-                              "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}}},
+             responses={200: {"model": TryOnAnswer, "description": "the try-on", "content": PNG_BODY},
                         **refusals(404, *WITH_BODY, 415, 422, 503)})
 async def tryon(request: Request,
                 person: UploadFile | None = File(None, description="person photo (or give `person_id`)"),
@@ -135,7 +136,7 @@ async def _garment(gallery, cloth: UploadFile | None, garment_id: str | None):
 
 
 def gallery_garment(gallery, garment_id: str):
-    found = gallery.get(garment_id)
+    found = gallery.garments.get(garment_id)
     if found is None:
         raise InputError(f"garment {garment_id[:64]!r} is not in the gallery; "
                          f"GET /v1/garments lists: {', '.join(gallery.garments)}")
@@ -148,10 +149,9 @@ async def garments(request: Request) -> dict:
 
 
 @router.get("/garments/{garment_id}.png", summary="One gallery garment as PNG", response_class=Response,
-            responses={200: {"content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
-                             "description": "the garment"}, **refusals(404, 422)})
+            responses={200: {"content": PNG_BODY, "description": "the garment"}, **refusals(404, 422)})
 async def garment_png(garment_id: str, request: Request) -> Response:
-    found = request.app.state.service.gallery.get(garment_id)
+    found = request.app.state.service.gallery.garments.get(garment_id)
     if found is None:
         raise NotFound(f"no garment {garment_id[:64]!r}; GET /v1/garments lists the ids")
     return Response(found.png, media_type="image/png", headers={"Cache-Control": "public, max-age=3600"})
