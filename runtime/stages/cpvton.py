@@ -73,7 +73,11 @@ class CpvtonStage:
         self.tom = tom_session
         self.family = family
         self.graphs = graphs
-        _check_channels(gmm_person or gmm_session, family_constants(family).channels)
+        channels = family_constants(family).channels
+        shape = {i.name: i.shape for i in (gmm_person or gmm_session).get_inputs()}.get("agnostic")
+        if shape is None or shape[1] != channels:
+            raise ModelsMissingError(f"GMM takes agnostic {shape}, but the manifest's family needs {channels} "
+                                     "channels: re-run `tryon export`")
 
     @classmethod
     def from_dir(cls, path: str | Path, options: SessionOptions = SessionOptions()) -> "CpvtonStage":
@@ -155,14 +159,6 @@ def _same(a, b) -> bool:
         return True
     a, b = np.asarray(a), np.asarray(b)
     return a.dtype == b.dtype and a.shape == b.shape and bool(np.array_equal(a, b))
-
-
-def _check_channels(session, channels: int):
-    declared = {i.name: i.shape for i in session.get_inputs()}
-    shape = declared.get("agnostic")
-    if shape is None or shape[1] != channels:
-        raise ModelsMissingError(f"GMM takes agnostic {shape}, but the manifest's family needs {channels} channels: "
-                         "re-run `tryon export`")
 
 
 def jpeg_round_trip(warped_u8: np.ndarray) -> np.ndarray:

@@ -30,8 +30,7 @@ def lip_to_openpose(lip: np.ndarray) -> np.ndarray:
     if lip.shape != (16, 2):
         raise InputError(f"expected 16 LIP keypoints as a (16, 2) array, got shape {lip.shape}")
     out = np.zeros((18, 2), dtype=lip.dtype)
-    for op, lp in OPENPOSE_FROM_LIP.items():
-        out[op] = lip[lp]
+    out[list(OPENPOSE_FROM_LIP)] = lip[list(OPENPOSE_FROM_LIP.values())]
     return out
 
 
@@ -42,9 +41,7 @@ def crossed_arms(lip: np.ndarray) -> bool:
     torso = lip[[LIP["r_shoulder"], LIP["r_hip"], LIP["l_hip"], LIP["l_shoulder"]]]
     for wrist, hip in (("r_wrist", "r_hip"), ("l_wrist", "l_hip")):
         point = lip[LIP[wrist]]
-        if np.hypot(*(point - lip[LIP[hip]])) <= NEAR_HIP_PX:
-            continue
-        if _inside_convex(point, torso):
+        if np.hypot(*(point - lip[LIP[hip]])) > NEAR_HIP_PX and _inside_convex(point, torso):
             return True
     return False
 

@@ -267,12 +267,11 @@ class ParseStage:
         timer = Timer()
         with timer("preprocess"):
             batches = [photo_batch(rgb, side, self.mirror) for side in self.sides]
-        parsing, pose = [], []
+        outputs = []  # (parsing, pose) per side
         for side, batch in zip(self.sides, batches):
             with timer(f"jppnet_{side}"):
-                logits, heat = self.session.run(["parsing", "pose"], {"image": batch})
-            parsing.append(logits)
-            pose.append(heat)
+                outputs.append(self.session.run(["parsing", "pose"], {"image": batch}))
+        parsing, pose = map(list, zip(*outputs))
         with timer("merge"):
             labels = merge_parsing(parsing, height, width)
             heatmaps, keypoints = merge_pose(pose, height, width)
