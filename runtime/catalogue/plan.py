@@ -4,6 +4,7 @@ the dress batches (one person, up to `DRESS_BATCH` garments), and the settings a
 depends on."""
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -42,10 +43,8 @@ def name_inputs(paths: list[Path], what: str) -> list[Input]:
     """Output names: the stem, and the whole file name for files whose stems collide
     (x.jpg and x.png become x.jpg and x.png). Names that still collide are refused. Case
     is ignored when comparing: X and x are one name on macOS's and Windows' file systems."""
-    by_stem: dict[str, list[Path]] = {}
-    for path in paths:
-        by_stem.setdefault(path.stem.casefold(), []).append(path)
-    inputs = [Input(p, p.stem if len(by_stem[p.stem.casefold()]) == 1 else p.name) for p in paths]
+    stems = Counter(path.stem.casefold() for path in paths)
+    inputs = [Input(p, p.stem if stems[p.stem.casefold()] == 1 else p.name) for p in paths]
     by_name: dict[str, list[str]] = {}
     for item in inputs:
         by_name.setdefault(item.name.casefold(), []).append(item.path.name)
@@ -119,7 +118,8 @@ def _listed_pairs(pairs_file: Path, persons: list[Input], garments: list[Input])
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--pairs {pairs_file}: cannot read it ({exc})") from None
     by_file = [{item.path.name: item for item in inputs} for inputs in (persons, garments)]
-    pairs, seen, unknown = [], set(), []
+    pairs: dict[tuple[str, ...], Pair] = {}
+    unknown = []
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip() or line.lstrip().startswith("#"):
             continue
@@ -130,16 +130,15 @@ def _listed_pairs(pairs_file: Path, persons: list[Input], garments: list[Input])
         found = [names.get(name) for names, name in zip(by_file, fields)]
         if None in found:
             unknown.append(f"line {number}: {line.strip()}")
-        elif tuple(fields) not in seen:  # a repeated line renders once
-            seen.add(tuple(fields))
-            pairs.append(Pair(*found))
+        else:
+            pairs.setdefault(tuple(fields), Pair(*found))  # a repeated line renders once
     if unknown:
         raise InputError(f"--pairs {pairs_file} names files that are not in the person and garment folders "
                          f"(file names such as 000010_0.jpg are accepted): {'; '.join(unknown[:5])}"
                          + (f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""))
     if not pairs:
         raise InputError(f"--pairs {pairs_file} lists no pairs")
-    return pairs
+    return list(pairs.values())
 
 
 @dataclass(frozen=True)

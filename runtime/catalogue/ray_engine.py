@@ -101,7 +101,6 @@ def _check_cpus(ray, places: list[Place], fixed: bool):
 
 
 def _live_nodes(ray) -> dict[str, float]:
-    """Each live node with CPUs: its id and CPUs."""
     return {node["NodeID"]: node["Resources"]["CPU"] for node in ray.nodes()
             if node["Alive"] and node["Resources"].get("CPU", 0) > 0}
 
