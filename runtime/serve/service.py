@@ -62,12 +62,11 @@ class TryOnService:
         return await self.inference.tryon(request, person, garment, parse_options, dress_options, image_format)
 
     async def dress(self, request, parsed: ParsedPerson, garments: list, options: DressOptions,
-                    names: list[str] | None = None):
+                    names: list[str]):
         """`Inference.dress` in PNG. A header that refuses an upload refuses the request, naming
-        the garment as `names` does (by default cloth[i])."""
-        for index, garment in enumerate(garments):
+        the garment as `names` does."""
+        for garment, name in zip(garments, names):
             if isinstance(garment, bytes):
-                name = names[index] if names else f"cloth[{index}]"
                 await check_image(garment, f"garment photo {name}", self.limits.max_pixels)
         return await self.inference.dress(request, parsed, garments, options, ".png")
 
