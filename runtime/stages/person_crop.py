@@ -57,9 +57,8 @@ def pose_box(keypoints: np.ndarray, height: int, width: int) -> Box:
 
 def crop_person(rgb: np.ndarray, labels: np.ndarray, keypoints: np.ndarray, box: Box):
     """-> (256x192 RGB, 256x192 labels, keypoints in the new frame)."""
-    image = rgb[box.top:box.bottom, box.left:box.right]
-    parse = labels[box.top:box.bottom, box.left:box.right]
-    return resize_person(image, parse, np.asarray(keypoints) - [box.left, box.top])
+    window = np.s_[box.top:box.bottom, box.left:box.right]
+    return resize_person(rgb[window], labels[window], np.asarray(keypoints) - [box.left, box.top])
 
 
 def resize_person(rgb: np.ndarray, labels: np.ndarray, keypoints: np.ndarray):
