@@ -19,7 +19,6 @@ Needs the `redis` package (extra `[redis]`); imported when a store is made, not 
 """
 from __future__ import annotations
 
-import logging
 import time
 from typing import Callable
 from urllib.parse import urlsplit, urlunsplit
@@ -27,7 +26,6 @@ from urllib.parse import urlsplit, urlunsplit
 from ..errors import InputError, RuntimeSetupError
 from .base import DEFAULT_MAX_BYTES, DEFAULT_TTL_S, PersonStore
 
-log = logging.getLogger("tryon.store")
 SCHEMES = ("redis", "rediss")
 
 
