@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from ..bench.garments import add_reference, format_garments, run_garments_benchmark
+from ..bench.latency import BenchSettings, format_table, run_benchmark, speedups
 from ..examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
 from . import common
 from .errors import friendly
@@ -51,8 +53,6 @@ def bench(models: Path = common.MODELS,
           garments: int = typer.Option(0, help="time one person in this many garments instead: N predicts "
                                                "against one parse + one dress, and the reference's N pairs"),
           out: Path = typer.Option(Path("benchmarks/results"), help="folder for the JSON record and chart")):
-    from ..bench.latency import BenchSettings, format_table, run_benchmark, speedups
-
     settings = BenchSettings(str(models), provider, threads, common.parse_scales(scales), mirror, precision,
                              batch=batch, runs=runs, warmup=warmup, baseline=baseline)
     if garments:
@@ -69,9 +69,6 @@ def bench(models: Path = common.MODELS,
 
 
 def _bench_garments(settings, garments: int, reference: bool, out: Path):
-    from ..bench.garments import add_reference, format_garments, run_garments_benchmark
-    from ..bench.latency import BenchSettings
-
     typer.echo(f"timing one person in {garments} garments, two ways ({settings.runs} runs)...", err=True)
     record = run_garments_benchmark(BenchSettings.build, settings, EXAMPLE_PERSON, EXAMPLE_GARMENT, garments)
     if reference and _reference_available():

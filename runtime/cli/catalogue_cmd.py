@@ -6,8 +6,12 @@ from pathlib import Path
 
 import typer
 
-from ..catalogue.plan import LEDGER
+from ..catalogue.ledger import Ledger, record, summarize
+from ..catalogue.plan import LEDGER, Catalogue, Settings
+from ..catalogue.work import render_local
 from ..errors import InputError
+from ..models.model_dir import ModelDir
+from ..options import DressOptions, ParseOptions
 from . import common
 from .errors import friendly
 
@@ -51,12 +55,6 @@ def catalogue(persons_dir: Path = typer.Argument(..., help="folder of person (mo
               cache_max_mb: float = common.CACHE_MB,
               models: Path = common.MODELS, provider: str = common.PROVIDER, threads: int = common.THREADS,
               scales: str = common.SCALES, mirror: bool = common.MIRROR, precision: str = common.PRECISION):
-    from ..catalogue.ledger import Ledger, record
-    from ..catalogue.plan import Catalogue, Settings
-    from ..catalogue.work import render_local
-    from ..models.model_dir import ModelDir
-    from ..options import DressOptions, ParseOptions
-
     if engine not in ("local", "ray"):
         raise InputError(f"--engine {engine!r}: choose local or ray")
     settings = Settings(str(models), provider, threads, common.parse_scales(scales), mirror, precision,
@@ -101,8 +99,6 @@ def _sized(places, node_cpus: list[float]):
 
 def _summary(plan, ledger, identity, rendered: int, elapsed: float) -> bool:
     """Print the catalogue's state; True when every pair has its image."""
-    from ..catalogue.ledger import summarize
-
     by_status = summarize(plan, ledger, identity)
     count = {status: len(lines) for status, lines in by_status.items()}
     written = count.get("ok", 0) + count.get("low_confidence", 0)

@@ -7,7 +7,9 @@ import typer
 
 from ..errors import InputError
 from ..images import save_rgb
+from ..pipeline import PipelineSettings
 from ..sheet import colour_labels, draw_keypoints, side_by_side
+from ..store import StoreSettings
 
 SYNTHETIC_NOTE = "SYNTHETIC (untrained) weights: this output is noise"
 
@@ -75,14 +77,10 @@ def save_intermediates(folder: Path, stem: str, result, synthetic: bool) -> Path
 
 def store_settings(cache, no_cache: bool, ttl_hours: float = 24.0, max_mb: float = 512.0):
     """The --cache options as the StoreSettings they name."""
-    from ..store import StoreSettings
-
     return StoreSettings("memory" if no_cache else cache, ttl_hours, max_mb)
 
 
 def pipeline_settings(models: Path, provider: str, threads: int, scales: str, mirror: bool, precision: str,
                       store=None):
     """The pipeline options as the PipelineSettings they name (`scales` as --scales reads)."""
-    from ..pipeline import PipelineSettings
-
     return PipelineSettings(str(models), provider, threads, parse_scales(scales), mirror, precision, store)

@@ -7,6 +7,7 @@ import typer
 
 from ..examples import EXAMPLE_GARMENT, EXAMPLE_PERSON
 from ..images import save_rgb
+from ..pipeline import TryOn
 from . import common
 from .errors import friendly, require_export_side
 
@@ -25,8 +26,6 @@ def demo(checkpoints: Path = typer.Option(Path("checkpoints"), help="where real 
     from tryon.export.export_models import export_all, max_abs_diffs, up_to_date
     from tryon.export.sources import has_real_checkpoints
     from tryon.export.synthetic import write_synthetic
-
-    from ..pipeline import TryOn
 
     source = checkpoints
     if not has_real_checkpoints(checkpoints):

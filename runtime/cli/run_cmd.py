@@ -18,6 +18,7 @@ from ..files import write_atomically
 from ..images import save_rgb
 from ..options import DressOptions, ParseOptions
 from ..parsed_person import SEED_FAILURE_CONFIDENCE
+from ..pipeline import DRESS_BATCH, join_timings
 from . import common
 from .errors import friendly
 
@@ -94,8 +95,6 @@ class Batch:
         except (TryonError, OSError) as exc:
             self._fail(jobs, exc, advance)
             return
-        from ..pipeline import DRESS_BATCH
-
         for start in range(0, len(jobs), DRESS_BATCH):  # a chunk's garments in memory at a time
             chunk = jobs[start:start + DRESS_BATCH]
             outcomes = self.tryon.dress(call.parsed, [job.garment for job in chunk], self.dress_options,
@@ -122,8 +121,6 @@ class Batch:
         if not result.ok:
             self.low[job.person] = result.confidence
         if self.verbose:
-            from ..pipeline import join_timings
-
             typer.echo(f"wrote {job.out} (confidence {result.confidence:.3f})")
             typer.echo(common.timings_table(join_timings(call.timings_ms, result.timings_ms)))
 
@@ -202,15 +199,11 @@ def read_pairs(pairs_file: Path) -> list[tuple[Path, Path]]:
 def result_names(listed: list[tuple[Path, Path]]) -> list[str]:
     """`<person stem>__<garment stem>.png`; where two pairs would share a name (x.jpg and x.png,
     or one name in two folders) the colliding ones keep their suffixes, then get a number."""
-    def name(person: Path, garment: Path, with_suffix: bool) -> str:
-        show = (lambda p: p.name.replace(".", "-")) if with_suffix else (lambda p: p.stem)
-        return f"{show(person)}__{show(garment)}"
-
-    plain = [name(p, g, False) for p, g in listed]
+    plain = [f"{person.stem}__{garment.stem}" for person, garment in listed]
     counts = {n: plain.count(n) for n in plain}
     names, taken = [], set()
     for (person, garment), base in zip(listed, plain):
-        candidate = base if counts[base] == 1 else name(person, garment, True)
+        candidate = base if counts[base] == 1 else f"{person.name}__{garment.name}".replace(".", "-")
         unique, number = candidate, 2
         while unique in taken:
             unique, number = f"{candidate}-{number}", number + 1
