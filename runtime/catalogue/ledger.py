@@ -54,8 +54,7 @@ class Ledger:
             self._file.close()
             raise InputError(f"another tryon catalogue is writing {self.path.parent} (its ledger is locked): "
                              "wait for it, or choose another -o folder") from None
-        self._file.seek(0, os.SEEK_END)
-        if self._file.tell():  # a killed run may have left half a line: start on a fresh one
+        if self._file.seek(0, os.SEEK_END):  # a killed run may have left half a line: start on a fresh one
             self._file.seek(-1, os.SEEK_END)
             if self._file.read(1) != b"\n":
                 self._file.write(b"\n")
