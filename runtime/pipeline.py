@@ -128,9 +128,10 @@ class TryOn:
     def graphs(self) -> dict[str, "StageGraph"]:
         """What runs each stage (parse, gmm_person, gmm, tom). A stage that is not an ONNX
         session (the reference pipeline's TensorFlow parse) is left out."""
-        names = iter(self.cpvton.graphs)  # one per session the CP-VTON stage holds, in this order
+        cpvton = self.cpvton
+        names = iter(cpvton.graphs)  # one per session the CP-VTON stage holds, in this order
         sessions = [(stage, next(names, None), session) for stage, session in
-                    (("gmm_person", self.cpvton.gmm_person), ("gmm", self.cpvton.gmm), ("tom", self.cpvton.tom))
+                    (("gmm_person", cpvton.gmm_person), ("gmm", cpvton.gmm), ("tom", cpvton.tom))
                     if session is not None]
         if isinstance(self.parse_stage, ParseStage):
             sessions.insert(0, ("parse", self.jppnet_graph, self.parse_stage.session))

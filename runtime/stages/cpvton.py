@@ -76,8 +76,8 @@ class CpvtonStage:
         channels = family_constants(family).channels
         shape = {i.name: i.shape for i in (gmm_person or gmm_session).get_inputs()}.get("agnostic")
         if shape is None or shape[1] != channels:
-            raise ModelsMissingError(f"GMM takes agnostic {shape}, but the manifest's family needs {channels} "
-                                     "channels: re-run `tryon export`")
+            raise ModelsMissingError(f"GMM takes agnostic {shape}, but the manifest's family needs "
+                                     f"{channels} channels: re-run `tryon export`")
 
     @classmethod
     def from_dir(cls, path: str | Path, options: SessionOptions = SessionOptions()) -> "CpvtonStage":
