@@ -1,4 +1,5 @@
 """Installed package versions, for records and `tryon info`."""
+from contextlib import suppress
 from importlib import metadata
 
 
@@ -6,8 +7,6 @@ def installed_versions(*names: str) -> dict[str, str]:
     """{name: version} for those of `names` that are installed."""
     found = {}
     for name in names:
-        try:
+        with suppress(metadata.PackageNotFoundError):
             found[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            pass
     return found

@@ -76,7 +76,6 @@ def save_intermediates(folder: Path, stem: str, result, synthetic: bool) -> Path
 
 
 def store_settings(cache, no_cache: bool, ttl_hours: float = 24.0, max_mb: float = 512.0):
-    """The --cache options as the StoreSettings they name."""
     return StoreSettings("memory" if no_cache else cache, ttl_hours, max_mb)
 
 
