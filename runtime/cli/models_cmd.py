@@ -6,7 +6,7 @@ from pathlib import Path
 import typer
 
 from ..errors import InputError
-from . import common
+from .common import MODELS, parse_scales
 from .errors import friendly, require_export_side
 
 FAMILIES = ("grayxu", "cpvton")
@@ -61,7 +61,7 @@ def export(checkpoints: Path = CHECKPOINTS,
 
 
 @friendly
-def validate(checkpoints: Path = CHECKPOINTS, models: Path = common.MODELS, family: str = FAMILY):
+def validate(checkpoints: Path = CHECKPOINTS, models: Path = MODELS, family: str = FAMILY):
     require_export_side()
     from tryon.export.export_models import validate_all
 
@@ -71,7 +71,7 @@ def validate(checkpoints: Path = CHECKPOINTS, models: Path = common.MODELS, fami
 @friendly
 def quantize(photos: list[Path] = typer.Argument(..., help="real person photos: to calibrate int8 on, "
                                                           "and to measure the agreement with fp32"),
-             models: Path = common.MODELS,
+             models: Path = MODELS,
              precision: str = typer.Option("int8", help="int8 (CPU), fp16 (CUDA) or bf16 (CPU, OpenVINO)"),
              scales: str = typer.Option("1.0,0.75,1.25", help="JPP-Net scales to calibrate and compare at"),
              mirror: bool = typer.Option(True, help="run the mirrored photos too")):
@@ -80,7 +80,7 @@ def quantize(photos: list[Path] = typer.Argument(..., help="real person photos: 
 
     from ..models.manifest import ModelEntry
 
-    entry = ModelEntry.from_json(quantize_jppnet(models, photos, common.parse_scales(scales), mirror, precision))
+    entry = ModelEntry.from_json(quantize_jppnet(models, photos, parse_scales(scales), mirror, precision))
     done = (f"recorded bf16 in {models / 'manifest.json'}: {entry.file} on {entry.execution_provider['name']}"
             if precision == "bf16" else f"wrote {models / entry.file}")
     typer.echo(f"{done}; agreement with fp32: {entry.agreement.to_json()}")
