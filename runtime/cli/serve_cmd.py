@@ -11,7 +11,6 @@ from pathlib import Path
 import typer
 
 from ..errors import EXIT_ENVIRONMENT, InputError
-from ..serve.memory_budget import check_room_for
 from . import common
 from .errors import friendly
 
@@ -75,8 +74,6 @@ def serve(models: Path = common.MODELS,
         raise InputError(f"--engine {engine!r}: choose local or ray")
     if log_format not in ("text", "json"):
         raise InputError(f"--log-format {log_format!r}: choose text or json")
-    if engine == "local":
-        check_room_for(max_concurrent)  # first: a concurrency the memory cannot hold stops the start
     try:
         from ..serve import create_app
         from ..serve.operations import Operations
@@ -85,6 +82,10 @@ def serve(models: Path = common.MODELS,
         typer.secho(f"error: serve needs the serve extra ({exc.name} missing): "
                     "pip install 'tryon-onnx[serve,cpu]'", fg="red", err=True)
         raise typer.Exit(EXIT_ENVIRONMENT) from None
+    from ..serve.memory_budget import check_room_for
+
+    if engine == "local":
+        check_room_for(max_concurrent)  # first: a concurrency the memory cannot hold stops the start
     from ..serve.auth import ENV, ApiKeys
     from ..serve.gallery import Gallery
     from ..serve.guard import allowed_host_names, normal_origin
