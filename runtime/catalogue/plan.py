@@ -112,24 +112,29 @@ class Catalogue:
                 for person, garments in todo.items() for i in range(0, len(garments), DRESS_BATCH)]
 
 
-def _listed_pairs(pairs_file: Path, persons: list[Input], garments: list[Input]) -> list[Pair]:
+def pair_lines(pairs_file: Path) -> list[tuple[int, str]]:
+    """A --pairs file's lines that list a pair, stripped, with their numbers from 1: blank lines
+    and # comments skipped (`tryon run --pairs` and the catalogue's read one format)."""
     try:
         text = pairs_file.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise InputError(f"--pairs {pairs_file}: cannot read it ({exc})") from None
+    return [(number, line.strip()) for number, line in enumerate(text.splitlines(), 1)
+            if line.strip() and not line.lstrip().startswith("#")]
+
+
+def _listed_pairs(pairs_file: Path, persons: list[Input], garments: list[Input]) -> list[Pair]:
     by_file = [{item.path.name: item for item in inputs} for inputs in (persons, garments)]
     pairs: dict[tuple[str, ...], Pair] = {}
     unknown = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
+    for number, line in pair_lines(pairs_file):
         fields = line.split()
         if len(fields) != 2:
             raise InputError(f"--pairs {pairs_file} line {number}: expected 'PERSON GARMENT' (two file names), "
-                             f"got {line.strip()!r}")
+                             f"got {line!r}")
         found = [names.get(name) for names, name in zip(by_file, fields)]
         if None in found:
-            unknown.append(f"line {number}: {line.strip()}")
+            unknown.append(f"line {number}: {line}")
         else:
             pairs.setdefault(tuple(fields), Pair(*found))  # a repeated line renders once
     if unknown:

@@ -13,6 +13,7 @@ from pathlib import Path
 
 import typer
 
+from ..catalogue.plan import pair_lines
 from ..errors import EXIT_BAD_INPUT, InputError, TryonError
 from ..files import write_atomically
 from ..images import save_rgb
@@ -175,21 +176,15 @@ def images_in(path: Path, what: str) -> list[Path]:
 
 
 def read_pairs(pairs_file: Path) -> list[tuple[Path, Path]]:
-    try:
-        text = pairs_file.read_text()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise InputError(f"--pairs {pairs_file}: cannot read it ({exc})") from None
     listed = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip() or line.lstrip().startswith("#"):
-            continue
+    for number, line in pair_lines(pairs_file):
         try:
             parts = shlex.split(line)
         except ValueError as exc:
             raise InputError(f"{pairs_file}:{number}: {exc}") from None
         if len(parts) != 2:
             raise InputError(f"{pairs_file}:{number}: each line must be 'PERSON GARMENT' (quote names with "
-                             f"spaces); not {line.strip()!r}")
+                             f"spaces); not {line!r}")
         listed.append(tuple(pairs_file.parent / part for part in parts))
     if not listed:
         raise InputError(f"--pairs {pairs_file}: no pairs in it")
