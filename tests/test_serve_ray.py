@@ -311,32 +311,37 @@ def replicas(deployment: str) -> list[str]:
             if actor["name"].startswith(f"SERVE_REPLICA::{APP}#{deployment}#")]
 
 
-def dress_health(service, seen: list, stop) -> None:
-    """/healthz's word and Dress deployment, each fifth of a second, until stop is set."""
+def watch_health(service, deployment: str, seen: list, stop) -> None:
+    """/healthz's word and `deployment`'s entry, each fifth of a second, until stop is set."""
     while not stop.is_set():
         health = service.get("/healthz").json()
-        seen.append((health["status"], health["deployments"]["Dress"]))
+        seen.append((health["status"], health["deployments"][deployment]))
         time.sleep(0.2)
 
 
-def test_a_replica_killed_during_a_burst_is_replaced_and_no_answer_is_a_bare_5xx(service):
-    """A Dress replica killed (ray.kill, as a lost process) while a burst of try-ons runs: every
-    answer is a 200 or a 503 with Retry-After, /healthz says a Dress replica is missing, Serve
-    starts another, and /healthz says ok again."""
+@pytest.mark.parametrize("deployment", ["Parse", "Dress"])
+def test_a_replica_killed_during_a_burst_is_replaced_and_no_answer_is_a_bare_5xx(service, deployment):
+    """A Parse or Dress replica killed (ray.kill, as a lost process) while a burst of uploads or
+    try-ons runs: every answer is a success or a 503 with Retry-After, /healthz says a replica of
+    that deployment is missing, Serve starts another, and /healthz says ok again."""
     import threading
 
     person_id = post_person(service, photo(7)).json()["person_id"]
-    before = replicas("Dress")
+    if deployment == "Parse":  # new photos, each one a parse
+        call, success = (lambda i: post_person(service, photo(300 + i))), 201
+    else:
+        call, success = (lambda i: service.post("/v1/tryon", data={"person_id": person_id,
+                                                                   "garment": "garment_tshirt"})), 200
+    before = replicas(deployment)
     seen, stop = [], threading.Event()
     with concurrent.futures.ThreadPoolExecutor(9) as pool:
-        burst = [pool.submit(service.post, "/v1/tryon", data={"person_id": person_id, "garment": "garment_tshirt"})
-                 for _ in range(24)]
+        burst = [pool.submit(call, i) for i in range(24)]
         time.sleep(0.3)
         ray.kill(ray.get_actor(before[0], namespace="serve"), no_restart=True)
-        watch = pool.submit(dress_health, service, seen, stop)
+        watch = pool.submit(watch_health, service, deployment, seen, stop)
         answers = [future.result() for future in burst]
         statuses = [a.status_code for a in answers]
-        assert set(statuses) <= {200, 503} and 200 in statuses, [a.text for a in answers]
+        assert set(statuses) <= {success, 503} and success in statuses, [a.text for a in answers]
         assert all(int(a.headers["retry-after"]) >= 1 for a in answers if a.status_code == 503)
         deadline = time.monotonic() + 120  # Serve finds the replica gone at its next health check (10 s)
         while not (any(word == "degraded" for word, _ in seen) and seen[-1][0] == "ok") \
@@ -344,11 +349,11 @@ def test_a_replica_killed_during_a_burst_is_replaced_and_no_answer_is_a_bare_5xx
             time.sleep(0.5)
         stop.set()
         watch.result()
-    missing = [dress for word, dress in seen if word == "degraded"]
-    assert missing and all(dress["running"] < 2 and dress["status"] != "HEALTHY" for dress in missing), seen
+    missing = [entry for word, entry in seen if word == "degraded"]
+    assert missing and all(entry["running"] < 2 and entry["status"] != "HEALTHY" for entry in missing), seen
     assert seen[-1] == ("ok", {"status": "HEALTHY", "running": 2, "replicas": {"RUNNING": 2}, "message": ""}), seen
-    assert len(replicas("Dress")) == 2 and before[0] not in replicas("Dress"), replicas("Dress")
-    assert service.post("/v1/tryon", data={"person_id": person_id, "garment": "garment_tshirt"}).status_code == 200
+    assert len(replicas(deployment)) == 2 and before[0] not in replicas(deployment), replicas(deployment)
+    assert call(99).status_code == success
 
 
 def test_redis_stopped_while_serving_photos_still_work_and_ids_are_refused_then_it_recovers(service,
