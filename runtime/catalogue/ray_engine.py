@@ -176,4 +176,3 @@ def _run(ray, settings: Settings, batches, places: list[Place]):
                 parsed = ray.put(parsed)
                 to_dress.extend((item, parsed, timings, names) for names in persons[item])
     yield from finished
-

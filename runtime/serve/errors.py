@@ -73,12 +73,13 @@ async def _http_refusal(request: Request, exc: StarletteHTTPException) -> Respon
     """Starlette's own refusals as FastAPI answers them, except that a 405 names every method of
     the path in Allow: Starlette names only those of the first route that matched the path
     (OPTIONS /v1/persons/{id} answered Allow: GET, though DELETE is served there too)."""
-    path = request.url.path
-    matching = [route for route in leaf_routes(request.app.router.routes) if route.path_regex.match(path)]
-    methods = {method for route in matching for method in getattr(route, "methods", None) or ()}
-    if exc.status_code == 405 and methods:
-        allow = {"Allow": ", ".join(sorted(methods))}
-        exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), **allow})
+    if exc.status_code == 405:  # only then: a 404 must not walk every route
+        path = request.url.path
+        methods = {method for route in leaf_routes(request.app.router.routes) if route.path_regex.match(path)
+                   for method in getattr(route, "methods", None) or ()}
+        if methods:
+            allow = {"Allow": ", ".join(sorted(methods))}
+            exc = StarletteHTTPException(405, exc.detail, headers={**(exc.headers or {}), **allow})
     return await http_exception_handler(request, exc)
 
 
