@@ -10,6 +10,7 @@ import asyncio
 import base64
 import concurrent.futures
 import dataclasses
+import re
 import subprocess
 import sys
 import time
@@ -165,33 +166,67 @@ def test_persons_belong_to_the_key_that_parsed_them_across_replicas(service, loc
     assert again.json()["person_id"] == alice_id and again.json()["cached"] is True
 
 
+def ingress_lines(words: str) -> list[str]:
+    """The Ingress's log lines holding `words`, once there are some (the line is written as the answer leaves)."""
+    deadline = time.monotonic() + 10
+    while not (lines := [line for text in replica_logs("Ingress").values() for line in text.splitlines()
+                         if words in line]) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return lines
+
+
 def test_a_clients_request_id_is_answered_and_reaches_the_ingress_access_log(service):
     answer = service.get("/v1/garments", headers={"X-Request-Id": "shop-order-4711"})
     assert answer.status_code == 200 and answer.headers.get_list("x-request-id") == ["shop-order-4711"]
     assert len(service.get("/v1/garments").headers.get_list("x-request-id")) == 1  # one the proxy gave
-    deadline = time.monotonic() + 10
-    while not (lines := [line for text in replica_logs("Ingress").values() for line in text.splitlines()
-                         if "request_id=shop-order-4711" in line]) and time.monotonic() < deadline:
-        time.sleep(0.2)
-    [line] = lines
+    [line] = ingress_lines("request_id=shop-order-4711")
     assert "GET /v1/garments 200" in line and "key=alice" in line
 
 
-def test_metrics_count_the_requests_the_ingress_answered(service):
-    def scrape() -> dict[str, list]:
-        answer = service.get("/metrics")
-        assert answer.status_code == 200, answer.text
-        return {family.name: family.samples for family in text_string_to_metric_families(answer.text)}
+@pytest.mark.parametrize("sent, answered, logged", [
+    ([("X-Request-Id", "x" * 65)], "x" * 65, "x" * 65),
+    ([("X-Request-Id", "order 42 key=bob")], "order 42 key=bob", '"order 42 key=bob"'),
+    ([("X-Request-Id", "café\t\"x".encode())], "café\t\"x", '"caf\\u00e9\\t\\"x"'),
+    ([("X-Request-Id", "first one"), ("X-Request-Id", "second")], "first one", '"first one"'),
+    ([], None, None),
+], ids=["too-long", "spaces", "tab-quote-utf8", "two", "none"])
+def test_the_access_log_holds_the_request_id_the_client_received(service, sent, answered, logged):
+    """Serve's proxy answers the client's id, whatever it is (the first, if several), or one it
+    made; the Ingress logs that one, quoted as a JSON string when it holds more than printable
+    ASCII without quotes, so that no id breaks or forges a line. (Other control characters are
+    refused by the proxy's HTTP parser, an id not in UTF-8 with a 500 and no id: neither reaches
+    the Ingress.)"""
+    answer = service.get("/v1/garments", headers=sent)
+    [received] = answer.headers.get_list("x-request-id")
+    assert received == (answered or received)
+    expected = logged or received
+    [line] = ingress_lines(f"request_id={expected} key=")
+    assert re.search(r" -- GET /v1/garments 200 [0-9.]+ms request_id=(.*) key=alice$", line)[1] == expected, line
 
+
+def test_a_path_with_a_line_break_stays_on_its_access_line(service):
+    answer = service.get("/nowhere%0AGET%20/v1/garments%20200", headers={"X-Request-Id": "forged-path-1"})
+    assert answer.status_code == 404
+    [line] = ingress_lines("request_id=forged-path-1 ")
+    assert ' -- GET "/nowhere\\nGET /v1/garments 200" 404 ' in line, line
+
+
+def scrape(service) -> dict[str, list]:
+    answer = service.get("/metrics")
+    assert answer.status_code == 200, answer.text
+    return {family.name: family.samples for family in text_string_to_metric_families(answer.text)}
+
+
+def test_metrics_count_the_requests_the_ingress_answered(service):
     def answered(series, **labels) -> float:
         return sum(s.value for s in series["tryon_requests"] if s.name == "tryon_requests_total"
                    and labels.items() <= s.labels.items())
 
-    before = scrape()
+    before = scrape(service)
     for _ in range(3):
         service.get("/v1/garments")
     service.get("/v1/garments", headers={"Authorization": ""})
-    after = scrape()
+    after = scrape(service)
     assert answered(after, route="/v1/garments", status="200") - answered(before, route="/v1/garments",
                                                                           status="200") == 3
     assert answered(after, route="/v1/garments", status="401") - answered(before, route="/v1/garments",
@@ -199,6 +234,7 @@ def test_metrics_count_the_requests_the_ingress_answered(service):
     assert answered(after) - answered(before) == 5  # the first scrape is counted once answered
     [info] = after["tryon_models_info"]
     assert info.labels["synthetic"] == "true" and after["tryon_store_persons"][0].value >= 1
+
 
 
 def test_a_person_parsed_on_serve_is_dressed_by_id_as_the_local_engine_dresses_it(service, local, redis_server):

@@ -24,6 +24,7 @@ log = logging.getLogger("tryon.access")
 OPEN = frozenset({"/", "/web", "/healthz", "/readyz", "/docs", "/redoc", "/openapi.json"})
 OPEN_UNDER = ("/web/static/", "/static-offline-docs/")
 CLIENT_ID = re.compile(r"[!-~]{1,64}")  # a client's X-Request-Id we keep: short, printable, no spaces
+PLAIN = re.compile(r"[!#-~]+")  # what the text log writes as it is: printable, no spaces, no quotes
 PERSON = re.compile(r"(?<=^/v1/persons/)[^/]+|[0-9a-fA-F]{16,}")  # what a path may carry of a person id
 REFUSED = {"detail": "this route needs an API key: send the header Authorization: Bearer <key>"}
 
@@ -32,7 +33,9 @@ class Operations:
     def __init__(self, app, keys: ApiKeys = ApiKeys(), answer_id: bool = True):
         self.app = app
         self.keys = keys
-        self.answer_id = answer_id  # False behind Ray Serve's proxy, which answers the id it gave the request
+        # False behind Ray Serve's proxy, which answers the request's first X-Request-Id, the client's
+        # whatever it is or one it put there: that one is then logged, as the client received it.
+        self.answer_id = answer_id
         self.metrics = Metrics(app.state.service)
         self.patterns = [(route.path_regex, route.path) for route in leaf_routes(app.routes)]
 
@@ -41,8 +44,9 @@ class Operations:
             return await self.app(scope, receive, send)
         start = time.perf_counter()
         headers = dict(scope["headers"])
-        given = headers.get(b"x-request-id", b"").decode("latin-1")
-        request_id = given if CLIENT_ID.fullmatch(given) else uuid.uuid4().hex
+        given = next((value for name, value in scope["headers"] if name == b"x-request-id"), b"")
+        given = given.decode(errors="replace")  # as Serve's proxy reads it (it refuses an id not in UTF-8)
+        request_id = given if CLIENT_ID.fullmatch(given) or given and not self.answer_id else uuid.uuid4().hex
         path, method = scope["path"], scope["method"]
         route = path if path in ("/metrics", "/readyz") else self._template(path)
         answered = {"status": 500, "timing": ""}  # 500: the app failed before it answered
@@ -81,8 +85,9 @@ class Operations:
             self.metrics.observe(route or "(unmatched)", method, status, seconds, answered["timing"])
             fields = {"method": method, "route": route or PERSON.sub("{id}", path), "status": status,
                       "ms": round(seconds * 1e3, 1), "request_id": request_id, "key": key_name}
-            log.info("%(method)s %(route)s %(status)d %(ms).1fms request_id=%(request_id)s key=%(key)s",
-                     {**fields, "key": key_name or "-"}, extra={"access": fields})
+            text = {**fields, "route": plain(fields["route"]), "request_id": plain(request_id), "key": key_name or "-"}
+            log.info("%(method)s %(route)s %(status)d %(ms).1fms request_id=%(request_id)s key=%(key)s", text,
+                     extra={"access": fields})
 
     def _template(self, path: str) -> str | None:
         """The path pattern of the route that takes this path (/v1/persons/{person_id}), whatever
@@ -99,6 +104,12 @@ class Operations:
             except Exception as exc:  # noqa: BLE001 -- its kind only: a store's text may name its host
                 return JSONResponse({"detail": f"{failure} ({type(exc).__name__})"}, 503)
         return JSONResponse({"status": "ready"})
+
+
+def plain(text: str) -> str:
+    """`text` as the text log writes it: as it is, or else as a JSON string, so that no client's
+    id or path (a space, a control character, a quote) breaks or forges a line."""
+    return text if PLAIN.fullmatch(text) else json.dumps(text)
 
 
 class JsonLines(logging.Formatter):
