@@ -236,6 +236,17 @@ def test_metrics_count_the_requests_the_ingress_answered(service):
     assert info.labels["synthetic"] == "true" and after["tryon_store_persons"][0].value >= 1
 
 
+def test_metrics_count_the_store_lookups_of_the_parse_replicas(service):
+    """The same photo parsed twice: a Parse replica misses, then one finds it (the Ingress looks
+    nothing up for a POST /v1/persons); each replica's counts come back with its answers."""
+    def counted(series, name: str) -> float:
+        return series[f"tryon_store_{name}"][0].value
+
+    before = scrape(service)
+    assert [post_person(service, photo(12)).status_code for _ in range(2)] == [201, 200]
+    after = scrape(service)
+    assert [counted(after, name) - counted(before, name) for name in ("hits", "misses")] == [1, 1]
+
 
 def test_a_person_parsed_on_serve_is_dressed_by_id_as_the_local_engine_dresses_it(service, local, redis_server):
     created = post_person(service, photo(1), need_pre=False)

@@ -8,9 +8,9 @@ from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
 STORE_COUNTERS = {
-    "hits": "person store lookups, in this process, that found the person",
-    "misses": "person store lookups, in this process, that found no person (unknown, expired, evicted, or the "
-              "store down)",
+    "hits": "person store lookups that found the person (on Ray Serve: the Ingress's and the Parse replicas')",
+    "misses": "person store lookups that found no person: unknown, expired, evicted, or the store down (on Ray "
+              "Serve: the Ingress's and the Parse replicas')",
     "evictions": "persons this process removed from the store because they expired or to stay under its size cap "
                  "(memory and SQLite stores; a Redis server expires and evicts on its own and has no such series)",
 }
@@ -63,7 +63,7 @@ class _AtScrape:
         yield GaugeMetricFamily("tryon_inference_admitted", "inferences running or queued", load["in_flight"])
         yield GaugeMetricFamily("tryon_inference_waiting", "inferences queued for a slot",
                                 max(0, load["in_flight"] - load["max_concurrent"]))
-        for name, count in self.service.store.counters().items():  # in this process: never asks the store
+        for name, count in self.service.store.counters().items():  # counted here: never asks the store
             yield CounterMetricFamily(f"tryon_store_{name}", STORE_COUNTERS[name], count)
         try:
             info = self.service.store.info()

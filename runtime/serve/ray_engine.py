@@ -7,6 +7,7 @@ import dataclasses
 import logging
 import os
 import time
+from collections import Counter
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -124,10 +125,17 @@ class Replica:
 
 
 class ParseReplica(Replica):
-    async def parse(self, photo: bytes, options) -> tuple[bytes, dict, bool]:
-        """The person's stored form, this call's timings, and whether it came from the store."""
+    def __init__(self, args: ServeArgs):
+        super().__init__(args)
+        self.reported = Counter()  # this replica's store counters as far as an answer has carried them
+
+    async def parse(self, photo: bytes, options) -> tuple[bytes, dict, bool, Counter]:
+        """The person's stored form, this call's timings, whether it came from the store, and the
+        replica's store counts (hits, misses) since its last answer, for the Ingress's /metrics."""
         call = await asyncio.to_thread(self._run, self.pipeline.parse_call, photo, options)
-        return call.parsed.to_bytes(), call.timings_ms, call.from_store
+        counters = Counter(self.pipeline.store.counters())  # no await till reported: no answer carries a count twice
+        unreported, self.reported = counters - self.reported, counters
+        return call.parsed.to_bytes(), call.timings_ms, call.from_store, unreported
 
 
 class DressReplica(Replica):
@@ -242,7 +250,9 @@ class ServeInference(Inference):
                        "providers": list(dict.fromkeys(parse_facts["providers"] + dress_facts["providers"]))}
 
     async def parse(self, request, photo, options):
-        data, timings, from_store = await self._call("parse", photo, options)
+        data, timings, from_store, counts = await self._call("parse", photo, options)
+        for name, count in counts.items():  # the Parse replica's lookups, counted here for /metrics
+            self.store._count(name, count)
         return ParseCall(ParsedPerson.from_bytes(data), timings, from_store)
 
     async def dress(self, request, parsed, garments, options, image_format):
