@@ -252,7 +252,7 @@ class ServeInference(Inference):
     async def parse(self, request, photo, options):
         data, timings, from_store, counts = await self._call("parse", photo, options)
         for name, count in counts.items():  # the Parse replica's lookups, counted here for /metrics
-            self.store._count(name, count)
+            self.store.count(name, count)
         return ParseCall(ParsedPerson.from_bytes(data), timings, from_store)
 
     async def dress(self, request, parsed, garments, options, image_format):

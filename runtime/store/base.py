@@ -59,7 +59,7 @@ class PersonStore:
                 found = ParsedPerson.from_bytes(data)
             except StoredPersonError:  # as good as missing
                 self.delete(person_id)
-        self._count("misses" if found is None else "hits")
+        self.count("misses" if found is None else "hits")
         return found
 
     def put(self, parsed: ParsedPerson) -> None:
@@ -102,13 +102,15 @@ class PersonStore:
         return {"kind": self.kind, "max_bytes": self.max_bytes, "ttl_s": self.ttl_s, "disabled": self.disabled}
 
     def counters(self) -> dict[str, int]:
-        """Since the store was made, in this process: `get`s that found a person (hits) and that
-        did not (misses: unknown, expired, evicted, or the store down), and persons this process
-        removed because they expired or to stay under `max_bytes` (evictions)."""
+        """Since the store was made: `get`s that found a person (hits) and that did not (misses:
+        unknown, expired, evicted, or the store down), and persons removed because they expired or
+        to stay under `max_bytes` (evictions); this process's, and what `count` added of others'."""
         with self._counts_lock:
             return dict(self._counts)
 
-    def _count(self, name: str, n: int = 1):
+    def count(self, name: str, n: int = 1):
+        """Add n to a counter: this store's own, or lookups another process made in the same store
+        (a Parse replica on Ray Serve, for the Ingress's /metrics)."""
         with self._counts_lock:
             self._counts[name] += n
 

@@ -38,7 +38,7 @@ class MemoryStore(PersonStore):
         entry = self._entries.get(person_id)
         if entry is not None and self.clock() >= self.expires_at(entry.created):
             del self._entries[person_id]
-            self._count("evictions")
+            self.count("evictions")
             return None
         if entry is not None:
             self._entries.move_to_end(person_id)
@@ -76,7 +76,7 @@ class MemoryStore(PersonStore):
         expired = [k for k, entry in self._entries.items() if now >= self.expires_at(entry.created)]
         for person_id in expired:
             del self._entries[person_id]
-        self._count("evictions", len(expired))
+        self.count("evictions", len(expired))
         return len(expired)
 
     def _evict(self):
@@ -84,7 +84,7 @@ class MemoryStore(PersonStore):
         total = sum(entry.size for entry in self._entries.values())
         while total > self.max_bytes and self._entries:
             total -= self._entries.popitem(last=False)[1].size
-            self._count("evictions")
+            self.count("evictions")
 
     def stored_at(self, person_id):
         with self._lock:

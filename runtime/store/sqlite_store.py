@@ -129,7 +129,7 @@ class SQLiteStore(PersonStore):
     def _purge_now(self, db) -> int:
         """Removes the expired persons in a transaction of its own, and counts them."""
         purged = self._purge(db, self.clock())
-        self._count("evictions", purged)
+        self.count("evictions", purged)
         return purged
 
     def _evict(self, db, purged: int = 0):
@@ -140,7 +140,7 @@ class SQLiteStore(PersonStore):
                    "(SELECT person_id, SUM(size) AS size FROM dressed GROUP BY person_id) d ON d.person_id = p.id) "
                    "WHERE running > ?)", (self.max_bytes,)).rowcount
         db.execute("COMMIT")
-        self._count("evictions", purged + evicted)
+        self.count("evictions", purged + evicted)
 
     def _connect(self):
         mode = "rwc" if self.create else "rw"
