@@ -1,10 +1,12 @@
 """The catalogue and the service on a Ray cluster of several nodes on this machine (Ray's
 multi-node test cluster: a head that drives and writes, with no CPUs, and two workers of 1 and 2
 CPUs), with one real redis-server as the person store the nodes share; faults in the middle of a
-catalogue: a worker's process killed, a worker node removed. Each run's images are the local
-engine's bytes and its ledger has every pair once."""
+catalogue: a worker's process killed, a worker node removed, the head lost. Each run's images are
+the local engine's bytes and its ledger has every pair once."""
 import os
+import shutil
 import signal
+import subprocess
 import sys
 import threading
 import time
@@ -14,6 +16,7 @@ import pytest
 
 ray = pytest.importorskip("ray", reason="Ray is not installed: pip install 'tryon-onnx[ray]'")
 
+from shared_data import viton_dir  # noqa: E402
 from test_catalogue import FAST, catalogue, images, make_inputs  # noqa: E402
 from tryon.catalogue import ray_engine  # noqa: E402
 from tryon.catalogue.ledger import Ledger, record  # noqa: E402
@@ -65,7 +68,7 @@ def assert_as_local(plan: Catalogue, local: Path):
     lines = (plan.out / LEDGER).read_text().splitlines()
     assert len(lines) == len(plan.pairs) == len(Ledger(plan.out).read()), "a pair in the ledger twice or missing"
     rendered = images(plan.out)
-    assert rendered == images(local) and len(rendered) == 6
+    assert rendered == images(local) and len(rendered) == sum(p.garment.path.name != "torn.png" for p in plan.pairs)
     assert all(decode(png).shape == (256, 192, 3) for png in rendered.values())  # none torn
     assert not list(plan.out.rglob("*.partial"))
 
@@ -236,3 +239,79 @@ def redis_persons(store: StoreSettings) -> int:
     import redis
 
     return redis.Redis.from_url(store.location).dbsize()
+
+
+# A Ray cluster of its own in a process of its own (so that this one stays out of it): one head
+# node with a CPU, killed without warning when a line comes on stdin.
+HEAD = """
+import sys
+from ray.cluster_utils import Cluster
+
+cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
+print(cluster.address, flush=True)
+sys.stdin.readline()
+cluster.remove_node(cluster.head_node, allow_graceful=False)
+cluster.shutdown()
+"""
+
+
+def test_the_head_lost_mid_catalogue_is_one_line_and_the_rerun_renders_the_rest(tiny_models_dir, inputs, tmp_path):
+    """The command, as a user runs it, against a cluster whose head dies once the first person's
+    pairs are in the ledger (before the fix: exit 1 without a word, or a minute's wait for the
+    head), then the same command on a new cluster."""
+    from test_cli import TRYON
+
+    persons, garments = inputs
+    (garments / "torn.png").unlink()  # a failed pair is tried again: here every pair is rendered once
+    for photo in sorted((viton_dir() / "person").glob("*.jpg"))[2:4]:  # 4 persons: work left when the head goes
+        shutil.copy(photo, persons)
+    plan, local = (Catalogue.plan(persons, garments, tmp_path / name) for name in ("ray", "local"))
+    render(local, render_local(settings(tiny_models_dir).build(), local.batches(), settings(tiny_models_dir)), "local")
+
+    def on_a_new_cluster(lose_it: bool) -> subprocess.CompletedProcess:
+        """The command; lose_it: the head killed once a person's 3 pairs are in the ledger."""
+        head = subprocess.Popen([sys.executable, "-c", HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        before = len(Ledger(plan.out).read())
+        command = subprocess.Popen([TRYON, "catalogue", persons, garments, "-o", plan.out, "--models",
+                                    tiny_models_dir, *FAST, "--engine", "ray", "--address",
+                                    head.stdout.readline().strip()], stderr=subprocess.PIPE, text=True)
+        try:
+            while lose_it and command.poll() is None and len(Ledger(plan.out).read()) < before + 3:
+                time.sleep(0.02)
+            head.stdin.write("lose it\n" if lose_it else "")
+            head.stdin.flush()
+            return subprocess.CompletedProcess(command.args, command.wait(60), "", command.stderr.read())
+        finally:
+            command.kill()  # one that hangs (the fault this is about) is not left running
+            head.stdin.close()  # the word to stop the cluster, if it is still up, and exit
+            head.wait(60)
+
+    lost = on_a_new_cluster(lose_it=True)
+    kept = Ledger(plan.out).read().values()
+    assert lost.returncode == 5, lost.stderr  # Unavailable's exit code
+    assert 3 <= len(kept) < len(plan.pairs), "the run ended before the head was lost"
+    [line] = [line for line in lost.stderr.splitlines() if line.startswith("error:")]
+    assert (f"lost the Ray cluster at {lost.args[-1]} after {len(kept)} pairs" in line
+            and "run the same command again, on a new cluster or with --engine local, to render the rest" in line)
+    assert "Traceback" not in lost.stderr
+    written = images(plan.out)
+    assert len(written) == len(kept) and {line["status"] for line in kept} <= {"ok", "low_confidence"}
+    assert written == {k: v for k, v in images(local.out).items() if k in written}  # the local bytes: none torn
+    assert not list(plan.out.rglob("*.partial"))
+
+    again = on_a_new_cluster(lose_it=False)
+    assert again.returncode == 0, again.stderr
+    assert f"{len(kept)} done before, {len(plan.pairs) - len(kept)} to render (ray engine)" in again.stderr
+    assert_as_local(plan, local.out)
+
+
+def test_an_address_where_no_cluster_answers_is_one_line(tiny_models_dir, inputs, tmp_path):
+    """Before: Ray's driver tried to reach it for ever, a warning every few seconds."""
+    from serve_process import free_port
+    from test_cli import tryon
+
+    persons, garments = inputs
+    done = tryon("catalogue", persons, garments, "-o", tmp_path / "out", "--models", tiny_models_dir, *FAST,
+                 "--engine", "ray", "--address", f"127.0.0.1:{free_port()}", timeout=60)
+    assert done.returncode == 5 and "error: no Ray cluster answers at 127.0.0.1:" in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
