@@ -3,6 +3,7 @@ multi-node test cluster: a head that drives and writes, with no CPUs, and two wo
 CPUs), with one real redis-server as the person store the nodes share; faults in the middle of a
 catalogue: a worker's process killed, a worker node removed, the head lost. Each run's images are
 the local engine's bytes and its ledger has every pair once."""
+import contextlib
 import os
 import shutil
 import signal
@@ -241,8 +242,8 @@ def redis_persons(store: StoreSettings) -> int:
     return redis.Redis.from_url(store.location).dbsize()
 
 
-# A Ray cluster of its own in a process of its own (so that this one stays out of it): one head
-# node with a CPU, killed without warning when a line comes on stdin.
+# A Ray cluster of its own in a process (and process group) of its own, so that this one stays out
+# of it: one head node with a CPU, killed without warning when a line comes on stdin.
 HEAD = """
 import sys
 from ray.cluster_utils import Cluster
@@ -270,7 +271,8 @@ def test_the_head_lost_mid_catalogue_is_one_line_and_the_rerun_renders_the_rest(
 
     def on_a_new_cluster(lose_it: bool) -> subprocess.CompletedProcess:
         """The command; lose_it: the head killed once a person's 3 pairs are in the ledger."""
-        head = subprocess.Popen([sys.executable, "-c", HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+        head = subprocess.Popen([sys.executable, "-c", HEAD], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
+                                start_new_session=True)
         before = len(Ledger(plan.out).read())
         command = subprocess.Popen([TRYON, "catalogue", persons, garments, "-o", plan.out, "--models",
                                     tiny_models_dir, *FAST, "--engine", "ray", "--address",
@@ -285,6 +287,8 @@ def test_the_head_lost_mid_catalogue_is_one_line_and_the_rerun_renders_the_rest(
             command.kill()  # one that hangs (the fault this is about) is not left running
             head.stdin.close()  # the word to stop the cluster, if it is still up, and exit
             head.wait(60)
+            with contextlib.suppress(ProcessLookupError):  # the agents a raylet killed outright leaves behind
+                os.killpg(head.pid, signal.SIGKILL)
 
     lost = on_a_new_cluster(lose_it=True)
     kept = Ledger(plan.out).read().values()

@@ -17,6 +17,7 @@ import logging
 import math
 import multiprocessing
 import os
+import signal
 import socket
 import threading
 from collections import Counter, deque
@@ -126,8 +127,10 @@ def _through_child(settings: Settings, batches, places: list[Place] | None, addr
         while kind != "end":
             if not ours.poll(HEAD_CHECK_S):
                 if head and not _answers(head):
+                    child.kill()  # waiting inside Ray on the lost head, it hears no other signal
                     raise _lost(head, finished, "its head does not answer")
                 if not (head or _answers(address)):
+                    child.kill()
                     raise Unavailable(f"no Ray cluster answers at {address}: start one there (ray start --head), "
                                       "give the --address of one that runs, or use --engine local")
                 continue
@@ -146,12 +149,15 @@ def _through_child(settings: Settings, batches, places: list[Place] | None, addr
             elif kind == "error":
                 raise what
     finally:
-        if kind not in ("end", "error"):  # lost, or this process stopped reading (an error, Ctrl-C)
-            child.kill()  # it may be waiting inside Ray, deaf to a SIGTERM; it holds no file of ours
+        if child.is_alive() and kind not in ("end", "error"):  # this process stopped reading (Ctrl-C, an error)
+            os.kill(child.pid, signal.SIGINT)  # a KeyboardInterrupt: it shuts down a cluster it started
+            child.join(STOP_S)
+            child.kill()
         child.join()
 
 
 HEAD_CHECK_S = 2  # how long the driver may be silent before the head is checked
+STOP_S = 10  # how long a child told to stop may take to shut down a cluster it started
 
 
 def _answers(address: str | None) -> bool:
@@ -182,6 +188,7 @@ def _driver(conn, settings: Settings, batches, places: list[Place] | None, addre
         os._exit(1)
 
     threading.Thread(target=orphaned, daemon=True).start()
+    os.setpgid(0, 0)  # out of the terminal's process group: its parent alone handles a Ctrl-C, and stops it
     ray = import_ray()
 
     def joined(*sizes):
@@ -190,6 +197,8 @@ def _driver(conn, settings: Settings, batches, places: list[Place] | None, addre
     try:
         for pair in _drive(ray, settings, batches, places, address, joined):
             conn.send(("pair", pair))
+    except KeyboardInterrupt:  # its parent's word to stop, once the cluster is left (or shut down)
+        return
     except TryonError as exc:
         conn.send(("error", exc))
     except Exception:
