@@ -5,8 +5,7 @@ batch of a parsed person's garments (the batches of `Catalogue.batches`). The dr
 next piece of work to whichever worker is free (a batch of a parsed person before a new
 person, so that persons finish in order), passes the images on as they come, and gives the work
 of a worker that died (its process killed, its node lost) to another. The command's process
-writes the images and the ledger; unless it is in a cluster already, the driver is a child
-process it watches, so that a lost head ends the command with one line (`render_ray`).
+writes the images and the ledger; the driver is a child process it watches (`ray_driver`).
 
 The photos travel through Ray's object store (the garments once), and so do the parsed
 persons and the images: the nodes need the models folder but no shared file system.
@@ -15,21 +14,16 @@ from __future__ import annotations
 
 import logging
 import math
-import multiprocessing
-import os
-import signal
-import socket
-import threading
 from collections import Counter, deque
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from multiprocessing.connection import wait
 
-from ..errors import TryonError, Unavailable
+from ..errors import Unavailable
 from ..models.graphs import model_hashes
 from ..parsed_person import ParseCall, ParsedPerson
 from ..ray_cluster import check_cpus, check_node_models, import_ray, joined_cluster, tryon_cause
 from .plan import Input, Settings
+from .ray_driver import driven_in_child
 from .work import Outcome, Photo, dress_batch, failed_batch, pair_outcomes, parse_photo, read_photo
 
 log = logging.getLogger("tryon.catalogue")
@@ -88,20 +82,16 @@ def render_ray(settings: Settings, batches: list[tuple[Input, list[Input]]], pla
                ) -> Iterator[tuple[str, str, Outcome]]:
     """Run the batches on the Ray cluster `joined_cluster` gives; yields (person file name,
     garment file name, outcome) as pairs finish, in any order. `places`: the rule's one worker
-    per node when not given; `sized` is told them and the nodes' CPUs.
-
-    Ray ends a driver's process outright when the Ray node it drives through stops (the head,
-    beside which a driver runs), or leaves it waiting for a minute on a head that is gone: no
-    exception, no finally. So unless this process is in a cluster already (its caller's to lose),
-    a child process drives Ray and this one, which writes the images and the ledger, watches it
-    and the head, and says when the cluster was lost."""
+    per node when not given; `sized` is told them and the nodes' CPUs. Unless this process is in
+    a cluster already (its caller's to lose), the driver is a watched child (`ray_driver`), so
+    that a lost head ends the command with one line."""
     ray = import_ray()
     if not batches:
         return
     if ray.is_initialized():
         yield from _drive(ray, settings, batches, places, address, sized)
     else:
-        yield from _through_child(settings, batches, places, address, sized)
+        yield from driven_in_child(_drive, settings, batches, places, address=address, sized=sized)
 
 
 def _drive(ray, settings: Settings, batches, places: list[Place] | None, address: str | None, sized):
@@ -114,98 +104,6 @@ def _drive(ray, settings: Settings, batches, places: list[Place] | None, address
             yield from _run(ray, settings, batches, places)
         except ray.exceptions.RayError as exc:
             raise tryon_cause(exc, "worker") or exc
-
-
-def _through_child(settings: Settings, batches, places: list[Place] | None, address: str | None, sized):
-    context = multiprocessing.get_context("spawn")  # a fork would copy this process's threads and locks
-    ours, theirs = context.Pipe(duplex=False)
-    child = context.Process(target=_driver, args=(theirs, settings, batches, places, address), daemon=True)
-    child.start()
-    theirs.close()  # the child's end: once the child is gone, recv() answers EOFError
-    head, finished, kind = None, 0, None  # head: the cluster's GCS address, once the child has joined
-    try:
-        while kind != "end":
-            if not ours.poll(HEAD_CHECK_S):
-                if head and not _answers(head):
-                    child.kill()  # waiting inside Ray on the lost head, it hears no other signal
-                    raise _lost(head, finished, "its head does not answer")
-                if not (head or _answers(address)):
-                    child.kill()
-                    raise Unavailable(f"no Ray cluster answers at {address}: start one there (ray start --head), "
-                                      "give the --address of one that runs, or use --engine local")
-                continue
-            try:
-                kind, what = ours.recv()
-            except EOFError:
-                child.join()
-                raise _lost(head or address, finished, f"Ray ended the driver process with exit code "
-                            f"{child.exitcode}, as it does when the driver's node stops") from None
-            if kind == "pair":
-                finished += 1
-                yield what
-            elif kind == "joined":
-                head, sizes = what
-                sized(*sizes)
-            elif kind == "error":
-                raise what
-    finally:
-        if child.is_alive() and kind not in ("end", "error"):  # this process stopped reading (Ctrl-C, an error)
-            os.kill(child.pid, signal.SIGINT)  # a KeyboardInterrupt: it shuts down a cluster it started
-            child.join(STOP_S)
-            child.kill()
-        child.join()
-
-
-HEAD_CHECK_S = 2  # how long the driver may be silent before the head is checked
-STOP_S = 10  # how long a child told to stop may take to shut down a cluster it started
-
-
-def _answers(address: str | None) -> bool:
-    """Whether the cluster's head takes a connection on its GCS port (HOST:PORT): the one part a
-    Ray cluster cannot lose. Another address ('auto'; none: a cluster the child starts) passes."""
-    host, _, port = (address or "").rpartition(":")
-    if not (host and port.isdigit()):
-        return True
-    try:
-        socket.create_connection((host, int(port)), timeout=5).close()
-    except OSError:
-        return False
-    return True
-
-
-def _lost(address: str | None, finished: int, why: str) -> Unavailable:
-    return Unavailable(f"lost the Ray cluster{f' at {address}' if address else ''} after {finished} pairs ({why}): "
-                       "the finished pairs are in the ledger; run the same command again, on a new cluster or with "
-                       "--engine local, to render the rest")
-
-
-def _driver(conn, settings: Settings, batches, places: list[Place] | None, address: str | None):
-    """The child process: drives Ray, tells its parent the cluster's head and size, then each
-    pair, then 'end'; a tryon error as 'error'. Anything else is a bug: its traceback is printed
-    here, the parent told."""
-    def orphaned():  # its parent killed outright: this process, perhaps waiting on a lost head, ends too
-        wait([multiprocessing.parent_process().sentinel])
-        os._exit(1)
-
-    threading.Thread(target=orphaned, daemon=True).start()
-    os.setpgid(0, 0)  # out of the terminal's process group: its parent alone handles a Ctrl-C, and stops it
-    ray = import_ray()
-
-    def joined(*sizes):
-        conn.send(("joined", (ray.get_runtime_context().gcs_address, sizes)))
-
-    try:
-        for pair in _drive(ray, settings, batches, places, address, joined):
-            conn.send(("pair", pair))
-    except KeyboardInterrupt:  # its parent's word to stop, once the cluster is left (or shut down)
-        return
-    except TryonError as exc:
-        conn.send(("error", exc))
-    except Exception:
-        conn.send(("error", RuntimeError("the Ray catalogue's driver process failed (its traceback is above)")))
-        raise
-    else:
-        conn.send(("end", None))
 
 
 def _check_cpus(ray, places: list[Place], fixed: bool):
