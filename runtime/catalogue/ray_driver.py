@@ -18,6 +18,10 @@ from multiprocessing.connection import wait
 from ..errors import TryonError, Unavailable
 from ..ray_cluster import import_ray
 
+HEAD_CHECK_S = 2  # how long the driver may be silent before the head is checked
+STOP_S = 10  # how long a child told to stop may take to shut down a cluster it started
+
+
 def driven_in_child(drive, *args, address: str | None, sized) -> Iterator:
     """What `drive(ray, *args, address, joined)` yields, driven in a child process and passed on
     here; `sized` is told what the child tells `joined` (the workers and the nodes' CPUs). The
@@ -31,11 +35,10 @@ def driven_in_child(drive, *args, address: str | None, sized) -> Iterator:
     try:
         while kind != "end":
             if not ours.poll(HEAD_CHECK_S):
-                if head and not _answers(head):
+                if not _answers(head or address):  # the head it joined, or the one it is to join
                     child.kill()  # waiting inside Ray on the lost head, it hears no other signal
-                    raise _lost(head, finished, "its head does not answer")
-                if not (head or _answers(address)):
-                    child.kill()
+                    if head:
+                        raise _lost(head, finished, "its head does not answer")
                     raise Unavailable(f"no Ray cluster answers at {address}: start one there (ray start --head), "
                                       "give the --address of one that runs, or use --engine local")
                 continue
@@ -60,9 +63,6 @@ def driven_in_child(drive, *args, address: str | None, sized) -> Iterator:
             child.kill()
         child.join()
 
-
-HEAD_CHECK_S = 2  # how long the driver may be silent before the head is checked
-STOP_S = 10  # how long a child told to stop may take to shut down a cluster it started
 
 
 def _answers(address: str | None) -> bool:
