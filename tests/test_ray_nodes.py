@@ -319,3 +319,51 @@ def test_an_address_where_no_cluster_answers_is_one_line(tiny_models_dir, inputs
                  "--engine", "ray", "--address", f"127.0.0.1:{free_port()}", timeout=60)
     assert done.returncode == 5 and "error: no Ray cluster answers at 127.0.0.1:" in done.stderr, done.stderr
     assert "Traceback" not in done.stderr
+
+
+def test_a_ctrl_c_mid_catalogue_stops_the_cluster_the_command_started(tiny_models_dir, inputs, tmp_path):
+    """Ctrl-C reaches the command alone (its driver child is in a process group of its own), which
+    stops the child so that it shuts down the cluster it started: exit 130, no traceback, the
+    finished pairs kept whole, and no process of that cluster left."""
+    import tempfile
+
+    from test_cli import TRYON
+
+    persons, garments = inputs
+    for photo in sorted((viton_dir() / "person").glob("*.jpg"))[2:4]:
+        shutil.copy(photo, persons)
+    out, ray_tmp = tmp_path / "out", tempfile.mkdtemp(prefix="r", dir="/tmp")  # short: Ray's socket paths
+    command = subprocess.Popen([TRYON, "catalogue", persons, garments, "-o", out, "--models", tiny_models_dir,
+                                *FAST, "--engine", "ray"], stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "RAY_TMPDIR": ray_tmp})
+    try:
+        deadline = time.monotonic() + 120
+        while command.poll() is None and not Ledger(out).read() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert command.poll() is None, "the run ended before the Ctrl-C"
+        command.send_signal(signal.SIGINT)
+        assert command.wait(60) == 130, command.stderr.read()
+    finally:
+        command.kill()
+    assert "Traceback" not in command.stderr.read()
+    assert all(decode(png).shape == (256, 192, 3) for png in images(out).values())
+    assert not list(out.rglob("*.partial"))
+    deadline = time.monotonic() + 15  # the cluster's last processes take a moment to end
+    while (left := processes_with_files_in(ray_tmp)) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for entry in left:  # not left running for the tests after this one
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(int(entry.split()[0]), signal.SIGKILL)
+    shutil.rmtree(ray_tmp, ignore_errors=True)
+    assert not left, f"processes of the command's cluster still running: {left}"
+
+
+def processes_with_files_in(folder: str) -> list[str]:
+    """Processes holding a file under `folder` open: a Ray cluster's, by its temp dir (its agents
+    rename themselves, ray::DashboardAgent, so their command lines do not name it)."""
+    found = []
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        with contextlib.suppress(OSError):  # gone meanwhile, or another user's
+            if any(os.readlink(f"/proc/{pid}/fd/{fd}").startswith(folder) for fd in os.listdir(f"/proc/{pid}/fd")):
+                found.append(f"{pid} {Path(f'/proc/{pid}/cmdline').read_text().replace(chr(0), ' ')[:80]}")
+    return found
